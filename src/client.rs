@@ -1,0 +1,325 @@
+//! The configured client: base URL, API key, version header, timeouts, and the HTTP stack.
+
+use http::HeaderValue;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::generated;
+use crate::retry::ConflictRetry;
+
+/// The server in `openapi.json`.
+pub const DEFAULT_BASE_URL: &str = "https://cloud-api.phala.com";
+/// `X-Phala-Version` sent unless [`ClientBuilder::api_version`] says otherwise (the official
+/// SDKs' default).
+pub const DEFAULT_API_VERSION: &str = "2026-05-22";
+/// Variable holding the API key (as the official SDKs and CLI read it).
+pub const API_KEY_ENV: &str = "PHALA_CLOUD_API_KEY";
+/// Variable holding the API prefix, e.g. `https://cloud-api.phala.com/api/v1`.
+pub const API_PREFIX_ENV: &str = "PHALA_CLOUD_API_PREFIX";
+/// Largest response body read by default (bytes); see [`ClientBuilder::max_response_body`].
+pub const DEFAULT_MAX_RESPONSE_BODY: usize = 1 << 20;
+
+const USER_AGENT: &str = concat!("phala-cloud-rs/", env!("CARGO_PKG_VERSION"));
+
+/// A configuration that cannot work, found before any request is made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// No API key was given.
+    #[error("no API key: set {API_KEY_ENV} or call ClientBuilder::api_key")]
+    MissingApiKey,
+    /// The API key has characters an HTTP header cannot carry. The key itself is not shown.
+    #[error("the API key contains characters that cannot be sent in a header")]
+    InvalidApiKey,
+    /// The base URL is not an absolute http(s) URL.
+    #[error("invalid base URL {url:?}: {reason}")]
+    InvalidBaseUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The `X-Phala-Version` value cannot be sent in a header.
+    #[error("invalid API version {0:?}")]
+    InvalidApiVersion(String),
+    /// An environment variable is set but not valid Unicode.
+    #[error("environment variable {0} is not valid Unicode")]
+    NotUnicode(&'static str),
+    /// The HTTP client could not be built (TLS set-up).
+    #[error("cannot build the HTTP client: {0}")]
+    Http(String),
+}
+
+/// A Phala Cloud API client. Cheap to clone; clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The generated client: base URL and the `reqwest::Client`.
+    pub(crate) api: generated::Client,
+    pub(crate) api_key: HeaderValue,
+    pub(crate) api_version: HeaderValue,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_response_body: usize,
+    pub(crate) conflict_retry: Option<ConflictRetry>,
+}
+
+impl Client {
+    /// A builder with the defaults (spec server, `X-Phala-Version` [`DEFAULT_API_VERSION`]).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A client configured from `PHALA_CLOUD_API_KEY` and, if set, `PHALA_CLOUD_API_PREFIX`.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        ClientBuilder::from_env()?.build()
+    }
+
+    /// The base URL requests go to (without `/api/v1`).
+    pub fn base_url(&self) -> &str {
+        progenitor_client::ClientInfo::baseurl(&self.inner.api)
+    }
+
+    /// The underlying generated client, for operations this crate does not wrap.
+    pub fn generated(&self) -> &generated::Client {
+        &self.inner.api
+    }
+
+    /// The `reqwest::Client` requests go through.
+    pub fn http(&self) -> &reqwest::Client {
+        progenitor_client::ClientInfo::client(&self.inner.api)
+    }
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url())
+            .field("api_key", &"[redacted]")
+            .field("api_version", &self.inner.api_version)
+            .field("timeout", &self.inner.timeout)
+            .field("max_response_body", &self.inner.max_response_body)
+            .field("conflict_retry", &self.inner.conflict_retry)
+            .finish()
+    }
+}
+
+/// Builds a [`Client`].
+#[derive(Clone)]
+pub struct ClientBuilder {
+    base_url: String,
+    api_key: Option<String>,
+    api_version: String,
+    connect_timeout: Duration,
+    timeout: Option<Duration>,
+    http: Option<reqwest::Client>,
+    max_response_body: usize,
+    conflict_retry: Option<ConflictRetry>,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            api_version: DEFAULT_API_VERSION.to_owned(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Some(Duration::from_secs(60)),
+            http: None,
+            max_response_body: DEFAULT_MAX_RESPONSE_BODY,
+            conflict_retry: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("api_version", &self.api_version)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("custom_http_client", &self.http.is_some())
+            .field("max_response_body", &self.max_response_body)
+            .field("conflict_retry", &self.conflict_retry)
+            .finish()
+    }
+}
+
+fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v)),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode(name)),
+    }
+}
+
+impl ClientBuilder {
+    /// A builder preset from `PHALA_CLOUD_API_KEY` and `PHALA_CLOUD_API_PREFIX`; the key must be set.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut builder = Self::default();
+        builder.api_key = Some(env_var(API_KEY_ENV)?.ok_or(ConfigError::MissingApiKey)?);
+        if let Some(prefix) = env_var(API_PREFIX_ENV)? {
+            builder.base_url = prefix;
+        }
+        Ok(builder)
+    }
+
+    /// The server, e.g. `https://cloud-api.phala.com`. A prefix ending in `/api/v1` (the form
+    /// `PHALA_CLOUD_API_PREFIX` holds) is accepted too.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into();
+        self
+    }
+
+    /// The API key, sent as `X-API-Key` and marked sensitive (kept out of `Debug` and of
+    /// HTTP/2 header compression).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The `X-Phala-Version` header (default [`DEFAULT_API_VERSION`]).
+    pub fn api_version(mut self, version: impl Into<String>) -> Self {
+        self.api_version = version.into();
+        self
+    }
+
+    /// Time allowed to open a connection (default 10 s). Ignored with [`http_client`](Self::http_client).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Time allowed for a whole request, reply included (default 60 s); `None` for no limit.
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Use this `reqwest::Client` (its TLS, proxy and pool settings) instead of building one.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.http = Some(client);
+        self
+    }
+
+    /// The largest response body read (default 1 MiB). A longer body is not read to its end:
+    /// the error keeps its first bytes and says it was truncated.
+    pub fn max_response_body(mut self, bytes: usize) -> Self {
+        self.max_response_body = bytes;
+        self
+    }
+
+    /// Retry a 409 "another operation in progress" by this policy. Off by default.
+    pub fn retry_on_conflict(mut self, policy: ConflictRetry) -> Self {
+        self.conflict_retry = Some(policy);
+        self
+    }
+
+    /// Checks the configuration and builds the client.
+    pub fn build(self) -> Result<Client, ConfigError> {
+        let key = self.api_key.ok_or(ConfigError::MissingApiKey)?;
+        let mut api_key = HeaderValue::from_str(key.trim()).map_err(|_| ConfigError::InvalidApiKey)?;
+        if api_key.is_empty() {
+            return Err(ConfigError::MissingApiKey);
+        }
+        api_key.set_sensitive(true);
+        let api_version = HeaderValue::from_str(&self.api_version)
+            .map_err(|_| ConfigError::InvalidApiVersion(self.api_version.clone()))?;
+        let base_url = normalize_base_url(&self.base_url)?;
+        let http = match self.http {
+            Some(client) => client,
+            None => default_http_client(self.connect_timeout)?,
+        };
+        Ok(Client {
+            inner: Arc::new(Inner {
+                api: generated::Client::new_with_client(&base_url, http),
+                api_key,
+                api_version,
+                timeout: self.timeout,
+                max_response_body: self.max_response_body,
+                conflict_retry: self.conflict_retry,
+            }),
+        })
+    }
+}
+
+/// Checks a base URL and strips a trailing `/` and `/api/v1` (every path in the spec starts
+/// with `/api/v1`).
+pub(crate) fn normalize_base_url(input: &str) -> Result<String, ConfigError> {
+    let invalid = |reason: &str| ConfigError::InvalidBaseUrl { url: input.to_owned(), reason: reason.to_owned() };
+    let url = url::Url::parse(input.trim()).map_err(|e| invalid(&e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid("a base URL takes no query or fragment"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("credentials go in the API key, not the URL"));
+    }
+    let mut s = url.as_str().trim_end_matches('/').to_owned();
+    if let Some(stripped) = s.strip_suffix("/api/v1") {
+        s = stripped.to_owned();
+    }
+    Ok(s)
+}
+
+/// reqwest on rustls with the *ring* provider (it builds in a fraction of aws-lc-rs's time and
+/// needs no C toolchain) and the platform's certificate verifier.
+fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    use rustls_platform_verifier::BuilderVerifierExt;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConfigError::Http(e.to_string()))?
+        .with_platform_verifier()
+        .map_err(|e| ConfigError::Http(e.to_string()))?
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .connect_timeout(connect_timeout)
+        .build()
+        .map_err(|e| ConfigError::Http(e.to_string()))
+}
+
+pub(crate) const fn user_agent() -> &'static str {
+    USER_AGENT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        assert_eq!(normalize_base_url("https://cloud-api.phala.com").unwrap(), "https://cloud-api.phala.com");
+        assert_eq!(normalize_base_url("https://cloud-api.phala.com/api/v1/").unwrap(), "https://cloud-api.phala.com");
+        assert_eq!(normalize_base_url("http://127.0.0.1:8080/proxy/api/v1").unwrap(), "http://127.0.0.1:8080/proxy");
+        for bad in ["ftp://x", "not a url", "https://h/?q=1", "https://u:p@h", "/api/v1"] {
+            assert!(matches!(normalize_base_url(bad), Err(ConfigError::InvalidBaseUrl { .. })), "{bad}");
+        }
+    }
+
+    #[test]
+    fn key_is_required_and_redacted() {
+        assert_eq!(Client::builder().build().unwrap_err(), ConfigError::MissingApiKey);
+        assert_eq!(Client::builder().api_key("  ").build().unwrap_err(), ConfigError::MissingApiKey);
+        assert_eq!(Client::builder().api_key("a\nb").build().unwrap_err(), ConfigError::InvalidApiKey);
+        let builder = Client::builder().api_key("canary-key-123");
+        assert!(!format!("{builder:?}").contains("canary"));
+        let client = builder.build().unwrap();
+        assert!(!format!("{client:?}").contains("canary"));
+        assert!(client.inner.api_key.is_sensitive());
+        assert_eq!(client.base_url(), DEFAULT_BASE_URL);
+    }
+}

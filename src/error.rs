@@ -1,0 +1,353 @@
+//! What every operation's errors share: the HTTP reply as it came ([`HttpError`]), the error
+//! envelopes Phala Cloud uses ([`ErrorEnvelope`]), and failures below HTTP
+//! ([`TransportError`]).
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use crate::types::ValidationError;
+
+/// An HTTP reply with a status other than 2xx, kept whole: status, headers, the raw body bytes
+/// and, where the body is one of the known envelopes, its parsed form.
+#[derive(Clone)]
+pub struct HttpError {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    body_truncated: bool,
+    envelope: ErrorEnvelope,
+}
+
+impl HttpError {
+    /// Builds the error from a reply. `body_truncated` says the body was longer than the
+    /// client's cap and `body` holds its first bytes only.
+    pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, body_truncated: bool) -> Self {
+        let envelope = if body_truncated { ErrorEnvelope::Unrecognized } else { ErrorEnvelope::parse(&body) };
+        Self { status, headers, body, body_truncated, envelope }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body bytes as received (the first bytes only when [`body_truncated`](Self::body_truncated)).
+    pub fn raw_body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body was longer than the client's response-size cap and was not read to its end.
+    pub fn body_truncated(&self) -> bool {
+        self.body_truncated
+    }
+
+    /// The parsed body, where it is a known envelope.
+    pub fn envelope(&self) -> &ErrorEnvelope {
+        &self.envelope
+    }
+
+    /// The request id: the body's `request_id`, else the `X-Request-ID` header.
+    pub fn request_id(&self) -> Option<&str> {
+        match &self.envelope {
+            ErrorEnvelope::Structured(s) => s.request_id.as_deref(),
+            _ => None,
+        }
+        .or_else(|| self.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
+    }
+
+    /// The `error_code` of a StructuredError body (e.g. `ERR-01-005`).
+    pub fn error_code(&self) -> Option<&str> {
+        match &self.envelope {
+            ErrorEnvelope::Structured(s) => s.error_code.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The server's message: StructuredError `message`, FastAPI `detail` text, or the first
+    /// validation message.
+    pub fn message(&self) -> Option<&str> {
+        match &self.envelope {
+            ErrorEnvelope::Structured(s) => s.message.as_deref(),
+            ErrorEnvelope::Detail(d) => Some(d),
+            ErrorEnvelope::Validation(v) => v.first().map(|e| e.msg.as_str()),
+            ErrorEnvelope::Unrecognized => None,
+        }
+    }
+
+    /// The delay asked for by `Retry-After` (seconds or an HTTP date), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        let value = self.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs));
+        }
+        let at = httpdate::parse_http_date(value).ok()?;
+        Some(at.duration_since(SystemTime::now()).unwrap_or_default())
+    }
+}
+
+/// `HTTP 404: CVM not found`, `HTTP 465 ERR-01-005: Compose hash registration required`.
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "HTTP {}", self.status.as_u16())?;
+        if let Some(code) = self.error_code() {
+            write!(f, " {code}")?;
+        }
+        match self.message() {
+            Some(message) => write!(f, ": {}", one_line(message))?,
+            None => match self.status.canonical_reason() {
+                Some(reason) => write!(f, " {reason}")?,
+                None => {}
+            },
+        }
+        if let ErrorEnvelope::Validation(issues) = &self.envelope
+            && issues.len() > 1
+        {
+            write!(f, " (and {} more)", issues.len() - 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpError")
+            .field("status", &self.status)
+            .field("request_id", &self.request_id())
+            .field("envelope", &self.envelope)
+            .field("body_len", &self.body.len())
+            .field("body_truncated", &self.body_truncated)
+            .finish()
+    }
+}
+
+/// Collapses a server message to one line of bounded length for `Display`.
+fn one_line(s: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if out.len() > MAX {
+        let cut = (0..=MAX).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
+}
+
+/// The error bodies Phala Cloud sends.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ErrorEnvelope {
+    /// `{"error_code","message","request_id","details","suggestions","links"}`.
+    Structured(StructuredError),
+    /// FastAPI's `{"detail": "text"}`.
+    Detail(String),
+    /// FastAPI's validation list `{"detail": [{"loc","msg","type"}]}`, parsed into the
+    /// spec's `ValidationError`.
+    Validation(Vec<ValidationError>),
+    /// Empty, not JSON, truncated, or JSON of another shape: only the raw body is kept.
+    Unrecognized,
+}
+
+impl ErrorEnvelope {
+    /// Parses a body; never fails, an unknown body gives [`ErrorEnvelope::Unrecognized`].
+    pub fn parse(body: &[u8]) -> Self {
+        let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
+            return Self::Unrecognized;
+        };
+        match map.remove("detail") {
+            Some(Value::String(text)) => return Self::Detail(text),
+            Some(list @ Value::Array(_)) => {
+                if let Ok(issues) = serde_json::from_value::<Vec<ValidationError>>(list) {
+                    return Self::Validation(issues);
+                }
+                return Self::Unrecognized;
+            }
+            Some(other) => {
+                map.insert("detail".into(), other);
+            }
+            None => {}
+        }
+        let has_text = |k: &str| map.get(k).is_some_and(Value::is_string);
+        if has_text("error_code") || has_text("message") {
+            if let Ok(s) = serde_json::from_value::<StructuredError>(Value::Object(map)) {
+                return Self::Structured(s);
+            }
+        }
+        Self::Unrecognized
+    }
+}
+
+/// Phala Cloud's structured error body. Every field is optional so that a body that differs
+/// from the documented shape still parses; fields the crate does not know are in `extra`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StructuredError {
+    /// E.g. `ERR-01-005`.
+    pub error_code: Option<String>,
+    /// Human-readable message.
+    pub message: Option<String>,
+    /// Server-side request id.
+    pub request_id: Option<String>,
+    /// Field-level details. For 465 they carry the phase-1 data.
+    pub details: Vec<ErrorDetail>,
+    /// What the server suggests doing.
+    pub suggestions: Vec<String>,
+    /// Documentation links.
+    pub links: Vec<ErrorLink>,
+    /// Top-level fields not listed above (older servers put the 465 data here).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One entry of [`StructuredError::details`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ErrorDetail {
+    /// The field the detail is about.
+    pub field: Option<String>,
+    /// Its value (any JSON).
+    pub value: Value,
+    /// What is wrong with it.
+    pub message: Option<String>,
+}
+
+/// One entry of [`StructuredError::links`].
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct ErrorLink {
+    /// Where.
+    pub url: Option<String>,
+    /// Its title.
+    pub label: Option<String>,
+}
+
+/// Whether a request that failed below HTTP reached the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The request never left the client (no connection, or it could not be built): it is
+    /// safe to send it again.
+    NotSent,
+    /// The request may have reached the server (the connection broke, a timeout fired, or the
+    /// reply was cut off): the server may have acted on it.
+    MaybeSent,
+}
+
+/// A failure below HTTP: connection, timeout, or an unreadable reply.
+#[derive(Debug)]
+pub struct TransportError {
+    delivery: Delivery,
+    status: Option<StatusCode>,
+    source: reqwest::Error,
+}
+
+impl TransportError {
+    /// Classifies a reqwest error raised while sending (no status yet).
+    pub(crate) fn sending(source: reqwest::Error) -> Self {
+        let delivery = if source.is_connect() || source.is_builder() { Delivery::NotSent } else { Delivery::MaybeSent };
+        Self { delivery, status: None, source }
+    }
+
+    /// A reply whose status arrived but whose body could not be read to its end.
+    pub(crate) fn reading_body(status: StatusCode, source: reqwest::Error) -> Self {
+        Self { delivery: Delivery::MaybeSent, status: Some(status), source }
+    }
+
+    /// Whether the request may have reached the server.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// The status, when the reply's head arrived before the failure.
+    pub fn status(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// A timeout fired (connect or request).
+    pub fn is_timeout(&self) -> bool {
+        self.source.is_timeout()
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.is_timeout() { "timed out" } else { "failed" };
+        match (self.delivery, self.status) {
+            (Delivery::NotSent, _) => write!(f, "request {what} before it was sent"),
+            (Delivery::MaybeSent, Some(status)) => {
+                write!(f, "reading the HTTP {} reply {what}; the server received the request", status.as_u16())
+            }
+            (Delivery::MaybeSent, None) => write!(f, "request {what}; it may have reached the server"),
+        }
+    }
+}
+
+impl std::error::Error for TransportError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes() {
+        assert_eq!(ErrorEnvelope::parse(br#"{"detail":"nope"}"#), ErrorEnvelope::Detail("nope".into()));
+        let v = ErrorEnvelope::parse(br#"{"detail":[{"loc":["body",0],"msg":"m","type":"t"}]}"#);
+        assert!(matches!(v, ErrorEnvelope::Validation(ref issues) if issues.len() == 1 && issues[0].msg == "m"));
+        assert_eq!(ErrorEnvelope::parse(br#"{"detail":[{"msg":1}]}"#), ErrorEnvelope::Unrecognized);
+        assert_eq!(ErrorEnvelope::parse(b""), ErrorEnvelope::Unrecognized);
+        assert_eq!(ErrorEnvelope::parse(b"<html>"), ErrorEnvelope::Unrecognized);
+        assert_eq!(ErrorEnvelope::parse(br#"{"error_code":"E""#), ErrorEnvelope::Unrecognized);
+        assert_eq!(ErrorEnvelope::parse(br#"[1]"#), ErrorEnvelope::Unrecognized);
+        assert_eq!(ErrorEnvelope::parse(br#"{"error_code":5}"#), ErrorEnvelope::Unrecognized);
+        let ErrorEnvelope::Structured(s) =
+            ErrorEnvelope::parse(br#"{"error_code":"E","details":[{"field":"f","value":1}],"x":2}"#)
+        else {
+            panic!("structured");
+        };
+        assert_eq!(s.error_code.as_deref(), Some("E"));
+        assert_eq!(s.details[0].value, 1);
+        assert_eq!(s.extra["x"], 2);
+        // Wrong field types inside a structured body: not a panic, not structured.
+        assert_eq!(ErrorEnvelope::parse(br#"{"message":"m","details":"oops"}"#), ErrorEnvelope::Unrecognized);
+    }
+
+    #[test]
+    fn display_is_one_line_and_bounded() {
+        let long = format!(r#"{{"detail":"a\nb {}"}}"#, "x".repeat(1000));
+        let e = HttpError::new(StatusCode::NOT_FOUND, HeaderMap::new(), Bytes::from(long), false);
+        let shown = e.to_string();
+        assert!(shown.starts_with("HTTP 404: a b xxx"));
+        assert!(!shown.contains('\n'));
+        assert!(shown.len() < 320);
+        let e = HttpError::new(StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::from_static(b"<html>"), false);
+        assert_eq!(e.to_string(), "HTTP 502 Bad Gateway");
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, "7".parse().unwrap());
+        let e = HttpError::new(StatusCode::CONFLICT, headers, Bytes::new(), false);
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
+        let mut headers = HeaderMap::new();
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(30));
+        headers.insert(http::header::RETRY_AFTER, later.parse().unwrap());
+        let e = HttpError::new(StatusCode::CONFLICT, headers, Bytes::new(), false);
+        let d = e.retry_after().unwrap();
+        assert!(d > Duration::from_secs(25) && d <= Duration::from_secs(30), "{d:?}");
+    }
+}

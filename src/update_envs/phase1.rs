@@ -1,0 +1,157 @@
+//! The data of a 465 reply: what must be registered on-chain before phase 2.
+//!
+//! Current servers send a StructuredError whose `details` carry `compose_hash`, `app_id`,
+//! `device_id` and `kms_info`; older ones send the same four fields flat at the top level.
+//! Both are read, hex with or without `0x`.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+use crate::hex::{AppId, ComposeHash, strip_0x};
+
+const KNOWN: [&str; 4] = ["compose_hash", "app_id", "device_id", "kms_info"];
+/// Top-level fields of the error envelope itself, not phase-1 data.
+const ENVELOPE: [&str; 7] = ["error_code", "message", "request_id", "details", "suggestions", "links", "detail"];
+
+/// What phase 1 asks to be registered.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Phase1Data {
+    /// The compose hash to register with `addComposeHash`.
+    pub compose_hash: ComposeHash,
+    /// The app contract (DstackApp) to register it on.
+    pub app_id: AppId,
+    /// The device the CVM runs on (hex, lowercase, without `0x`), if sent.
+    pub device_id: Option<String>,
+    /// The app's KMS, if sent; its `chain_id` names the chain of the app contract.
+    pub kms_info: Option<KmsInfo>,
+    /// Other fields of the phase-1 data that this crate does not know.
+    pub extra: Map<String, Value>,
+}
+
+/// The KMS of an app, as phase 1 describes it. Every field is optional; unknown fields are
+/// kept in `extra`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct KmsInfo {
+    /// KMS id.
+    pub id: Option<String>,
+    /// KMS slug, as in `/api/v1/kms/{slug}/…`.
+    pub slug: Option<String>,
+    /// KMS URL.
+    pub url: Option<String>,
+    /// KMS version.
+    pub version: Option<String>,
+    /// Chain of the KMS contracts (8453 Base, 1 Ethereum); `None` for a centralized KMS.
+    #[serde(deserialize_with = "lenient_u64")]
+    pub chain_id: Option<u64>,
+    /// The KMS contract.
+    pub kms_contract_address: Option<String>,
+    /// The gateway's app id.
+    pub gateway_app_id: Option<String>,
+    /// The KMS's secp256k1 key (compressed, hex), which signs env-encryption public keys.
+    pub k256_pubkey: Option<String>,
+    /// Fields not listed above.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A chain id as a number, a decimal string or a `0x` hex string.
+fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => match s.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16).ok(),
+            None => s.parse().ok(),
+        },
+        _ => None,
+    })
+}
+
+impl Phase1Data {
+    /// Reads the phase-1 data of a 465 body, structured or flat. The error says which field
+    /// is missing or malformed.
+    pub fn parse(body: &[u8]) -> Result<Self, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+        let Value::Object(mut top) = value else {
+            return Err("body is not a JSON object".into());
+        };
+        // Structured form: details = [{field, value}]; they win over flat fields.
+        let mut fields = Map::new();
+        if let Some(Value::Array(details)) = top.remove("details") {
+            for detail in details {
+                if let (Some(Value::String(field)), Some(value)) = (detail.get("field").cloned(), detail.get("value")) {
+                    fields.insert(field, value.clone());
+                }
+            }
+        }
+        // Flat form: every top-level field but the envelope's own.
+        for (key, v) in top {
+            if !ENVELOPE.contains(&key.as_str()) {
+                fields.entry(key).or_insert(v);
+            }
+        }
+        let text = |fields: &Map<String, Value>, key: &str| -> Option<String> {
+            fields.get(key).and_then(Value::as_str).map(str::to_owned)
+        };
+        let compose_hash = text(&fields, "compose_hash").ok_or("no compose_hash")?;
+        let compose_hash: ComposeHash = compose_hash.parse().map_err(|e| format!("{e}"))?;
+        let app_id: AppId = text(&fields, "app_id").ok_or("no app_id")?.parse().map_err(|e| format!("{e}"))?;
+        let device_id = text(&fields, "device_id").map(|d| strip_0x(&d).to_ascii_lowercase());
+        let kms_info = match fields.remove("kms_info") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(serde_json::from_value(v).map_err(|e| format!("kms_info: {e}"))?),
+        };
+        for key in KNOWN {
+            fields.remove(key);
+        }
+        Ok(Self { compose_hash, app_id, device_id, kms_info, extra: fields })
+    }
+
+    /// The chain the app contract is on, from `kms_info.chain_id`.
+    pub fn chain_id(&self) -> Option<u64> {
+        self.kms_info.as_ref().and_then(|k| k.chain_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_and_structured_agree() {
+        let structured = br#"{"error_code":"ERR-01-005","details":[
+            {"field":"compose_hash","value":"0x18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49"},
+            {"field":"app_id","value":"0xA172cedcae47474b615c54d510a5d84a8dea3032"},
+            {"field":"device_id","value":"0xAB"},
+            {"field":"kms_info","value":{"chain_id":"8453","slug":"s","new_field":1}},
+            {"field":"future","value":[1]}]}"#;
+        let flat = br#"{"compose_hash":"18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49",
+            "app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","device_id":"ab",
+            "kms_info":{"chain_id":8453,"slug":"s","new_field":1},"future":[1]}"#;
+        let a = Phase1Data::parse(structured).unwrap();
+        let b = Phase1Data::parse(flat).unwrap();
+        assert_eq!(a.compose_hash, b.compose_hash);
+        assert_eq!(a.app_id, b.app_id);
+        assert_eq!(a.device_id.as_deref(), Some("ab"));
+        assert_eq!(a.kms_info, b.kms_info);
+        assert_eq!(a.chain_id(), Some(8453));
+        assert_eq!(a.kms_info.as_ref().unwrap().extra["new_field"], 1);
+        assert_eq!(a.extra["future"], serde_json::json!([1]));
+        assert_eq!(b.extra["future"], serde_json::json!([1]));
+    }
+
+    #[test]
+    fn missing_or_bad_fields_are_named() {
+        assert_eq!(Phase1Data::parse(br#"{"app_id":"00"}"#).unwrap_err(), "no compose_hash");
+        let e = Phase1Data::parse(br#"{"compose_hash":"12","app_id":"00"}"#).unwrap_err();
+        assert!(e.contains("compose hash must be 32 bytes"), "{e}");
+        assert!(Phase1Data::parse(b"<html>").unwrap_err().contains("not JSON"));
+        let e = Phase1Data::parse(
+            br#"{"compose_hash":"18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(e.starts_with("kms_info"), "{e}");
+    }
+}
