@@ -290,8 +290,14 @@ const UNSUPPORTED: [&str; 12] = [
 /// Annotations 3.0 does not know and that change nothing about the data.
 const DROPPED: [&str; 6] = ["$schema", "$id", "$comment", "$anchor", "$defs", "contentSchema"];
 
+/// `{"type": "null"}`, as written or as [`convert_schema`] leaves it (`nullable` + `enum: [null]`),
+/// with at most annotations beside it.
 fn is_null_schema(schema: &Value) -> bool {
-    schema.get("type").and_then(Value::as_str) == Some("null") && schema.as_object().is_some_and(|o| o.len() <= 3)
+    let Some(obj) = schema.as_object() else { return false };
+    let written = obj.get("type").and_then(Value::as_str) == Some("null");
+    let converted = obj.get("nullable") == Some(&json!(true)) && obj.get("enum") == Some(&json!([null]));
+    (written || converted)
+        && obj.keys().all(|k| matches!(k.as_str(), "type" | "nullable" | "enum" | "title" | "description"))
 }
 
 /// Converts one schema in place (recursively).
