@@ -1,0 +1,158 @@
+//! Spec conformance, driven by `openapi.json` itself. When a maintainer drops in a new spec,
+//! these tests say what the handwritten layer must now handle.
+
+mod support;
+
+use http::{HeaderMap, StatusCode};
+use phala_cloud::{Client, UpdateCvmEnvsBody, update_envs};
+use serde_json::{Value, json};
+use support::{Reply, ScriptedServer};
+
+fn spec() -> Value {
+    serde_json::from_str(include_str!("../openapi.json")).unwrap()
+}
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// The operations the handwritten layer wraps: (method, path, statuses it maps).
+const WRAPPED: &[(&str, &str, &[u16])] = &[("patch", update_envs::PATH, update_envs::MAPPED_STATUSES)];
+
+fn operations(spec: &Value) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in METHODS {
+            if let Some(op) = item.get(method) {
+                out.push((method.to_owned(), path.clone(), op.clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_status_of_every_operation_is_mapped() {
+    let spec = spec();
+    let mut problems = Vec::new();
+    for (method, path, op) in operations(&spec) {
+        let id = op["operationId"].as_str().unwrap_or("?");
+        let Some((_, _, mapped)) = WRAPPED.iter().find(|(m, p, _)| *m == method && *p == path) else {
+            problems.push(format!("{} {path} ({id}) is not wrapped by the handwritten layer", method.to_uppercase()));
+            continue;
+        };
+        for status in op["responses"].as_object().unwrap().keys() {
+            let mapped_here = status.parse::<u16>().is_ok_and(|s| mapped.contains(&s));
+            if !mapped_here {
+                problems.push(format!(
+                    "{} {path} ({id}): response {status} has no mapping in the handwritten layer",
+                    method.to_uppercase()
+                ));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "the spec has changed:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn every_mapped_error_status_has_its_own_variant() {
+    for &status in update_envs::MAPPED_STATUSES {
+        let status = StatusCode::from_u16(status).unwrap();
+        let result = update_envs::classify(status, HeaderMap::new(), bytes::Bytes::new(), false);
+        match result {
+            Ok(ok) => assert!(status.is_success(), "{status} classified as success: {ok:?}"),
+            Err(e) => {
+                assert!(!e.is_unexpected_status(), "{status} falls through to UnexpectedStatus");
+                assert_eq!(e.status(), Some(status));
+            }
+        }
+    }
+    // And one that is not in the spec does fall through.
+    let e = update_envs::classify(StatusCode::IM_A_TEAPOT, HeaderMap::new(), bytes::Bytes::new(), false).unwrap_err();
+    assert!(e.is_unexpected_status());
+}
+
+#[test]
+fn the_wrapped_operation_is_in_the_spec_as_the_code_assumes() {
+    let spec = spec();
+    let op = &spec["paths"][update_envs::PATH]["patch"];
+    assert_eq!(op["operationId"], "update_cvm_envs_api_v1_cvms__cvm_id__envs_patch");
+    assert_eq!(op["parameters"][0]["name"], "cvm_id");
+    assert_eq!(op["parameters"][0]["in"], "path");
+    assert_eq!(spec["servers"][0]["url"], phala_cloud::DEFAULT_BASE_URL);
+}
+
+/// A validator for the spec's request schema of the envs operation, JSON Schema 2020-12 (the
+/// dialect of OpenAPI 3.1), with `#/components/...` references resolved in the spec itself.
+fn request_validator() -> jsonschema::Validator {
+    let spec = spec();
+    let schema_ref = spec["paths"][update_envs::PATH]["patch"]["requestBody"]["content"]["application/json"]["schema"]
+        ["$ref"]
+        .clone();
+    let root = json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$ref": schema_ref,
+        "components": spec["components"],
+    });
+    jsonschema::draft202012::new(&root).unwrap()
+}
+
+#[tokio::test]
+async fn request_bodies_sent_match_the_spec_schema_and_headers() {
+    let validator = request_validator();
+    // The validator is not vacuous.
+    assert!(!validator.is_valid(&json!({"env_keys": ["A"]})));
+    assert!(!validator.is_valid(&json!({"encrypted_env": "ab", "env_keys": "A"})));
+
+    let server = ScriptedServer::start(vec![Reply::json(202, "{}")]).await;
+    let client = Client::builder().base_url(&server.base_url).api_key("key-abc").build().unwrap();
+    let blob = "ab".repeat(80);
+    let hash = format!("0x{}", "11".repeat(32));
+    let tx = "22".repeat(32);
+    let bodies = [
+        // Phase 1, with and without env_keys.
+        UpdateCvmEnvsBody {
+            encrypted_env: blob.clone(),
+            env_keys: Some(vec!["A".into()]),
+            compose_hash: None,
+            transaction_hash: None,
+        },
+        UpdateCvmEnvsBody { encrypted_env: blob.clone(), env_keys: None, compose_hash: None, transaction_hash: None },
+        UpdateCvmEnvsBody {
+            encrypted_env: blob.clone(),
+            env_keys: Some(vec![]),
+            compose_hash: None,
+            transaction_hash: None,
+        },
+        // Phase 2.
+        UpdateCvmEnvsBody {
+            encrypted_env: blob.clone(),
+            env_keys: Some(vec!["A".into(), "B_2".into()]),
+            compose_hash: Some(hash.clone()),
+            transaction_hash: Some(tx.clone()),
+        },
+    ];
+    for body in &bodies {
+        client.update_cvm_envs("cvm/1", body).await.unwrap();
+    }
+    let recorded = server.recorded();
+    assert_eq!(recorded.len(), bodies.len());
+    for (sent, body) in recorded.iter().zip(&bodies) {
+        let json: Value = serde_json::from_slice(&sent.body).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{json}: {errors:?}");
+        assert_eq!(json, serde_json::to_value(body).unwrap());
+        // Phase-1 bodies carry no phase-2 fields at all (not even null).
+        assert_eq!(json.get("compose_hash").is_some(), body.compose_hash.is_some());
+
+        assert_eq!(sent.request_line(), "PATCH /api/v1/cvms/cvm%2F1/envs HTTP/1.1");
+        assert_eq!(sent.header("x-api-key").as_deref(), Some("key-abc"));
+        assert_eq!(sent.header("x-phala-version").as_deref(), Some(phala_cloud::DEFAULT_API_VERSION));
+        assert_eq!(sent.header("user-agent"), Some(format!("phala-cloud-rs/{}", env!("CARGO_PKG_VERSION"))));
+        assert_eq!(sent.header("content-type").as_deref(), Some("application/json"));
+        assert_eq!(sent.header("accept").as_deref(), Some("application/json"));
+    }
+
+    // A configured version header is sent as given.
+    let client = Client::builder().base_url(&server.base_url).api_key("k").api_version("LATEST").build().unwrap();
+    client.update_cvm_envs("c", &bodies[0]).await.unwrap();
+    assert_eq!(server.recorded().last().unwrap().header("x-phala-version").as_deref(), Some("LATEST"));
+}
