@@ -273,9 +273,12 @@ pub(crate) fn normalize_base_url(input: &str) -> Result<String, ConfigError> {
     Ok(s)
 }
 
-/// reqwest on rustls with the *ring* provider (it builds in a fraction of aws-lc-rs's time and
-/// needs no C toolchain) and the platform's certificate verifier.
-fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+/// A `reqwest::ClientBuilder` set up as this crate builds its own: rustls with the *ring*
+/// provider (it builds in a fraction of aws-lc-rs's time and needs no C toolchain beyond a C
+/// compiler) and the platform's certificate verifier. Start from it to pass a customised
+/// client to [`ClientBuilder::http_client`]: with only this crate in the tree, reqwest has no
+/// process-wide TLS provider, and `reqwest::Client::new()` would panic.
+pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
     use rustls_platform_verifier::BuilderVerifierExt;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
@@ -285,11 +288,11 @@ fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, Con
         .map_err(|e| ConfigError::Http(e.to_string()))?
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .connect_timeout(connect_timeout)
-        .build()
-        .map_err(|e| ConfigError::Http(e.to_string()))
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls))
+}
+
+fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    http_client_builder()?.connect_timeout(connect_timeout).build().map_err(|e| ConfigError::Http(e.to_string()))
 }
 
 pub(crate) const fn user_agent() -> &'static str {

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod envcrypt;
 pub mod error;
 mod generated;
 pub mod hex;
@@ -40,8 +41,9 @@ pub mod validate;
 
 pub use client::{
     API_KEY_ENV, API_PREFIX_ENV, Client, ClientBuilder, ConfigError, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
-    DEFAULT_MAX_RESPONSE_BODY,
+    DEFAULT_MAX_RESPONSE_BODY, http_client_builder,
 };
+pub use envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 pub use error::{Delivery, ErrorEnvelope, HttpError, StructuredError, TransportError};
 pub use hex::{AppId, ComposeHash, TransactionHash};
 pub use retry::ConflictRetry;

@@ -181,7 +181,8 @@ impl Client {
     /// One PATCH, no retries.
     async fn send_update(&self, cvm_id: &str, payload: Bytes) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
         let inner = &self.inner;
-        let url = format!("{}{}", self.base_url(), PATH.replace("{cvm_id}", &progenitor_client::encode_path(cvm_id)));
+        let (before, after) = PATH.split_once("{cvm_id}").expect("PATH has the cvm_id parameter");
+        let url = [self.base_url(), before, &progenitor_client::encode_path(cvm_id), after].concat();
         let mut request = self
             .http()
             .patch(url)
