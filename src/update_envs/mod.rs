@@ -150,28 +150,28 @@ impl Client {
             let mut attempt = 1;
             loop {
                 let result = self.send_update(cvm_id, payload.clone()).await;
-                if let Some(status) = result.as_ref().err().and_then(UpdateEnvsError::status) {
+                let status = match &result {
+                    Ok(accepted) => Some(accepted.http_status),
+                    Err(e) => e.status(),
+                };
+                if let Some(status) = status {
                     tracing::Span::current().record("status", status.as_u16());
                 }
-                let delay = match (&result, &self.inner.conflict_retry) {
+                let retry = match (&result, &self.inner.conflict_retry) {
                     (Err(UpdateEnvsError::Conflict(http)), Some(policy)) => {
                         policy.delay(attempt, http.retry_after(), rand::random::<f64>())
                     }
                     _ => None,
                 };
-                match (result, delay) {
-                    (Ok(accepted), _) => {
-                        tracing::Span::current().record("status", accepted.http_status.as_u16());
+                let Some(delay) = retry else {
+                    if let Ok(accepted) = &result {
                         tracing::info!(correlation_id = accepted.correlation_id.as_deref(), "update accepted");
-                        return Ok(accepted);
                     }
-                    (Err(e), None) => return Err(e),
-                    (Err(_), Some(delay)) => {
-                        tracing::info!(attempt, ?delay, "409: another operation is running; retrying");
-                        tokio::time::sleep(delay).await;
-                        attempt += 1;
-                    }
-                }
+                    return result;
+                };
+                tracing::info!(attempt, ?delay, "409: another operation is running; retrying");
+                tokio::time::sleep(delay).await;
+                attempt += 1;
             }
         }
         .instrument(span)
