@@ -427,10 +427,10 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
         obj.insert("enum".into(), json!([value]));
     }
     // `examples` (an array in JSON Schema) → `example`.
-    if let Some(examples) = obj.remove("examples") {
-        if let Some(first) = examples.as_array().and_then(|a| a.first()) {
-            obj.entry("example").or_insert_with(|| first.clone());
-        }
+    if let Some(examples) = obj.remove("examples")
+        && let Some(first) = examples.as_array().and_then(|a| a.first())
+    {
+        obj.entry("example").or_insert_with(|| first.clone());
     }
     // Numeric exclusive bounds → boolean form.
     for (excl, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {

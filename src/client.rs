@@ -162,12 +162,9 @@ fn env_var(name: &'static str) -> Result<Option<String>, ConfigError> {
 impl ClientBuilder {
     /// A builder preset from `PHALA_CLOUD_API_KEY` and `PHALA_CLOUD_API_PREFIX`; the key must be set.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut builder = Self::default();
-        builder.api_key = Some(env_var(API_KEY_ENV)?.ok_or(ConfigError::MissingApiKey)?);
-        if let Some(prefix) = env_var(API_PREFIX_ENV)? {
-            builder.base_url = prefix;
-        }
-        Ok(builder)
+        let api_key = env_var(API_KEY_ENV)?.ok_or(ConfigError::MissingApiKey)?;
+        let base_url = env_var(API_PREFIX_ENV)?.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        Ok(Self { api_key: Some(api_key), base_url, ..Self::default() })
     }
 
     /// The server, e.g. `https://cloud-api.phala.com`. A prefix ending in `/api/v1` (the form

@@ -13,8 +13,13 @@ use crate::types::ValidationError;
 
 /// An HTTP reply with a status other than 2xx, kept whole: status, headers, the raw body bytes
 /// and, where the body is one of the known envelopes, its parsed form.
+///
+/// Boxed inside, so that error enums holding it stay small.
 #[derive(Clone)]
-pub struct HttpError {
+pub struct HttpError(Box<HttpErrorParts>);
+
+#[derive(Clone)]
+struct HttpErrorParts {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -27,46 +32,46 @@ impl HttpError {
     /// client's cap and `body` holds its first bytes only.
     pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, body_truncated: bool) -> Self {
         let envelope = if body_truncated { ErrorEnvelope::Unrecognized } else { ErrorEnvelope::parse(&body) };
-        Self { status, headers, body, body_truncated, envelope }
+        Self(Box::new(HttpErrorParts { status, headers, body, body_truncated, envelope }))
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// The body bytes as received (the first bytes only when [`body_truncated`](Self::body_truncated)).
     pub fn raw_body(&self) -> &Bytes {
-        &self.body
+        &self.0.body
     }
 
     /// The body was longer than the client's response-size cap and was not read to its end.
     pub fn body_truncated(&self) -> bool {
-        self.body_truncated
+        self.0.body_truncated
     }
 
     /// The parsed body, where it is a known envelope.
     pub fn envelope(&self) -> &ErrorEnvelope {
-        &self.envelope
+        &self.0.envelope
     }
 
     /// The request id: the body's `request_id`, else the `X-Request-ID` header.
     pub fn request_id(&self) -> Option<&str> {
-        match &self.envelope {
+        match &self.0.envelope {
             ErrorEnvelope::Structured(s) => s.request_id.as_deref(),
             _ => None,
         }
-        .or_else(|| self.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
+        .or_else(|| self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
     }
 
     /// The `error_code` of a StructuredError body (e.g. `ERR-01-005`).
     pub fn error_code(&self) -> Option<&str> {
-        match &self.envelope {
+        match &self.0.envelope {
             ErrorEnvelope::Structured(s) => s.error_code.as_deref(),
             _ => None,
         }
@@ -75,7 +80,7 @@ impl HttpError {
     /// The server's message: StructuredError `message`, FastAPI `detail` text, or the first
     /// validation message.
     pub fn message(&self) -> Option<&str> {
-        match &self.envelope {
+        match &self.0.envelope {
             ErrorEnvelope::Structured(s) => s.message.as_deref(),
             ErrorEnvelope::Detail(d) => Some(d),
             ErrorEnvelope::Validation(v) => v.first().map(|e| e.msg.as_str()),
@@ -85,7 +90,7 @@ impl HttpError {
 
     /// The delay asked for by `Retry-After` (seconds or an HTTP date), if any.
     pub fn retry_after(&self) -> Option<Duration> {
-        let value = self.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        let value = self.0.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
         if let Ok(secs) = value.parse::<u64>() {
             return Some(Duration::from_secs(secs));
         }
@@ -97,18 +102,16 @@ impl HttpError {
 /// `HTTP 404: CVM not found`, `HTTP 465 ERR-01-005: Compose hash registration required`.
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}", self.status.as_u16())?;
+        write!(f, "HTTP {}", self.0.status.as_u16())?;
         if let Some(code) = self.error_code() {
             write!(f, " {code}")?;
         }
-        match self.message() {
-            Some(message) => write!(f, ": {}", one_line(message))?,
-            None => match self.status.canonical_reason() {
-                Some(reason) => write!(f, " {reason}")?,
-                None => {}
-            },
+        if let Some(message) = self.message() {
+            write!(f, ": {}", one_line(message))?;
+        } else if let Some(reason) = self.0.status.canonical_reason() {
+            write!(f, " {reason}")?;
         }
-        if let ErrorEnvelope::Validation(issues) = &self.envelope
+        if let ErrorEnvelope::Validation(issues) = &self.0.envelope
             && issues.len() > 1
         {
             write!(f, " (and {} more)", issues.len() - 1)?;
@@ -120,11 +123,11 @@ impl fmt::Display for HttpError {
 impl fmt::Debug for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpError")
-            .field("status", &self.status)
+            .field("status", &self.0.status)
             .field("request_id", &self.request_id())
-            .field("envelope", &self.envelope)
-            .field("body_len", &self.body.len())
-            .field("body_truncated", &self.body_truncated)
+            .field("envelope", &self.0.envelope)
+            .field("body_len", &self.0.body.len())
+            .field("body_truncated", &self.0.body_truncated)
             .finish()
     }
 }
@@ -176,10 +179,10 @@ impl ErrorEnvelope {
             None => {}
         }
         let has_text = |k: &str| map.get(k).is_some_and(Value::is_string);
-        if has_text("error_code") || has_text("message") {
-            if let Ok(s) = serde_json::from_value::<StructuredError>(Value::Object(map)) {
-                return Self::Structured(s);
-            }
+        if (has_text("error_code") || has_text("message"))
+            && let Ok(s) = serde_json::from_value::<StructuredError>(Value::Object(map))
+        {
+            return Self::Structured(s);
         }
         Self::Unrecognized
     }

@@ -60,7 +60,7 @@ pub fn check_encrypted_env(hex: &str) -> Result<(), InputError> {
     if let Some(pos) = hex.bytes().position(|b| !b.is_ascii_hexdigit()) {
         return Err(InputError::new(field, format!("is not hex (byte {pos})")));
     }
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return Err(InputError::new(field, "has an odd number of hex digits"));
     }
     if hex.len() / 2 < MIN_ENCRYPTED_ENV_BYTES {

@@ -42,7 +42,7 @@ async fn reply(
     let mock = server
         .mock_async(|when, then| {
             when.method("PATCH").path(format!("/api/v1/cvms/{CVM}/envs"));
-            let mut then = then.status(status).body(reply_body.to_vec());
+            let mut then = then.status(status).body(reply_body);
             for (k, v) in headers {
                 then = then.header(*k, *v);
             }
@@ -211,7 +211,8 @@ async fn validation_field_errors() {
 #[tokio::test]
 async fn malformed_bodies_keep_their_status_variant_and_bytes() {
     let html = fixture("502_gateway.html");
-    let cases: [(u16, &[u8], fn(&UpdateEnvsError) -> bool); 10] = [
+    type Predicate = fn(&UpdateEnvsError) -> bool;
+    let cases: [(u16, &[u8], Predicate); 10] = [
         (465, b"", UpdateEnvsError::is_registration_required),
         (465, b"<html>oops</html>", UpdateEnvsError::is_registration_required),
         (
@@ -357,18 +358,19 @@ async fn bad_input_is_refused_before_sending() {
     let server = ScriptedServer::start(vec![Reply::json(202, "{}")]).await;
     let client = client(&server.base_url);
     let hash = format!("0x{}", "11".repeat(32));
-    let mut cases: Vec<(&str, UpdateCvmEnvsBody, &str)> = Vec::new();
-    cases.push(("", body(), "cvm_id"));
-    cases.push(("a/b c", body(), "cvm_id"));
-    cases.push((CVM, UpdateCvmEnvsBody { encrypted_env: "xyz".into(), ..body() }, "encrypted_env"));
-    cases.push((CVM, UpdateCvmEnvsBody { env_keys: Some(vec!["OK".into(), "1BAD".into()]), ..body() }, "env_keys[1]"));
-    cases.push((CVM, UpdateCvmEnvsBody { env_keys: Some(vec!["A".into(), "A".into()]), ..body() }, "env_keys[1]"));
-    cases.push((CVM, UpdateCvmEnvsBody { compose_hash: Some(hash.clone()), ..body() }, "transaction_hash"));
-    cases.push((
-        CVM,
-        UpdateCvmEnvsBody { compose_hash: Some("0x12".into()), transaction_hash: Some(hash.clone()), ..body() },
-        "compose_hash",
-    ));
+    let cases: Vec<(&str, UpdateCvmEnvsBody, &str)> = vec![
+        ("", body(), "cvm_id"),
+        ("a/b c", body(), "cvm_id"),
+        (CVM, UpdateCvmEnvsBody { encrypted_env: "xyz".into(), ..body() }, "encrypted_env"),
+        (CVM, UpdateCvmEnvsBody { env_keys: Some(vec!["OK".into(), "1BAD".into()]), ..body() }, "env_keys[1]"),
+        (CVM, UpdateCvmEnvsBody { env_keys: Some(vec!["A".into(), "A".into()]), ..body() }, "env_keys[1]"),
+        (CVM, UpdateCvmEnvsBody { compose_hash: Some(hash.clone()), ..body() }, "transaction_hash"),
+        (
+            CVM,
+            UpdateCvmEnvsBody { compose_hash: Some("0x12".into()), transaction_hash: Some(hash.clone()), ..body() },
+            "compose_hash",
+        ),
+    ];
     for (cvm, b, field) in cases {
         let e = client.update_cvm_envs(cvm, &b).await.unwrap_err();
         assert!(e.is_invalid_input(), "{e:?}");
