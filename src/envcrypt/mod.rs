@@ -1,0 +1,208 @@
+//! Env encryption for `PATCH /api/v1/cvms/{cvm_id}/envs`, the checks a CVM applies, and
+//! verification of the KMS signature over the recipient key.
+//!
+//! The flow: build an [`EnvVars`] (from pairs, `KEY=VALUE` strings or dotenv text), which refuses
+//! anything a CVM would silently drop; [`encrypt`] it to the CVM's X25519 public key; send the
+//! result with [`EncryptedEnv::into_body`], whose `env_keys` covers every encrypted name.
+//!
+//! ```
+//! use phala_cloud::envcrypt::{EnvVars, RecipientSecretKey, decrypt, encrypt};
+//!
+//! let env = EnvVars::from_pairs([("DATABASE_URL", "postgres://…"), ("API_TOKEN", "s3cr3t")])?;
+//! # let cvm_key = RecipientSecretKey::generate()?;
+//! # let recipient = cvm_key.public_key().to_string();
+//! // `recipient` is the CVM's `encrypted_env_pubkey` (hex, with or without `0x`).
+//! let encrypted = encrypt(&env, recipient.as_str())?;
+//! assert_eq!(encrypted.keys(), ["DATABASE_URL", "API_TOKEN"]);
+//! # assert_eq!(decrypt(encrypted.as_hex(), &cvm_key)?, env);
+//! let body = encrypted.into_body();
+//! assert_eq!(body.env_keys.as_deref(), Some(&["DATABASE_URL".to_string(), "API_TOKEN".to_string()][..]));
+//! # Ok::<(), phala_cloud::envcrypt::EnvCryptError>(())
+//! ```
+//!
+//! # Format
+//! The plaintext is the JSON `{"env":[{"key":"NAME","value":"text"},…]}`. X25519 between a fresh
+//! ephemeral secret and the recipient key gives the raw AES-256-GCM key (no KDF, no associated
+//! data); the IV is 12 random bytes. The blob is `ephemeral_public_key (32) ‖ iv (12) ‖
+//! ciphertext ‖ tag (16)` as lowercase hex without `0x`.
+//!
+//! # Secrets
+//! Env values are secrets: they are wiped from memory when an [`EnvVars`] is dropped, shown as
+//! `<redacted>` by `Debug`, and never appear in `Display` or in an error (env names do, since they
+//! are not secret). [`encrypt`] writes the JSON plaintext straight into one buffer sized exactly
+//! up front (so it never reallocates), encrypts it in place and wipes it on every error path; the
+//! ephemeral secret and the shared secret are wiped on drop. What this cannot reach: copies a
+//! caller keeps, the dotenv parser's internal buffers, and register or stack spills.
+//!
+//! # KMS signature
+//! With a contract-owned KMS the recipient key comes from `GET /api/v1/kms/{slug}/pubkey/{app_id}`
+//! with a signature; [`SignedEnvPubkey::verify`] checks it against `kms_info.k256_pubkey` before the
+//! key is used.
+
+mod encrypt;
+mod env_vars;
+mod json;
+mod kms_sig;
+
+pub use encrypt::{EncryptedEnv, RecipientPublicKey, RecipientSecretKey, decrypt, decrypt_bytes, encrypt};
+pub use env_vars::{EnvVars, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES};
+pub use kms_sig::{
+    K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS, KMS_SIGNATURE_MAX_SKEW_SECS, KMS_SIGNATURE_PREFIX, SignedEnvPubkey,
+};
+
+use crate::hex::HexError;
+use crate::validate::InputError;
+
+/// What can go wrong building, encrypting or decrypting an env, or verifying a KMS signature.
+///
+/// No variant carries an env value; env names are not secret and are named where they help.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvCryptError {
+    /// An env name or an `env_keys` entry is not what a CVM accepts.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// The same env name was given twice.
+    #[error("duplicate env name `{key}`")]
+    DuplicateKey {
+        /// The repeated name.
+        key: String,
+    },
+    /// More entries than a CVM accepts.
+    #[error("too many env vars: adding `{key}` makes {count}, more than the {max} a CVM accepts")]
+    TooManyEntries {
+        /// The name whose addition went over the limit.
+        key: String,
+        /// Entries including that one.
+        count: usize,
+        /// The limit, [`MAX_ENV_ENTRIES`].
+        max: usize,
+    },
+    /// One value is longer than a CVM accepts.
+    #[error("the value of `{key}` is {len} bytes, more than the {max} a CVM accepts")]
+    ValueTooLarge {
+        /// The name whose value is too long.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit, [`MAX_ENV_VALUE_BYTES`].
+        max: usize,
+    },
+    /// Names and values together are larger than a CVM accepts.
+    #[error("adding `{key}` makes the env {total} bytes (names and values), more than the {max} a CVM accepts")]
+    TotalTooLarge {
+        /// The name whose addition went over the limit.
+        key: String,
+        /// Bytes of names and values including that entry.
+        total: usize,
+        /// The limit, [`MAX_ENV_TOTAL_BYTES`].
+        max: usize,
+    },
+    /// A `KEY=VALUE` string has no `=`. The string itself is not shown: it may be a secret.
+    #[error("assignment #{index} is not of the form KEY=VALUE (no `=`)")]
+    MissingEquals {
+        /// Zero-based position among the strings given.
+        index: usize,
+    },
+    /// Dotenv text the parser rejects. The offending line is not shown: it may hold a secret.
+    #[error("dotenv parse error at character {position} of the entry {}", describe_after(after_key.as_deref()))]
+    Dotenv {
+        /// The last name parsed before the error, if any.
+        after_key: Option<String>,
+        /// Character offset of the error within the offending (logical) line.
+        position: usize,
+    },
+    /// A dotenv file could not be read.
+    #[error("cannot read dotenv file {}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A hex value (a key, a signature, an app id) is malformed.
+    #[error(transparent)]
+    Hex(#[from] HexError),
+    /// The recipient public key is a low-order point: the shared secret would be all zeros, and
+    /// anyone could decrypt.
+    #[error("the recipient public key is a low-order point (the X25519 shared secret would be all zeros)")]
+    LowOrderPublicKey,
+    /// The operating system's random number generator failed.
+    #[error("the operating system's random number generator failed: {0}")]
+    Rng(getrandom::Error),
+    /// `env_keys` leaves out a name that the blob encrypts; the CVM would drop that value silently.
+    #[error("env_keys does not include `{key}`, which is encrypted in encrypted_env; the CVM would drop it silently")]
+    EnvKeysMissing {
+        /// The encrypted name that `env_keys` leaves out.
+        key: String,
+    },
+    /// An `encrypted_env` blob is not well formed (not hex, or too short).
+    #[error("malformed encrypted_env: {reason}")]
+    MalformedBlob {
+        /// What is wrong.
+        reason: String,
+    },
+    /// Decryption failed: a different recipient key, or a corrupted blob.
+    #[error("decryption failed: the blob was not encrypted to this key, or it was altered")]
+    Decrypt,
+    /// The decrypted plaintext is not the expected JSON. Its content is not shown.
+    #[error("the decrypted plaintext is not {{\"env\":[{{\"key\",\"value\"}},…]}} JSON (line {line}, column {column})")]
+    MalformedPlaintext {
+        /// Line of the JSON error (1-based).
+        line: usize,
+        /// Column of the JSON error (1-based).
+        column: usize,
+    },
+    /// A secp256k1 key (`k256_pubkey`) is not a valid SEC1 point.
+    #[error("invalid secp256k1 public key: {reason}")]
+    InvalidK256PublicKey {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The KMS signature is malformed or no signer can be recovered from it.
+    #[error("invalid KMS signature: {reason}")]
+    KmsSignature {
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The signature was made by another key than the KMS's `k256_pubkey`.
+    #[error(
+        "the env-encryption public key is not signed by the KMS: the signer is {recovered}, kms_info.k256_pubkey is {expected}"
+    )]
+    KmsSignerMismatch {
+        /// The key the KMS should have signed with.
+        expected: K256PublicKey,
+        /// The key that did sign.
+        recovered: K256PublicKey,
+    },
+    /// The timestamped signature is older than [`KMS_SIGNATURE_MAX_AGE_SECS`].
+    #[error("the KMS signature is {age_secs} s old, older than the {max_secs} s allowed")]
+    KmsSignatureExpired {
+        /// Its age in seconds.
+        age_secs: u64,
+        /// The limit.
+        max_secs: u64,
+    },
+    /// The timestamped signature is more than [`KMS_SIGNATURE_MAX_SKEW_SECS`] in the future.
+    #[error("the KMS signature is dated {ahead_secs} s in the future, more than the {max_secs} s allowed")]
+    KmsSignatureFromFuture {
+        /// How far ahead, in seconds.
+        ahead_secs: u64,
+        /// The limit.
+        max_secs: u64,
+    },
+}
+
+fn describe_after(after_key: Option<&str>) -> String {
+    match after_key {
+        Some(key) => format!("after `{key}`"),
+        None => "at the start".to_string(),
+    }
+}
+
+impl From<std::convert::Infallible> for EnvCryptError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
