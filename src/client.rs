@@ -83,11 +83,6 @@ impl Client {
         progenitor_client::ClientInfo::baseurl(&self.inner.api)
     }
 
-    /// The underlying generated client, for operations this crate does not wrap.
-    pub fn generated(&self) -> &generated::Client {
-        &self.inner.api
-    }
-
     /// The `reqwest::Client` requests go through.
     pub fn http(&self) -> &reqwest::Client {
         progenitor_client::ClientInfo::client(&self.inner.api)
@@ -249,8 +244,18 @@ impl ClientBuilder {
 /// Checks a base URL and strips a trailing `/` and `/api/v1` (every path in the spec starts
 /// with `/api/v1`).
 pub(crate) fn normalize_base_url(input: &str) -> Result<String, ConfigError> {
-    let invalid = |reason: &str| ConfigError::InvalidBaseUrl { url: input.to_owned(), reason: reason.to_owned() };
-    let url = url::Url::parse(input.trim()).map_err(|e| invalid(&e.to_string()))?;
+    let url = url::Url::parse(input.trim()).map_err(|e| ConfigError::InvalidBaseUrl {
+        url: "(unparseable, not shown)".to_owned(),
+        reason: e.to_string(),
+    })?;
+    let invalid = |reason: &str| {
+        // The URL as given, less any password in it.
+        let mut shown = url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("redacted"));
+        }
+        ConfigError::InvalidBaseUrl { url: shown.to_string(), reason: reason.to_owned() }
+    };
     if !matches!(url.scheme(), "http" | "https") {
         return Err(invalid("the scheme must be http or https"));
     }
@@ -285,7 +290,9 @@ pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
         .map_err(|e| ConfigError::Http(e.to_string()))?
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls))
+    // No redirects: reqwest strips only the standard credential headers on a cross-host
+    // redirect, so `X-API-Key` (and a 307/308's PATCH body) would follow to the other host.
+    Ok(reqwest::Client::builder().tls_backend_preconfigured(tls).redirect(reqwest::redirect::Policy::none()))
 }
 
 fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
@@ -308,6 +315,8 @@ mod tests {
         for bad in ["ftp://x", "not a url", "https://h/?q=1", "https://u:p@h", "/api/v1"] {
             assert!(matches!(normalize_base_url(bad), Err(ConfigError::InvalidBaseUrl { .. })), "{bad}");
         }
+        let e = normalize_base_url("https://user:hunter2@host/api/v1").unwrap_err();
+        assert!(!format!("{e} {e:?}").contains("hunter2"), "{e}");
     }
 
     #[test]
