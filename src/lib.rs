@@ -21,8 +21,9 @@
 //! match client.update_cvm_envs("my-cvm-id", &body).await {
 //!     Ok(accepted) => println!("accepted: {:?}", accepted.correlation_id),
 //!     Err(e) if e.is_registration_required() => {
-//!         let data = e.phase1().expect("465 carries the phase-1 data");
-//!         println!("register {} on {}", data.compose_hash, data.app_id);
+//!         if let Some(data) = e.phase1() {
+//!             println!("register {} on {}", data.compose_hash, data.app_id);
+//!         }
 //!     }
 //!     Err(e) => return Err(e.into()),
 //! }
@@ -58,5 +59,7 @@ pub mod types {
     pub use crate::generated::types::{HttpValidationError, LocationItem, ValidationError};
 }
 
-/// The generated client, for operations this crate does not wrap.
-pub use generated::Client as GeneratedClient;
+/// The README's examples, compiled as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
