@@ -33,7 +33,7 @@ impl ConflictRetry {
         if attempt >= self.max_attempts {
             return None;
         }
-        let exp = self.initial_backoff.saturating_mul(1u32.checked_shl(attempt - 1).unwrap_or(u32::MAX));
+        let exp = self.initial_backoff.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
         let ceiling = exp.min(self.max_backoff);
         // "Equal jitter": half the ceiling fixed, half random, so a retry never comes at once.
         let backoff = ceiling / 2 + ceiling.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
@@ -52,6 +52,7 @@ mod tests {
     #[test]
     fn backoff_grows_bounded_and_stops() {
         let p = ConflictRetry::default();
+        assert_eq!(p.delay(0, None, 0.0), Some(Duration::from_millis(500)));
         assert_eq!(p.delay(1, None, 0.0), Some(Duration::from_millis(500)));
         assert_eq!(p.delay(1, None, 0.999_999).map(|d| d.as_millis()), Some(999));
         assert_eq!(p.delay(2, None, 0.0), Some(Duration::from_secs(1)));

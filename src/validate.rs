@@ -44,6 +44,10 @@ pub fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
     if cvm_id.is_empty() {
         return Err(InputError::new("cvm_id", "is empty"));
     }
+    if cvm_id == "." || cvm_id == ".." {
+        // Left as they are by path encoding, then resolved away by URL parsing.
+        return Err(InputError::new("cvm_id", format!("{cvm_id:?} is a path segment, not an id")));
+    }
     if cvm_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(InputError::new("cvm_id", format!("{cvm_id:?} contains whitespace or control characters")));
     }
@@ -97,5 +101,6 @@ mod tests {
         assert!(check_cvm_id("").is_err());
         assert!(check_cvm_id("a b").is_err());
         assert!(check_cvm_id("app_123-abc").is_ok());
+        assert!(check_cvm_id("..").is_err() && check_cvm_id(".").is_err());
     }
 }
