@@ -25,14 +25,19 @@ struct HttpErrorParts {
     body: Bytes,
     body_truncated: bool,
     envelope: ErrorEnvelope,
+    body_request_id: Option<String>,
 }
 
 impl HttpError {
     /// Builds the error from a reply. `body_truncated` says the body was longer than the
     /// client's cap and `body` holds its first bytes only.
     pub fn new(status: StatusCode, headers: HeaderMap, body: Bytes, body_truncated: bool) -> Self {
-        let envelope = if body_truncated { ErrorEnvelope::Unrecognized } else { ErrorEnvelope::parse(&body) };
-        Self(Box::new(HttpErrorParts { status, headers, body, body_truncated, envelope }))
+        let (envelope, body_request_id) = if body_truncated {
+            (ErrorEnvelope::Unrecognized, None)
+        } else {
+            ErrorEnvelope::parse_with_request_id(&body)
+        };
+        Self(Box::new(HttpErrorParts { status, headers, body, body_truncated, envelope, body_request_id }))
     }
 
     /// The HTTP status.
@@ -62,11 +67,7 @@ impl HttpError {
 
     /// The request id: the body's `request_id`, else the `X-Request-ID` header.
     pub fn request_id(&self) -> Option<&str> {
-        match &self.0.envelope {
-            ErrorEnvelope::Structured(s) => s.request_id.as_deref(),
-            _ => None,
-        }
-        .or_else(|| self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
+        self.0.body_request_id.as_deref().or_else(|| self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
     }
 
     /// The `error_code` of a StructuredError body (e.g. `ERR-01-005`).
@@ -162,9 +163,19 @@ pub enum ErrorEnvelope {
 impl ErrorEnvelope {
     /// Parses a body; never fails, an unknown body gives [`ErrorEnvelope::Unrecognized`].
     pub fn parse(body: &[u8]) -> Self {
-        let Ok(Value::Object(mut map)) = serde_json::from_slice::<Value>(body) else {
-            return Self::Unrecognized;
+        Self::parse_with_request_id(body).0
+    }
+
+    /// Parses a body and reads its top-level `request_id`, whatever the envelope.
+    fn parse_with_request_id(body: &[u8]) -> (Self, Option<String>) {
+        let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
+            return (Self::Unrecognized, None);
         };
+        let request_id = map.get("request_id").and_then(Value::as_str).map(str::to_owned);
+        (Self::from_object(map), request_id)
+    }
+
+    fn from_object(mut map: Map<String, Value>) -> Self {
         match map.remove("detail") {
             Some(Value::String(text)) => return Self::Detail(text),
             Some(list @ Value::Array(_)) => {
@@ -338,6 +349,8 @@ mod tests {
         assert!(shown.len() < 320);
         let e = HttpError::new(StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::from_static(b"<html>"), false);
         assert_eq!(e.to_string(), "HTTP 502 Bad Gateway");
+        let body = Bytes::from_static(br#"{"detail":"d","request_id":"rid"}"#);
+        assert_eq!(HttpError::new(StatusCode::NOT_FOUND, HeaderMap::new(), body, false).request_id(), Some("rid"));
     }
 
     #[test]

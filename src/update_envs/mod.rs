@@ -55,10 +55,13 @@ pub struct EnvsUpdateAccepted {
     pub request_id: Option<String>,
     /// The body as received (its first bytes, if it exceeded the response-size cap).
     pub raw_body: Bytes,
+    /// The body exceeded the response-size cap: `raw_body` is its start and the fields above
+    /// may be missing for that reason.
+    pub body_truncated: bool,
 }
 
 impl EnvsUpdateAccepted {
-    fn parse(http_status: StatusCode, headers: &HeaderMap, raw_body: Bytes) -> Self {
+    fn parse(http_status: StatusCode, headers: &HeaderMap, raw_body: Bytes, body_truncated: bool) -> Self {
         let mut map = match serde_json::from_slice::<Value>(&raw_body) {
             Ok(Value::Object(map)) => map,
             _ => Map::new(),
@@ -83,7 +86,17 @@ impl EnvsUpdateAccepted {
             None => None,
         };
         let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Self { http_status, status, message, correlation_id, allowed_envs_changed, extra: map, request_id, raw_body }
+        Self {
+            http_status,
+            status,
+            message,
+            correlation_id,
+            allowed_envs_changed,
+            extra: map,
+            request_id,
+            raw_body,
+            body_truncated,
+        }
     }
 }
 
@@ -97,7 +110,7 @@ pub fn classify(
     body_truncated: bool,
 ) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
     if status.is_success() {
-        Ok(EnvsUpdateAccepted::parse(status, &headers, body))
+        Ok(EnvsUpdateAccepted::parse(status, &headers, body, body_truncated))
     } else {
         Err(UpdateEnvsError::from_http(HttpError::new(status, headers, body, body_truncated)))
     }

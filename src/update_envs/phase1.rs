@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::hex::{AppId, ComposeHash, strip_0x};
 
-const KNOWN: [&str; 4] = ["compose_hash", "app_id", "device_id", "kms_info"];
 /// Top-level fields of the error envelope itself, not phase-1 data.
 const ENVELOPE: [&str; 7] = ["error_code", "message", "request_id", "details", "suggestions", "links", "detail"];
 
@@ -99,11 +98,19 @@ impl Phase1Data {
         let compose_hash: ComposeHash = compose_hash.parse().map_err(|e| format!("{e}"))?;
         let app_id: AppId = text(&fields, "app_id").ok_or("no app_id")?.parse().map_err(|e| format!("{e}"))?;
         let device_id = text(&fields, "device_id").map(|d| strip_0x(&d).to_ascii_lowercase());
+        // kms_info is informative: one of its fields in an unexpected shape must not lose the
+        // hash and app id, so an unreadable kms_info stays, raw, in `extra`.
         let kms_info = match fields.remove("kms_info") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(serde_json::from_value(v).map_err(|e| format!("kms_info: {e}"))?),
+            Some(v) => match KmsInfo::deserialize(&v) {
+                Ok(info) => Some(info),
+                Err(_) => {
+                    fields.insert("kms_info".into(), v);
+                    None
+                }
+            },
         };
-        for key in KNOWN {
+        for key in ["compose_hash", "app_id", "device_id"] {
             fields.remove(key);
         }
         Ok(Self { compose_hash, app_id, device_id, kms_info, extra: fields })
@@ -148,10 +155,12 @@ mod tests {
         let e = Phase1Data::parse(br#"{"compose_hash":"12","app_id":"00"}"#).unwrap_err();
         assert!(e.contains("compose hash must be 32 bytes"), "{e}");
         assert!(Phase1Data::parse(b"<html>").unwrap_err().contains("not JSON"));
-        let e = Phase1Data::parse(
-            br#"{"compose_hash":"18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":"x"}"#,
+        // An odd kms_info keeps the hash and app id; the raw value stays in `extra`.
+        let data = Phase1Data::parse(
+            br#"{"compose_hash":"18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":{"version":5}}"#,
         )
-        .unwrap_err();
-        assert!(e.starts_with("kms_info"), "{e}");
+        .unwrap();
+        assert_eq!(data.kms_info, None);
+        assert_eq!(data.extra["kms_info"], serde_json::json!({"version": 5}));
     }
 }
