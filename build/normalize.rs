@@ -369,9 +369,16 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
         names.retain(|n| n != "null");
         obj.remove("type");
         match names.as_slice() {
+            // `["null"]`: only null.
+            [] if nullable => {
+                obj.insert("enum".into(), json!([null]));
+            }
             [] => {}
             [one] => {
                 obj.insert("type".into(), json!(one));
+            }
+            _ if obj.contains_key("anyOf") => {
+                return err(&child(ptr, "type"), "a `type` array beside `anyOf` cannot be expressed in OpenAPI 3.0");
             }
             many => {
                 let alternatives: Vec<Value> = many.iter().map(|t| json!({ "type": t })).collect();
@@ -406,7 +413,11 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
                 let only = rest.pop().expect("one member");
                 if only.get("$ref").is_some() {
                     // 3.0 ignores siblings of `$ref`, so the reference goes under `allOf`.
-                    obj.insert("allOf".into(), json!([only]));
+                    let all_of = obj.entry("allOf").or_insert_with(|| json!([]));
+                    match all_of.as_array_mut() {
+                        Some(list) => list.insert(0, only),
+                        None => return err(&child(ptr, "allOf"), "`allOf` must be an array"),
+                    }
                 } else if let Value::Object(members) = only {
                     for (k, v) in members {
                         if k != "nullable" && obj.contains_key(&k) && obj[&k] != v {
@@ -424,6 +435,11 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
 
     // `const` → one-value `enum`.
     if let Some(value) = obj.remove("const") {
+        if let Some(allowed) = obj.get("enum").and_then(Value::as_array)
+            && !allowed.contains(&value)
+        {
+            return err(&child(ptr, "const"), "`const` is not among the schema's `enum` values: nothing validates");
+        }
         obj.insert("enum".into(), json!([value]));
     }
     // `examples` (an array in JSON Schema) → `example`.
@@ -516,6 +532,8 @@ mod tests {
     fn any_of_null_with_ref_wraps_in_all_of() {
         let out = schema(json!({"anyOf": [{"$ref": "#/components/schemas/X"}, {"type": "null"}], "description": "d"}));
         assert_eq!(out, json!({"allOf": [{"$ref": "#/components/schemas/X"}], "nullable": true, "description": "d"}));
+        let out = schema(json!({"anyOf": [{"$ref": "#/X"}, {"type": "null"}], "allOf": [{"required": ["a"]}]}));
+        assert_eq!(out, json!({"allOf": [{"$ref": "#/X"}, {"required": ["a"]}], "nullable": true}));
     }
 
     #[test]
@@ -546,11 +564,17 @@ mod tests {
             json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})
         );
         assert_eq!(schema(json!({"type": "null"})), json!({"nullable": true, "enum": [null]}));
+        assert_eq!(schema(json!({"type": ["null"]})), json!({"nullable": true, "enum": [null]}));
+        let mut s = json!({"type": ["string", "integer"], "anyOf": [{"minLength": 1}]});
+        assert_eq!(convert_schema(&mut s, "/s").unwrap_err().pointer, "/s/type");
     }
 
     #[test]
     fn const_examples_and_bounds() {
         assert_eq!(schema(json!({"const": "x"})), json!({"enum": ["x"]}));
+        assert_eq!(schema(json!({"const": "x", "enum": ["x", "y"]})), json!({"enum": ["x"]}));
+        let mut s = json!({"const": "z", "enum": ["x"]});
+        assert_eq!(convert_schema(&mut s, "/s").unwrap_err().pointer, "/s/const");
         assert_eq!(schema(json!({"type": "integer", "examples": [3, 4]})), json!({"type": "integer", "example": 3}));
         assert_eq!(
             schema(json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 10})),
