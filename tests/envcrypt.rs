@@ -290,8 +290,12 @@ fn assignments() {
     assert!(matches!(e, EnvCryptError::MissingEquals { index: 1 }));
     assert_no_canary(&all_text(&e));
     let e = EnvVars::from_assignments([format!(" A={CANARY}")]).unwrap_err();
-    assert!(matches!(e, EnvCryptError::Input(_)), "a name with a space is refused: {e:?}");
+    assert!(matches!(e, EnvCryptError::InvalidAssignmentKey { index: 0 }), "a name with a space is refused: {e:?}");
     assert_no_canary(&all_text(&e));
+    // A base64 secret with `=` padding, given without its key: no part of it is echoed.
+    let e = EnvVars::from_assignments(["c2VjcmV0LXNlY3JldA+x=="]).unwrap_err();
+    assert!(matches!(e, EnvCryptError::InvalidAssignmentKey { index: 0 }));
+    assert!(!all_text(&e).contains("c2VjcmV0"), "{}", all_text(&e));
 }
 
 #[test]

@@ -90,6 +90,9 @@ impl EnvVars {
         let mut env = Self::new();
         for (index, assignment) in assignments.into_iter().enumerate() {
             let (key, value) = assignment.as_ref().split_once('=').ok_or(EnvCryptError::MissingEquals { index })?;
+            if !crate::validate::is_valid_env_key(key) {
+                return Err(EnvCryptError::InvalidAssignmentKey { index });
+            }
             env.push(key, value)?;
         }
         Ok(env)

@@ -104,6 +104,16 @@ pub enum EnvCryptError {
         /// Zero-based position among the strings given.
         index: usize,
     },
+    /// In a `KEY=VALUE` string, the text before the first `=` is not a valid env name. It is
+    /// not shown: a secret containing `=` given without its key would put part of the secret
+    /// there.
+    #[error(
+        "assignment #{index}: the text before the first `=` is not a valid env name (not shown, it may be part of a secret)"
+    )]
+    InvalidAssignmentKey {
+        /// Zero-based position among the strings given.
+        index: usize,
+    },
     /// Dotenv text the parser rejects. The offending line is not shown: it may hold a secret.
     #[error("dotenv parse error at character {position} of the entry {}", describe_after(after_key.as_deref()))]
     Dotenv {
