@@ -36,7 +36,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(path) => EnvVars::from_dotenv_file(path)?,
         None => EnvVars::from_dotenv_str(EXAMPLE_ENV)?,
     };
-    println!("1. env: {} variables ({} bytes), checked against the CVM's limits: {env:?}", env.len(), env.total_bytes());
+    println!(
+        "1. env: {} variables ({} bytes), checked against the CVM's limits: {env:?}",
+        env.len(),
+        env.total_bytes()
+    );
 
     if let [cvm_id, pubkey, ..] = args.as_slice() {
         return send(cvm_id, pubkey, &env).await;
@@ -75,7 +79,12 @@ async fn send(cvm_id: &str, pubkey: &str, env: &EnvVars) -> Result<(), Box<dyn s
         Err(e) if e.is_registration_required() => {
             println!("2. phase 1 answered 465: {e}");
             if let Some(data) = e.phase1() {
-                println!("   compose hash {}, app contract {}, chain {:?}", data.compose_hash, data.app_id, data.chain_id());
+                println!(
+                    "   compose hash {}, app contract {}, chain {:?}",
+                    data.compose_hash,
+                    data.app_id,
+                    data.chain_id()
+                );
             }
         }
         Err(e) => return Err(e.into()),
