@@ -2,6 +2,9 @@
 //! byte-level control of what is sent back (httpmock answers one fixed reply per mock).
 #![allow(dead_code)]
 
+#[cfg(feature = "onchain")]
+pub mod anvil;
+
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
