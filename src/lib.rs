@@ -36,7 +36,11 @@ pub mod envcrypt;
 pub mod error;
 mod generated;
 pub mod hex;
+#[cfg(feature = "onchain")]
+pub mod onchain;
 mod retry;
+#[cfg(feature = "simulator")]
+pub mod simulator;
 pub mod update_envs;
 pub mod validate;
 

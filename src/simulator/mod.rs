@@ -1,0 +1,553 @@
+//! A local Phala Cloud simulator of `PATCH /api/v1/cvms/{cvm_id}/envs` (feature `simulator`).
+//!
+//! It serves the endpoint over real HTTP (axum on tokio) with the statuses and envelopes of the
+//! real service, and plays each CVM's side too: it holds the CVM's X25519 key, decrypts the
+//! `encrypted_env`, applies the allowed env names as a CVM does and shows what the CVM now sees.
+//! For a contract-owned KMS it runs the two phases: a change of `env_keys` answers 465 with a
+//! compose hash, and phase 2 is checked against a real chain's JSON-RPC (the hash must be in the
+//! app contract's `allowedComposeHashes`, else 468; the transaction must have registered it
+//! there, else 467).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use phala_cloud::simulator::{ChainConfig, Simulator, SimulatorConfig};
+//!
+//! let signer: alloy::signers::local::PrivateKeySigner = std::env::var("PRIVATE_KEY")?.parse()?;
+//! let sim = Simulator::start(
+//!     SimulatorConfig::default().chain(ChainConfig::new("http://127.0.0.1:8545".parse()?).deployer(signer)),
+//! )
+//! .await?;
+//! let client = sim.client_builder().build()?;
+//! println!("{} serves {} CVMs", sim.base_url(), sim.cvms().len());
+//! # Ok(()) }
+//! ```
+//!
+//! Without a chain ([`SimulatorConfig::chain`] not set) the simulator is in *offline mode*: it
+//! cannot verify transactions, so phase 2 checks everything but the chain. That mode exists for
+//! demos only; [`Simulator::verifies_chain`] says which mode runs.
+
+mod chain;
+mod compose;
+mod http;
+mod state;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::signers::local::PrivateKeySigner;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+pub use state::{Operation, Phase};
+
+use crate::envcrypt::{EnvVars, RecipientPublicKey, RecipientSecretKey};
+use crate::hex::AppId;
+use crate::{Client, ClientBuilder};
+
+/// The workspace the simulator's API key belongs to.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
+/// How long a compose hash from phase 1 stays valid by default (the public docs say 7 days).
+pub const DEFAULT_COMPOSE_HASH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Chain id reported in `kms_info` in offline mode, unless set: anvil's.
+pub const OFFLINE_CHAIN_ID: u64 = 31337;
+
+/// Who owns a CVM's keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum KmsKind {
+    /// Phala's KMS: a change of allowed env names is accepted at once.
+    Centralized,
+    /// A contract-owned KMS: a change of allowed env names needs a compose hash registered on
+    /// the app contract (two phases).
+    Onchain,
+}
+
+/// A CVM to seed the simulator with.
+#[derive(Debug, Clone)]
+pub struct CvmSpec {
+    id: String,
+    kms: KmsKind,
+    workspace: String,
+    app_id: Option<AppId>,
+    allowed_env_names: Vec<String>,
+    secret: Option<RecipientSecretKey>,
+    compose_file: String,
+}
+
+impl CvmSpec {
+    fn new(id: impl Into<String>, kms: KmsKind) -> Self {
+        Self {
+            id: id.into(),
+            kms,
+            workspace: DEFAULT_WORKSPACE.into(),
+            app_id: None,
+            allowed_env_names: Vec::new(),
+            secret: None,
+            compose_file: "services:\n  app:\n    image: nginx:stable\n".into(),
+        }
+    }
+
+    /// A CVM with Phala's centralized KMS.
+    pub fn centralized(id: impl Into<String>) -> Self {
+        Self::new(id, KmsKind::Centralized)
+    }
+
+    /// A CVM with a contract-owned KMS. Its app contract is deployed at start when the chain
+    /// has a deployer key, unless [`CvmSpec::app_id`] names one.
+    pub fn onchain(id: impl Into<String>) -> Self {
+        Self::new(id, KmsKind::Onchain)
+    }
+
+    /// An existing app contract for this CVM (contract-owned KMS).
+    pub fn app_id(mut self, app_id: AppId) -> Self {
+        self.app_id = Some(app_id);
+        self
+    }
+
+    /// Owned by another workspace than the API key's: every request answers 403.
+    pub fn workspace(mut self, workspace: impl Into<String>) -> Self {
+        self.workspace = workspace.into();
+        self
+    }
+
+    /// The allowed env names at start (none by default).
+    pub fn allowed_env_names<I: IntoIterator<Item = S>, S: Into<String>>(mut self, names: I) -> Self {
+        self.allowed_env_names = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// The CVM's X25519 key (a fresh one by default).
+    pub fn secret_key(mut self, secret: RecipientSecretKey) -> Self {
+        self.secret = Some(secret);
+        self
+    }
+
+    /// The docker compose file that goes into the compose hash.
+    pub fn compose_file(mut self, compose_file: impl Into<String>) -> Self {
+        self.compose_file = compose_file.into();
+        self
+    }
+}
+
+/// The chain phase 2 is verified against.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    rpc_url: url::Url,
+    deployer: Option<PrivateKeySigner>,
+}
+
+impl ChainConfig {
+    /// A chain's JSON-RPC endpoint. Its chain id is asked at start.
+    pub fn new(rpc_url: url::Url) -> Self {
+        Self { rpc_url, deployer: None }
+    }
+
+    /// The key that deploys an app contract for every contract-owned CVM without an
+    /// [`CvmSpec::app_id`]; it becomes the contracts' owner.
+    pub fn deployer(mut self, signer: PrivateKeySigner) -> Self {
+        self.deployer = Some(signer);
+        self
+    }
+}
+
+/// How to start a [`Simulator`].
+#[derive(Debug, Clone)]
+pub struct SimulatorConfig {
+    listen: SocketAddr,
+    api_key: Option<String>,
+    cvms: Vec<CvmSpec>,
+    chain: Option<ChainConfig>,
+    offline_chain_id: u64,
+    compose_hash_ttl: Duration,
+    operation_duration: Duration,
+}
+
+impl Default for SimulatorConfig {
+    /// Loopback on a free port, a fresh API key, and three CVMs: `cvm-central` (centralized
+    /// KMS), `cvm-onchain` (contract-owned KMS) and `cvm-foreign` (another workspace's).
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api_key: None,
+            cvms: vec![
+                CvmSpec::centralized("cvm-central"),
+                CvmSpec::onchain("cvm-onchain"),
+                CvmSpec::centralized("cvm-foreign").workspace("another-workspace"),
+            ],
+            chain: None,
+            offline_chain_id: OFFLINE_CHAIN_ID,
+            compose_hash_ttl: DEFAULT_COMPOSE_HASH_TTL,
+            operation_duration: Duration::ZERO,
+        }
+    }
+}
+
+impl SimulatorConfig {
+    /// The address to bind (default `127.0.0.1:0`, a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The API key to accept (a fresh random one by default).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The CVMs to serve, replacing the default set.
+    pub fn cvms(mut self, cvms: impl IntoIterator<Item = CvmSpec>) -> Self {
+        self.cvms = cvms.into_iter().collect();
+        self
+    }
+
+    /// Verify phase 2 against this chain. Without it the simulator runs in offline mode.
+    pub fn chain(mut self, chain: ChainConfig) -> Self {
+        self.chain = Some(chain);
+        self
+    }
+
+    /// The chain id `kms_info` reports in offline mode (default [`OFFLINE_CHAIN_ID`]).
+    pub fn offline_chain_id(mut self, chain_id: u64) -> Self {
+        self.offline_chain_id = chain_id;
+        self
+    }
+
+    /// How long a compose hash from phase 1 stays valid (default [`DEFAULT_COMPOSE_HASH_TTL`]).
+    pub fn compose_hash_ttl(mut self, ttl: Duration) -> Self {
+        self.compose_hash_ttl = ttl;
+        self
+    }
+
+    /// How long an accepted update keeps its CVM busy; requests meanwhile get 409 with
+    /// `Retry-After` (default zero).
+    pub fn operation_duration(mut self, duration: Duration) -> Self {
+        self.operation_duration = duration;
+        self
+    }
+}
+
+/// Why the simulator did not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimulatorError {
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The chain could not be reached, or an app contract not deployed.
+    #[error("chain: {0}")]
+    Chain(String),
+    /// The configuration does not hold together.
+    #[error("invalid simulator configuration: {0}")]
+    Config(String),
+}
+
+/// A CVM the simulator serves, as a client needs to know it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SimCvm {
+    /// Its id, for the path.
+    pub id: String,
+    /// Who owns its keys.
+    pub kms: KmsKind,
+    /// Its workspace ([`DEFAULT_WORKSPACE`] is the API key's).
+    pub workspace: String,
+    /// The X25519 key to encrypt its env to.
+    pub public_key: RecipientPublicKey,
+    /// Its app contract, for a contract-owned KMS.
+    pub app_id: Option<AppId>,
+}
+
+/// The chain a simulator verifies against.
+#[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
+pub struct ChainInfo {
+    /// Its JSON-RPC endpoint.
+    pub rpc_url: String,
+    /// Its chain id, as the endpoint reported it.
+    pub chain_id: u64,
+}
+
+/// State shared by the handlers and the [`Simulator`] handle.
+pub(crate) struct Shared {
+    api_key: String,
+    cvms: Mutex<HashMap<String, state::Cvm>>,
+    log: Mutex<Vec<Operation>>,
+    chain: Option<chain::Chain>,
+    kms_info: Value,
+    compose_hash_ttl: Duration,
+    operation_duration: Duration,
+}
+
+/// A running simulator; it shuts down when dropped.
+pub struct Simulator {
+    base_url: String,
+    cvms: Vec<SimCvm>,
+    chain: Option<ChainInfo>,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("base_url", &self.base_url)
+            .field("cvms", &self.cvms)
+            .field("chain", &self.chain)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// Starts a simulator on the current tokio runtime: connects to the chain (if any), deploys
+    /// the app contracts it needs, binds, and serves until dropped.
+    pub async fn start(config: SimulatorConfig) -> Result<Self, SimulatorError> {
+        let mut ids = std::collections::HashSet::new();
+        if let Some(dup) = config.cvms.iter().find(|c| !ids.insert(c.id.as_str())) {
+            return Err(SimulatorError::Config(format!("CVM id {:?} is given twice", dup.id)));
+        }
+        if let Some(bad) = config.cvms.iter().find(|c| crate::validate::check_cvm_id(&c.id).is_err()) {
+            return Err(SimulatorError::Config(format!("{:?} is not a usable CVM id", bad.id)));
+        }
+
+        let (chain, chain_info) = match &config.chain {
+            None => (None, None),
+            Some(cfg) => {
+                let provider = crate::onchain::contract::read_provider(&cfg.rpc_url)
+                    .map_err(|e| SimulatorError::Chain(e.to_string()))?;
+                let chain_id = provider
+                    .get_chain_id()
+                    .await
+                    .map_err(|e| SimulatorError::Chain(format!("eth_chainId at {}: {e}", cfg.rpc_url)))?;
+                let info = ChainInfo { rpc_url: cfg.rpc_url.to_string(), chain_id };
+                (Some(chain::Chain { provider }), Some(info))
+            }
+        };
+
+        let mut cvms = HashMap::new();
+        let mut seeded = Vec::new();
+        for spec in config.cvms {
+            let app_id = match (spec.kms, spec.app_id, &config.chain) {
+                (KmsKind::Centralized, _, _) => None,
+                (KmsKind::Onchain, Some(app_id), _) => Some(app_id),
+                (KmsKind::Onchain, None, None) => Some(AppId(random_bytes())),
+                (KmsKind::Onchain, None, Some(ChainConfig { rpc_url, deployer: Some(signer) })) => {
+                    let address = crate::onchain::deploy_app_auth(rpc_url, signer.clone()).await.map_err(|e| {
+                        SimulatorError::Chain(format!("deploying the app contract of {}: {e}", spec.id))
+                    })?;
+                    Some(AppId::from(address))
+                }
+                (KmsKind::Onchain, None, Some(ChainConfig { deployer: None, .. })) => {
+                    return Err(SimulatorError::Config(format!(
+                        "contract-owned CVM {} needs an app contract: give it an app_id or give the chain a deployer key",
+                        spec.id
+                    )));
+                }
+            };
+            let secret = match spec.secret {
+                Some(secret) => secret,
+                None => RecipientSecretKey::generate().map_err(|e| SimulatorError::Config(e.to_string()))?,
+            };
+            let allowed = compose::normalize_names(spec.allowed_env_names);
+            if let Some(bad) = allowed.iter().find(|n| !crate::validate::is_valid_env_key(n)) {
+                return Err(SimulatorError::Config(format!("{bad:?} is not a valid env name")));
+            }
+            seeded.push(SimCvm {
+                id: spec.id.clone(),
+                kms: spec.kms,
+                workspace: spec.workspace.clone(),
+                public_key: secret.public_key(),
+                app_id,
+            });
+            let cvm = state::Cvm {
+                kms: spec.kms,
+                workspace: spec.workspace,
+                app_id,
+                device_id: random_bytes(),
+                compose_file: spec.compose_file,
+                secret,
+                allowed,
+                env: EnvVars::new(),
+                pending: HashMap::new(),
+                busy_until: None,
+            };
+            cvms.insert(spec.id, cvm);
+        }
+
+        let chain_id = chain_info.as_ref().map_or(config.offline_chain_id, |c| c.chain_id);
+        let shared = Arc::new(Shared {
+            api_key: config.api_key.unwrap_or_else(|| random_id("phak_sim")),
+            cvms: Mutex::new(cvms),
+            log: Mutex::new(Vec::new()),
+            chain,
+            kms_info: json!({
+                "id": "kms_sim",
+                "slug": "kms-simulator",
+                "url": "http://kms.simulator.invalid",
+                "version": concat!("simulator-", env!("CARGO_PKG_VERSION")),
+                "chain_id": chain_id,
+                "kms_contract_address": Address::from(random_bytes::<20>()).to_string().to_lowercase(),
+                "gateway_app_id": Address::from(random_bytes::<20>()).to_string().to_lowercase(),
+            }),
+            compose_hash_ttl: config.compose_hash_ttl,
+            operation_duration: config.operation_duration,
+        });
+
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimulatorError::Bind { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| SimulatorError::Bind { addr: config.listen, source })?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let app = http::router(shared.clone());
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = served.await {
+                tracing::error!("simulator stopped: {e}");
+            }
+        });
+        if chain_info.is_none() {
+            tracing::warn!("simulator in offline mode: phase 2 is not verified against any chain");
+        }
+        Ok(Self {
+            base_url: format!("http://{addr}"),
+            cvms: seeded,
+            chain: chain_info,
+            shared,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// The base URL to give a [`Client`] (`http://127.0.0.1:PORT`).
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The API key the simulator accepts. A test value, but still not printed by `Debug`.
+    pub fn api_key(&self) -> &str {
+        &self.shared.api_key
+    }
+
+    /// A client builder aimed at this simulator with its API key.
+    pub fn client_builder(&self) -> ClientBuilder {
+        Client::builder().base_url(self.base_url.clone()).api_key(self.shared.api_key.clone())
+    }
+
+    /// The CVMs served.
+    pub fn cvms(&self) -> &[SimCvm] {
+        &self.cvms
+    }
+
+    /// One CVM by id.
+    pub fn cvm(&self, id: &str) -> Option<&SimCvm> {
+        self.cvms.iter().find(|c| c.id == id)
+    }
+
+    /// The chain phase 2 is verified against; `None` in offline mode.
+    pub fn chain(&self) -> Option<&ChainInfo> {
+        self.chain.as_ref()
+    }
+
+    /// Whether phase 2 is verified against a chain (false: offline mode, for demos only).
+    pub fn verifies_chain(&self) -> bool {
+        self.chain.is_some()
+    }
+
+    /// What the CVM now sees: the last accepted env, without the names that are not allowed.
+    pub fn cvm_env(&self, id: &str) -> Option<EnvVars> {
+        self.shared.cvms.lock().expect("cvm lock").get(id).map(|c| c.env.clone())
+    }
+
+    /// The CVM's allowed env names (sorted).
+    pub fn allowed_env_names(&self, id: &str) -> Option<Vec<String>> {
+        self.shared.cvms.lock().expect("cvm lock").get(id).map(|c| c.allowed.clone())
+    }
+
+    /// Every request answered so far, oldest first.
+    pub fn operations(&self) -> Vec<Operation> {
+        self.shared.log.lock().expect("log lock").clone()
+    }
+
+    /// Expires every compose hash handed out so far, as if their TTL had passed.
+    pub fn expire_compose_hashes(&self) {
+        for cvm in self.shared.cvms.lock().expect("cvm lock").values_mut() {
+            cvm.pending.clear();
+        }
+    }
+
+    /// What `phala-cloud simulate` prints: base URL, API key, chain and CVMs, as one JSON value.
+    pub fn describe(&self) -> Value {
+        let cvms: Vec<Value> = self
+            .cvms
+            .iter()
+            .map(|c| {
+                json!({
+                    "id": c.id,
+                    "kms": c.kms,
+                    "workspace": c.workspace,
+                    "public_key": c.public_key.to_hex(),
+                    "app_id": c.app_id.map(|a| a.to_hex()),
+                })
+            })
+            .collect();
+        json!({
+            "base_url": self.base_url,
+            "api_key": self.shared.api_key,
+            "chain": self.chain,
+            "verifies_chain": self.verifies_chain(),
+            "cvms": cvms,
+        })
+    }
+
+    /// Stops serving and waits for in-flight requests to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.abort();
+    }
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    rand::Rng::fill(&mut rand::rng(), &mut bytes[..]);
+    bytes
+}
+
+/// `prefix_` and 16 random hex digits.
+pub(crate) fn random_id(prefix: &str) -> String {
+    format!("{prefix}_{}", const_hex::encode(random_bytes::<8>()))
+}
+
+/// A random UUID (v4), as the real service's correlation ids look.
+pub(crate) fn correlation_id() -> String {
+    let mut b: [u8; 16] = random_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = const_hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

@@ -1,0 +1,96 @@
+//! The simulated CVMs and what an env update does to them.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::envcrypt::{EnvVars, RecipientSecretKey};
+use crate::hex::{AppId, ComposeHash, TransactionHash};
+
+use super::KmsKind;
+
+/// One CVM as the simulator holds it.
+pub(crate) struct Cvm {
+    pub(crate) kms: KmsKind,
+    pub(crate) workspace: String,
+    pub(crate) app_id: Option<AppId>,
+    pub(crate) device_id: [u8; 32],
+    pub(crate) compose_file: String,
+    pub(crate) secret: RecipientSecretKey,
+    /// Allowed env names, sorted and unique.
+    pub(crate) allowed: Vec<String>,
+    /// What the CVM sees: the last accepted env, filtered by `allowed`.
+    pub(crate) env: EnvVars,
+    /// Compose hashes handed out by phase 1 and not yet used.
+    pub(crate) pending: HashMap<ComposeHash, Pending>,
+    /// An accepted update is running until then.
+    pub(crate) busy_until: Option<Instant>,
+}
+
+/// A compose hash waiting for phase 2.
+pub(crate) struct Pending {
+    /// The allowed env names it stands for.
+    pub(crate) allowed: Vec<String>,
+    pub(crate) expires_at: Instant,
+}
+
+impl Cvm {
+    /// The time left of a running update, if any.
+    pub(crate) fn busy_for(&self, now: Instant) -> Option<Duration> {
+        self.busy_until.and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())
+    }
+
+    /// Applies an accepted update as a CVM does: the new allowed names take effect, and of the
+    /// decrypted env only the allowed names are kept (the rest are dropped silently).
+    pub(crate) fn apply(&mut self, allowed: Vec<String>, decrypted: &EnvVars, busy_for: Duration, now: Instant) {
+        let mut env = EnvVars::new();
+        for (key, value) in decrypted.iter() {
+            if allowed.binary_search_by(|name| name.as_str().cmp(key)).is_ok() {
+                env.push(key, value).expect("a subset of a valid env is valid");
+            }
+        }
+        self.allowed = allowed;
+        self.env = env;
+        self.busy_until = (!busy_for.is_zero()).then(|| now + busy_for);
+    }
+}
+
+/// Which phase a request was, judged by its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Phase {
+    /// No `compose_hash` or `transaction_hash`.
+    One,
+    /// With `compose_hash` and/or `transaction_hash`.
+    Two,
+}
+
+/// One request the simulator answered. Holds no env value and no API key.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct Operation {
+    /// When it was answered.
+    pub at: SystemTime,
+    /// The reply's request id (`X-Request-ID`).
+    pub request_id: String,
+    /// The CVM id from the path.
+    pub cvm_id: String,
+    /// Phase 1 or 2, when the body could be read.
+    pub phase: Option<Phase>,
+    /// The status answered.
+    pub status: u16,
+    /// The StructuredError code, for 465–468.
+    pub error_code: Option<String>,
+    /// Why the request was refused, as the reply says.
+    pub message: Option<String>,
+    /// The correlation id of an accepted update.
+    pub correlation_id: Option<String>,
+    /// `env_keys` as sent.
+    pub env_keys: Option<Vec<String>>,
+    /// The compose hash handed out (465) or sent (phase 2).
+    pub compose_hash: Option<ComposeHash>,
+    /// The transaction hash sent in phase 2.
+    pub transaction_hash: Option<TransactionHash>,
+    /// Whether the allowed env names changed, for an accepted update.
+    pub allowed_envs_changed: Option<bool>,
+}

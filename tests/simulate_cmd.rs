@@ -1,0 +1,99 @@
+//! `phala-cloud simulate` as a separate process: one JSON line on stdout that a client in any
+//! language can use, offline mode said on stderr, a real chain with `--rpc-url --deployer-key`.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use phala_cloud::envcrypt::{EnvVars, encrypt};
+use phala_cloud::{Client, RecipientPublicKey};
+
+/// The child process, killed when the test ends.
+struct Simulate(Child);
+
+impl Drop for Simulate {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn simulate(args: &[&str], envs: &[(&str, &str)]) -> (Simulate, serde_json::Value, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_phala-cloud"))
+        .arg("simulate")
+        .args(args)
+        .envs(envs.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let guard = Simulate(child);
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line:?}"));
+    // Read what stderr said at start without blocking on the rest.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let _ = BufReader::new(stderr).read_line(&mut first);
+        let _ = tx.send(first);
+    });
+    let said = rx.recv_timeout(std::time::Duration::from_millis(500)).unwrap_or_default();
+    (guard, json, said)
+}
+
+async fn update(described: &serde_json::Value, cvm: &serde_json::Value) -> Result<(), phala_cloud::UpdateEnvsError> {
+    let client = Client::builder()
+        .base_url(described["base_url"].as_str().unwrap())
+        .api_key(described["api_key"].as_str().unwrap())
+        .build()
+        .unwrap();
+    let key: RecipientPublicKey = cvm["public_key"].as_str().unwrap().parse().unwrap();
+    let body = encrypt(&EnvVars::from_pairs([("A", "1")]).unwrap(), key).unwrap().into_body();
+    client.update_cvm_envs(cvm["id"].as_str().unwrap(), &body).await.map(drop)
+}
+
+#[tokio::test]
+async fn offline_simulator_prints_its_cvms_and_serves_them() {
+    let (_child, d, stderr) = simulate(&["--listen", "127.0.0.1:0"], &[]);
+    assert!(stderr.contains("OFFLINE MODE"), "{stderr}");
+    assert_eq!(d["verifies_chain"], false);
+    assert!(d["base_url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+    let cvms = d["cvms"].as_array().unwrap();
+    let central = cvms.iter().find(|c| c["kms"] == "centralized").unwrap();
+    let onchain = cvms.iter().find(|c| c["kms"] == "onchain").unwrap();
+    assert!(central["app_id"].is_null());
+    assert_eq!(onchain["app_id"].as_str().unwrap().len(), 42);
+    update(&d, central).await.unwrap();
+    assert!(update(&d, onchain).await.unwrap_err().is_registration_required());
+}
+
+#[tokio::test]
+async fn with_a_chain_it_deploys_an_app_contract_owned_by_the_deployer() {
+    let chain = support::anvil::LocalChain::start();
+    let key = const_hex::encode(chain.signer(3).to_bytes());
+    let (_child, d, stderr) = simulate(&["--rpc-url", &chain.endpoint], &[("DEPLOYER_KEY", &key)]);
+    assert!(!stderr.contains(&key));
+    assert_eq!(d["verifies_chain"], true);
+    assert_eq!(d["chain"]["chain_id"], chain.chain_id);
+    let onchain = d["cvms"].as_array().unwrap().iter().find(|c| c["kms"] == "onchain").unwrap();
+    let app: alloy::primitives::Address = onchain["app_id"].as_str().unwrap().parse().unwrap();
+    let provider = support::anvil::wallet_provider(&chain.endpoint, chain.signer(0));
+    let owner = phala_cloud::onchain::AppAuth::new(app, provider).owner().call().await.unwrap();
+    assert_eq!(owner, chain.signer(3).address());
+    assert!(!d.to_string().contains(&key), "the deployer key is not printed");
+}
+
+#[test]
+fn a_bad_deployer_key_is_refused_without_echoing_it() {
+    let out = Command::new(env!("CARGO_BIN_EXE_phala-cloud"))
+        .args(["simulate", "--rpc-url", "http://127.0.0.1:9", "--deployer-key", "0xnot-a-key-SECRET"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--deployer-key") && !stderr.contains("SECRET"), "{stderr}");
+}

@@ -1,0 +1,133 @@
+//! The simulator verifying phase 2 against a real anvil node: the app contract is deployed by
+//! the simulator, the compose hash registered by hand, and each way a transaction can fail to
+//! prove the registration gives its status.
+#![cfg(feature = "simulator")]
+
+mod support;
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use phala_cloud::envcrypt::{EnvVars, encrypt};
+use phala_cloud::onchain::AppAuth;
+use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::{ComposeHash, TransactionHash, UpdateCvmEnvsBody, UpdateEnvsError};
+use support::anvil::{LocalChain, wallet_provider};
+
+struct Setup {
+    chain: LocalChain,
+    sim: Simulator,
+    body: UpdateCvmEnvsBody,
+    hash: ComposeHash,
+    vars: EnvVars,
+}
+
+/// anvil, a simulator on it with one contract-owned CVM (owner: dev account 0), and phase 1 done.
+async fn setup() -> Setup {
+    let chain = LocalChain::start();
+    let config = SimulatorConfig::default()
+        .cvms([CvmSpec::onchain("cvm-1")])
+        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let sim = Simulator::start(config).await.unwrap();
+    assert!(sim.verifies_chain());
+    assert_eq!(sim.chain().unwrap().chain_id, chain.chain_id);
+    let vars = EnvVars::from_pairs([("API_TOKEN", "chain-secret")]).unwrap();
+    let body = encrypt(&vars, sim.cvm("cvm-1").unwrap().public_key).unwrap().into_body();
+    let client = sim.client_builder().build().unwrap();
+    let e = client.update_cvm_envs("cvm-1", &body).await.unwrap_err();
+    let data = e.phase1().expect("465 with phase-1 data");
+    assert_eq!(data.kms_info.as_ref().unwrap().chain_id, Some(chain.chain_id));
+    assert_eq!(Some(data.app_id), sim.cvm("cvm-1").unwrap().app_id);
+    Setup { hash: data.compose_hash, chain, sim, body, vars }
+}
+
+impl Setup {
+    fn app(&self) -> alloy::primitives::Address {
+        self.sim.cvm("cvm-1").unwrap().app_id.unwrap().into()
+    }
+
+    /// `addComposeHash(hash)` on `contract` from dev account `from`; the mined transaction's hash.
+    async fn register(&self, contract: alloy::primitives::Address, hash: ComposeHash, from: usize) -> TransactionHash {
+        let provider = wallet_provider(&self.chain.endpoint, self.chain.signer(from));
+        let receipt = AppAuth::new(contract, provider)
+            .addComposeHash(hash.into())
+            .gas(100_000) // no estimate: a reverting call is still mined
+            .send()
+            .await
+            .unwrap()
+            .get_receipt()
+            .await
+            .unwrap();
+        receipt.transaction_hash.into()
+    }
+
+    async fn phase2(&self, tx: TransactionHash) -> Result<phala_cloud::EnvsUpdateAccepted, UpdateEnvsError> {
+        let mut body = self.body.clone();
+        body.compose_hash = Some(self.hash.to_hex());
+        body.transaction_hash = Some(tx.to_hex());
+        self.sim.client_builder().build().unwrap().update_cvm_envs("cvm-1", &body).await
+    }
+}
+
+#[tokio::test]
+async fn registered_hash_is_accepted_and_the_cvm_sees_the_values() {
+    let s = setup().await;
+    let provider = wallet_provider(&s.chain.endpoint, s.chain.signer(0));
+    let owner = AppAuth::new(s.app(), &provider).owner().call().await.unwrap();
+    assert_eq!(owner, s.chain.signer(0).address(), "the deployer key owns the app contract");
+
+    let tx = s.register(s.app(), s.hash, 0).await;
+    let accepted = s.phase2(tx).await.unwrap();
+    assert_eq!(accepted.allowed_envs_changed, Some(true));
+    assert_eq!(s.sim.cvm_env("cvm-1").unwrap(), s.vars);
+}
+
+#[tokio::test]
+async fn transactions_that_prove_nothing_give_467() {
+    let s = setup().await;
+    let good = s.register(s.app(), s.hash, 0).await; // the hash is allowed: 468 is out of the way
+
+    // Missing: a hash no transaction has.
+    let e = s.phase2(TransactionHash([0xab; 32])).await.unwrap_err();
+    assert!(e.is_transaction_verification_failed(), "{e}");
+    assert!(e.to_string().contains("not found"), "{e}");
+
+    // Reverted: addComposeHash from an account that is not the owner.
+    let reverted = s.register(s.app(), s.hash, 1).await;
+    let e = s.phase2(reverted).await.unwrap_err();
+    assert!(e.is_transaction_verification_failed() && e.to_string().contains("reverted"), "{e}");
+
+    // Sent to another contract (which also registered the hash).
+    let other = s.chain.deploy_app_auth(0).await;
+    let elsewhere = s.register(other, s.hash, 0).await;
+    let e = s.phase2(elsewhere).await.unwrap_err();
+    assert!(e.is_transaction_verification_failed() && e.to_string().contains("not to the app contract"), "{e}");
+
+    // A transaction of the app contract that registered another hash.
+    let another = s.register(s.app(), ComposeHash([5; 32]), 0).await;
+    let e = s.phase2(another).await.unwrap_err();
+    assert!(e.is_transaction_verification_failed() && e.to_string().contains("no ComposeHashAdded"), "{e}");
+
+    // A plain transfer to the app contract's owner: not a registration either.
+    let provider = wallet_provider(&s.chain.endpoint, s.chain.signer(0));
+    let transfer =
+        alloy::rpc::types::TransactionRequest::default().to(s.chain.signer(2).address()).value(U256::from(1));
+    let receipt = provider.send_transaction(transfer).await.unwrap().get_receipt().await.unwrap();
+    let e = s.phase2(receipt.transaction_hash.into()).await.unwrap_err();
+    assert!(e.is_transaction_verification_failed(), "{e}");
+
+    assert!(s.sim.cvm_env("cvm-1").unwrap().is_empty(), "nothing applied");
+    // The pending hash survived the refusals: the right transaction still goes through.
+    s.phase2(good).await.unwrap();
+    assert_eq!(s.sim.cvm_env("cvm-1").unwrap(), s.vars);
+}
+
+#[tokio::test]
+async fn a_hash_registered_on_another_contract_gives_468() {
+    let s = setup().await;
+    let other = s.chain.deploy_app_auth(0).await;
+    let tx = s.register(other, s.hash, 0).await;
+    let e = s.phase2(tx).await.unwrap_err();
+    assert!(e.is_compose_hash_not_allowed(), "{e}");
+    assert!(e.to_string().contains("register"), "says what to do: {e}");
+    assert!(s.sim.cvm_env("cvm-1").unwrap().is_empty(), "nothing applied");
+}

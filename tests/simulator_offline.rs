@@ -1,0 +1,232 @@
+//! The simulator in offline mode, driven over real HTTP by this crate's client and by raw
+//! requests: every status it answers, and what the CVM sees afterwards.
+#![cfg(feature = "simulator")]
+
+use std::time::Duration;
+
+use phala_cloud::envcrypt::{EnvVars, encrypt};
+use phala_cloud::simulator::{CvmSpec, KmsKind, Phase, Simulator, SimulatorConfig};
+use phala_cloud::{ComposeHash, TransactionHash, UpdateCvmEnvsBody};
+
+fn env(pairs: &[(&str, &str)]) -> EnvVars {
+    EnvVars::from_pairs(pairs.iter().copied()).unwrap()
+}
+
+fn body_for(sim: &Simulator, cvm: &str, vars: &EnvVars, env_keys: Option<&[&str]>) -> UpdateCvmEnvsBody {
+    let encrypted = encrypt(vars, sim.cvm(cvm).unwrap().public_key).unwrap();
+    UpdateCvmEnvsBody {
+        encrypted_env: encrypted.into_hex(),
+        env_keys: env_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect()),
+        compose_hash: None,
+        transaction_hash: None,
+    }
+}
+
+async fn raw_patch(sim: &Simulator, cvm: &str, api_key: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    let http = phala_cloud::http_client_builder().unwrap().build().unwrap();
+    let mut req = http
+        .patch(format!("{}/api/v1/cvms/{cvm}/envs", sim.base_url()))
+        .header("content-type", "application/json")
+        .body(body.to_owned());
+    if let Some(key) = api_key {
+        req = req.header("x-api-key", key);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    assert!(resp.headers().contains_key("x-request-id"));
+    (status, resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn centralized_update_is_applied_and_unlisted_names_are_dropped() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    assert!(!sim.verifies_chain());
+    let client = sim.client_builder().build().unwrap();
+    let vars = env(&[("DB_URL", "postgres://x"), ("TOKEN", "s3cret"), ("EXTRA", "dropped")]);
+    let body = body_for(&sim, "cvm-central", &vars, Some(&["TOKEN", "DB_URL"]));
+    let accepted = client.update_cvm_envs("cvm-central", &body).await.unwrap();
+    assert_eq!(accepted.status.as_deref(), Some("in_progress"));
+    assert_eq!(accepted.allowed_envs_changed, Some(true));
+    let correlation_id = accepted.correlation_id.clone().unwrap();
+    assert_eq!(correlation_id.len(), 36);
+
+    let seen = sim.cvm_env("cvm-central").unwrap();
+    assert_eq!(seen, env(&[("DB_URL", "postgres://x"), ("TOKEN", "s3cret")]));
+    assert_eq!(sim.allowed_env_names("cvm-central").unwrap(), ["DB_URL", "TOKEN"]);
+
+    // Same names again: accepted, nothing changed; without env_keys the names stay.
+    let again = client.update_cvm_envs("cvm-central", &body).await.unwrap();
+    assert_eq!(again.allowed_envs_changed, Some(false));
+    let body = body_for(&sim, "cvm-central", &env(&[("TOKEN", "new")]), None);
+    let kept = client.update_cvm_envs("cvm-central", &body).await.unwrap();
+    assert_eq!(kept.allowed_envs_changed, Some(false));
+    assert_eq!(sim.cvm_env("cvm-central").unwrap(), env(&[("TOKEN", "new")]));
+
+    let ops = sim.operations();
+    assert_eq!(ops.len(), 3);
+    assert_eq!(ops[0].status, 202);
+    assert_eq!(ops[0].phase, Some(Phase::One));
+    assert_eq!(ops[0].correlation_id.as_deref(), Some(correlation_id.as_str()));
+    let log = format!("{ops:?}");
+    assert!(!log.contains("s3cret") && !log.contains(sim.api_key()), "the log holds no secret: {log}");
+}
+
+#[tokio::test]
+async fn auth_workspace_and_unknown_cvm() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let body = body_for(&sim, "cvm-central", &env(&[("A", "1")]), Some(&["A"]));
+
+    let wrong_key = sim.client_builder().api_key("not-the-key").build().unwrap();
+    let e = wrong_key.update_cvm_envs("cvm-central", &body).await.unwrap_err();
+    assert!(e.is_unauthorized(), "{e}");
+
+    let client = sim.client_builder().build().unwrap();
+    let e = client.update_cvm_envs("cvm-foreign", &body).await.unwrap_err();
+    assert!(e.is_forbidden(), "{e}");
+    let e = client.update_cvm_envs("cvm-nope", &body).await.unwrap_err();
+    assert!(e.is_not_found(), "{e}");
+    assert!(e.request_id().is_some_and(|id| id.starts_with("req_")));
+    let (status, _) = raw_patch(&sim, "cvm-central", None, "{}").await;
+    assert_eq!(status, 401);
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn bodies_that_break_the_schema_get_fastapi_422() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let key = sim.api_key().to_owned();
+    let cases: &[(&str, &[&str])] = &[
+        ("not json", &["json_invalid"]),
+        ("[]", &["model_attributes_type"]),
+        ("{}", &["missing"]),
+        (r#"{"encrypted_env": 5}"#, &["string_type"]),
+        (r#"{"encrypted_env": "zz"}"#, &["value_error"]),
+        (r#"{"encrypted_env": "abc"}"#, &["value_error"]),
+        (r#"{"encrypted_env": "00", "env_keys": "A"}"#, &["list_type"]),
+        (r#"{"encrypted_env": "00", "env_keys": ["A", 1, "1B"]}"#, &["string_type", "value_error"]),
+        (r#"{"env_keys": [2]}"#, &["string_type", "missing"]),
+    ];
+    for (body, kinds) in cases {
+        let (status, json) = raw_patch(&sim, "cvm-central", Some(&key), body).await;
+        assert_eq!(status, 422, "{body}");
+        let got: Vec<&str> = json["detail"].as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap()).collect();
+        assert_eq!(&got, kinds, "{body}: {json}");
+    }
+    // Hex that is not a blob for this CVM's key.
+    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let blob = encrypt(&env(&[("A", "1")]), other).unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let body = UpdateCvmEnvsBody {
+        encrypted_env: blob.into_hex(),
+        env_keys: None,
+        compose_hash: None,
+        transaction_hash: None,
+    };
+    let e = client.update_cvm_envs("cvm-central", &body).await.unwrap_err();
+    assert!(e.is_validation(), "{e}");
+    assert_eq!(e.validation_errors()[0].loc.len(), 2);
+    assert!(sim.operations().iter().all(|op| op.status == 422));
+}
+
+#[tokio::test]
+async fn onchain_two_phases_offline() {
+    let sim = Simulator::start(SimulatorConfig::default().offline_chain_id(8453)).await.unwrap();
+    let cvm = sim.cvm("cvm-onchain").unwrap().clone();
+    assert_eq!(cvm.kms, KmsKind::Onchain);
+    let client = sim.client_builder().build().unwrap();
+    let vars = env(&[("API_TOKEN", "t0k3n")]);
+    let mut body = body_for(&sim, "cvm-onchain", &vars, Some(&["API_TOKEN"]));
+
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert!(e.is_registration_required(), "{e}");
+    let data = e.phase1().unwrap().clone();
+    assert_eq!(Some(data.app_id), cvm.app_id);
+    assert_eq!(data.kms_info.as_ref().unwrap().chain_id, Some(8453));
+    assert!(data.device_id.is_some());
+    assert!(sim.cvm_env("cvm-onchain").unwrap().is_empty(), "nothing applied before phase 2");
+
+    // The same update gives the same hash; other names give another.
+    let again = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert_eq!(again.phase1().unwrap().compose_hash, data.compose_hash);
+    let other = body_for(&sim, "cvm-onchain", &vars, Some(&["API_TOKEN", "OTHER"]));
+    let other_hash = client.update_cvm_envs("cvm-onchain", &other).await.unwrap_err().phase1().unwrap().compose_hash;
+    assert_ne!(other_hash, data.compose_hash);
+
+    // Phase 2 with a hash never handed out: 466.
+    body.compose_hash = Some(ComposeHash([7; 32]).to_hex());
+    body.transaction_hash = Some(TransactionHash([1; 32]).to_hex());
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert!(e.is_compose_hash_invalid(), "{e}");
+    // A hash issued for other env_keys: 466 too.
+    body.compose_hash = Some(other_hash.to_hex());
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert!(e.is_compose_hash_invalid(), "{e}");
+
+    body.compose_hash = Some(data.compose_hash.to_hex());
+    let accepted = client.update_cvm_envs("cvm-onchain", &body).await.unwrap();
+    assert_eq!(accepted.allowed_envs_changed, Some(true));
+    assert_eq!(sim.cvm_env("cvm-onchain").unwrap(), vars);
+    // The hash is spent.
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert!(e.is_compose_hash_invalid(), "{e}");
+
+    let phases: Vec<_> = sim.operations().iter().map(|op| (op.phase, op.status)).collect();
+    assert_eq!(phases[0], (Some(Phase::One), 465));
+    assert_eq!(phases[phases.len() - 2], (Some(Phase::Two), 202));
+}
+
+#[tokio::test]
+async fn compose_hash_expires_after_its_ttl() {
+    let sim = Simulator::start(SimulatorConfig::default().compose_hash_ttl(Duration::from_millis(200))).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let mut body = body_for(&sim, "cvm-onchain", &env(&[("A", "1")]), Some(&["A"]));
+    let hash = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err().phase1().unwrap().compose_hash;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    body.compose_hash = Some(hash.to_hex());
+    body.transaction_hash = Some(TransactionHash([1; 32]).to_hex());
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    assert!(e.is_compose_hash_invalid(), "{e}");
+    assert!(e.to_string().contains("phase 1"), "says what to do: {e}");
+}
+
+#[tokio::test]
+async fn a_running_update_answers_409_with_retry_after() {
+    let sim = Simulator::start(
+        SimulatorConfig::default().cvms([CvmSpec::centralized("c1")]).operation_duration(Duration::from_millis(1500)),
+    )
+    .await
+    .unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let body = body_for(&sim, "c1", &env(&[("A", "1")]), Some(&["A"]));
+    client.update_cvm_envs("c1", &body).await.unwrap();
+    let e = client.update_cvm_envs("c1", &body).await.unwrap_err();
+    assert!(e.is_conflict(), "{e}");
+    assert_eq!(e.http().unwrap().retry_after(), Some(Duration::from_secs(2)));
+    assert!(e.is_retryable());
+
+    // With a retry policy the client waits and gets through.
+    let patient = sim.client_builder().retry_on_conflict(phala_cloud::ConflictRetry::default()).build().unwrap();
+    let accepted = patient.update_cvm_envs("c1", &body).await.unwrap();
+    assert_eq!(accepted.allowed_envs_changed, Some(false));
+}
+
+#[tokio::test]
+async fn configuration_mistakes_are_refused() {
+    let dup = SimulatorConfig::default().cvms([CvmSpec::centralized("a"), CvmSpec::onchain("a")]);
+    assert!(Simulator::start(dup).await.unwrap_err().to_string().contains("twice"));
+    let bad_name = SimulatorConfig::default().cvms([CvmSpec::centralized("a").allowed_env_names(["1X"])]);
+    assert!(Simulator::start(bad_name).await.is_err());
+}
+
+#[tokio::test]
+async fn describe_lists_what_a_client_needs() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let d = sim.describe();
+    assert_eq!(d["base_url"], sim.base_url());
+    assert_eq!(d["verifies_chain"], false);
+    let kinds: Vec<&str> = d["cvms"].as_array().unwrap().iter().map(|c| c["kms"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"centralized") && kinds.contains(&"onchain"));
+    assert_eq!(d["cvms"][1]["public_key"].as_str().unwrap().len(), 64);
+    let debug = format!("{sim:?}");
+    assert!(!debug.contains(sim.api_key()));
+}
