@@ -46,6 +46,10 @@ pub enum ConfigError {
     /// An environment variable is set but not valid Unicode.
     #[error("environment variable {0} is not valid Unicode")]
     NotUnicode(&'static str),
+    /// A private key that is not 32 bytes of hex or not a valid secp256k1 key. The key itself
+    /// is not shown.
+    #[error("invalid private key: {0}")]
+    InvalidPrivateKey(String),
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
     Http(String),

@@ -41,6 +41,7 @@ pub mod onchain;
 mod retry;
 #[cfg(feature = "simulator")]
 pub mod simulator;
+pub mod two_phase;
 pub mod update_envs;
 pub mod validate;
 

@@ -1,12 +1,14 @@
 //! On-chain registration of compose hashes (feature `onchain`, built on alloy).
 
 pub mod contract;
+mod registrar;
 
 use alloy::primitives::Address;
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 
 pub use contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
+pub use registrar::{DEFAULT_MIN_BALANCE_WEI, OnchainError, OnchainRegistrar};
 
 /// Deploys this repository's app-auth contract (`contracts/AppAuth.sol`) from `signer`, which
 /// becomes its owner, and returns its address. For local chains and tests: a real app's

@@ -1,0 +1,19 @@
+//! The two-phase env update.
+//!
+//! Phase 1 sends the encrypted env and its allowed names. With a contract-owned KMS and a change
+//! of allowed names, the server answers 465 with a compose hash to register on the app contract;
+//! phase 2 sends the same request again with `compose_hash` and `transaction_hash`.
+//!
+//! - By hand: [`Client::begin_env_update`](crate::Client::begin_env_update) gives a
+//!   [`Phase1Outcome`]; a [`PendingUpdate`] sends phase 2 with [`PendingUpdate::confirm`].
+//! - In one call: [`Client::env_update`](crate::Client::env_update) builds an [`EnvUpdate`]
+//!   whose [`run`](EnvUpdate::run) does the whole flow with a [`ComposeHashRegistrar`] (the
+//!   on-chain one is [`OnchainRegistrar`](crate::onchain::OnchainRegistrar), feature `onchain`).
+
+mod driver;
+mod phases;
+mod registrar;
+
+pub use driver::{DEFAULT_PHASE2_ATTEMPTS, EnvUpdate, FlowError, Registration, UpdateOutcome};
+pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
+pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress};
