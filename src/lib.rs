@@ -64,7 +64,7 @@ pub mod types {
     pub use crate::generated::types::{HttpValidationError, LocationItem, ValidationError};
 }
 
-/// The README's examples, compiled as doctests.
+/// The README's examples, compiled as doctests (they use the `onchain` feature).
 #[doc = include_str!("../README.md")]
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "onchain"))]
 pub struct ReadmeDoctests;

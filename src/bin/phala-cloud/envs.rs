@@ -1,0 +1,385 @@
+//! `phala-cloud envs …`: update (the whole two-phase flow), encrypt, verify-pubkey.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use phala_cloud::envcrypt::{EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
+use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
+use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome};
+use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
+use serde_json::json;
+
+use crate::{Failure, exit, secret_arg};
+
+/// Env updates and encryption.
+#[derive(clap::Subcommand, Debug)]
+pub enum EnvsCommand {
+    /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
+    /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2).
+    Update(Box<UpdateArgs>),
+    /// Encrypt env vars to a CVM's public key and print the `encrypted_env` blob.
+    Encrypt(EncryptArgs),
+    /// Check the KMS signature over a CVM's env-encryption public key.
+    VerifyPubkey(VerifyArgs),
+}
+
+/// Where the env vars come from.
+#[derive(clap::Args, Debug)]
+#[group(required = true, multiple = false)]
+pub struct EnvSource {
+    /// An env var, KEY=VALUE (repeatable). Values given here show in the process list and
+    /// shell history: prefer --env-file for secrets.
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// A dotenv file (comments, quotes and `export` allowed).
+    #[arg(long, value_name = "FILE")]
+    env_file: Option<PathBuf>,
+}
+
+impl EnvSource {
+    fn load(&self) -> Result<EnvVars, Failure> {
+        match &self.env_file {
+            Some(path) => EnvVars::from_dotenv_file(path)
+                .map_err(|e| Failure::usage(format!("--env-file {}: {e}", path.display()))),
+            None => EnvVars::from_assignments(&self.env).map_err(|e| Failure::usage(format!("-e: {e}"))),
+        }
+    }
+}
+
+/// `envs update`.
+#[derive(clap::Args, Debug)]
+pub struct UpdateArgs {
+    /// The CVM's id.
+    cvm_id: String,
+    #[command(flatten)]
+    source: EnvSource,
+    /// The CVM's X25519 env-encryption public key (hex, `0x` optional).
+    #[arg(long, value_name = "HEX")]
+    pubkey: RecipientPublicKey,
+    /// The allowed env names, comma-separated (default: the names being encrypted). They must
+    /// include every encrypted name: a CVM drops values whose name is not allowed.
+    #[arg(long, value_name = "K,…", value_delimiter = ',')]
+    env_keys: Option<Vec<String>>,
+    /// Private key of the app contract's owner, to register the compose hash. Prefer the
+    /// PRIVATE_KEY variable: a flag shows in the process list and shell history.
+    #[arg(long, env = "PRIVATE_KEY", value_name = "KEY", hide_env_values = true)]
+    private_key: Option<String>,
+    /// JSON-RPC URL of the KMS chain (default: a public endpoint of the chain phase 1 names).
+    #[arg(long, env = "ETH_RPC_URL", value_name = "URL")]
+    rpc_url: Option<url::Url>,
+    /// A transaction that already registered the compose hash (from a multisig, a hardware
+    /// wallet…): phase 2 cites it instead of sending one.
+    #[arg(long, value_name = "HASH")]
+    transaction_hash: Option<TransactionHash>,
+    /// Phala Cloud API key.
+    #[arg(long, env = "PHALA_CLOUD_API_KEY", value_name = "KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// API base URL (`…/api/v1` accepted).
+    #[arg(long, env = "PHALA_CLOUD_API_PREFIX", value_name = "URL")]
+    api_prefix: Option<String>,
+    /// Print one JSON object as the result, on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `envs encrypt`.
+#[derive(clap::Args, Debug)]
+pub struct EncryptArgs {
+    #[command(flatten)]
+    source: EnvSource,
+    /// The CVM's X25519 env-encryption public key (hex, `0x` optional).
+    #[arg(long, value_name = "HEX")]
+    pubkey: RecipientPublicKey,
+    /// Print `{"encrypted_env", "env_keys"}` instead of the bare blob.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `envs verify-pubkey`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The env-encryption public key, as `GET /api/v1/kms/{slug}/pubkey/{app_id}` returns it.
+    #[arg(long, value_name = "HEX")]
+    pubkey: String,
+    /// Its signature (65 bytes, r‖s‖v).
+    #[arg(long, value_name = "HEX")]
+    signature: String,
+    /// The app id it was signed for.
+    #[arg(long, value_name = "ADDRESS")]
+    app_id: AppId,
+    /// The KMS's secp256k1 key (`kms_info.k256_pubkey`).
+    #[arg(long, value_name = "HEX")]
+    kms_pubkey: K256PublicKey,
+    /// The signature's timestamp (Unix seconds), for the newer, timestamped form.
+    #[arg(long, value_name = "SECS")]
+    timestamp: Option<u64>,
+}
+
+pub async fn run(command: EnvsCommand) -> Result<(), Failure> {
+    match command {
+        EnvsCommand::Update(args) => update(*args).await,
+        EnvsCommand::Encrypt(args) => {
+            let env = args.source.load()?;
+            let encrypted = encrypt(&env, args.pubkey).map_err(|e| Failure::usage(e.to_string()))?;
+            if args.json {
+                println!("{}", json!({ "encrypted_env": encrypted.as_hex(), "env_keys": encrypted.keys() }));
+            } else {
+                println!("{}", encrypted.as_hex());
+            }
+            Ok(())
+        }
+        EnvsCommand::VerifyPubkey(args) => {
+            let signed = SignedEnvPubkey::from_hex(&args.pubkey, &args.signature, args.timestamp)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            let key = signed.verify(&args.app_id, &args.kms_pubkey).map_err(|e| Failure {
+                code: exit::REGISTRATION,
+                message: format!("{e}; do not encrypt to this key"),
+                json: None,
+            })?;
+            println!("ok: {key} is signed by KMS key {} for app {}", args.kms_pubkey, args.app_id);
+            Ok(())
+        }
+    }
+}
+
+async fn update(args: UpdateArgs) -> Result<(), Failure> {
+    let env = args.source.load()?;
+    let mut builder = Client::builder();
+    match &args.api_key {
+        Some(key) => builder = builder.api_key(key.clone()),
+        None => {
+            return Err(Failure {
+                code: exit::AUTH,
+                message: "no API key: set PHALA_CLOUD_API_KEY (or --api-key) to a key from the Phala Cloud dashboard"
+                    .into(),
+                json: None,
+            });
+        }
+    }
+    if let Some(prefix) = &args.api_prefix {
+        builder = builder.base_url(prefix.clone());
+    }
+    let client = builder
+        .retry_on_conflict(phala_cloud::ConflictRetry::default())
+        .build()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let registrar = CliRegistrar {
+        private_key: args.private_key.clone(),
+        rpc_url: args.rpc_url.clone(),
+        transaction_hash: args.transaction_hash,
+    };
+    let display = Display::new(args.json);
+    let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
+    if let Some(keys) = args.env_keys {
+        update = update.env_keys(keys);
+    }
+    let result = update.run(&registrar).await;
+    display.finish();
+    match result {
+        Ok(outcome) => {
+            print_outcome(&outcome, args.json);
+            Ok(())
+        }
+        Err(e) => Err(Failure::from_flow(&e, args.json)),
+    }
+}
+
+fn print_outcome(outcome: &UpdateOutcome, json: bool) {
+    let accepted = &outcome.accepted;
+    let registration = outcome.registration.as_ref();
+    if json {
+        let value = json!({
+            "status": accepted.status,
+            "correlation_id": accepted.correlation_id,
+            "allowed_envs_changed": accepted.allowed_envs_changed,
+            "compose_hash": registration.map(|r| r.compose_hash.to_hex()),
+            "transaction_hash": registration.map(|r| r.transaction_hash.to_hex()),
+            "app_id": registration.map(|r| r.app_id.to_hex()),
+            "chain_id": registration.and_then(|r| r.chain_id),
+        });
+        println!("{value}");
+    } else {
+        println!(
+            "accepted: correlation id {}, allowed env names changed: {}",
+            accepted.correlation_id.as_deref().unwrap_or("(none)"),
+            accepted.allowed_envs_changed.map_or("unknown", |c| if c { "yes" } else { "no" })
+        );
+        if let Some(r) = registration {
+            println!(
+                "registered compose hash {} on app {} by transaction {}",
+                r.compose_hash, r.app_id, r.transaction_hash
+            );
+        }
+    }
+}
+
+/// Progress on stderr: lines, and a spinner while waiting for the chain when stderr is a
+/// terminal. Nothing in `--json` mode but the spinner.
+struct Display {
+    lines: bool,
+    spinner: Option<indicatif::ProgressBar>,
+}
+
+impl Display {
+    fn new(json: bool) -> Self {
+        let spinner = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::hidden();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            bar
+        });
+        Self { lines: !json, spinner }
+    }
+
+    fn say(&self, line: String) {
+        if !self.lines {
+            return;
+        }
+        match &self.spinner {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn event(&self, event: &FlowEvent) {
+        match event {
+            FlowEvent::Encrypted { keys } => {
+                self.say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", ")))
+            }
+            FlowEvent::Phase1Sent { attempt } => {
+                self.say(format!("phase 1 sent{}", if *attempt > 1 { " again" } else { "" }));
+            }
+            FlowEvent::RegistrationRequired { compose_hash, app_id, chain_id } => self.say(format!(
+                "465: compose hash {compose_hash} must be registered on app contract {app_id} (chain {})",
+                chain_id.map_or("unknown".into(), |c| c.to_string())
+            )),
+            FlowEvent::AlreadyRegistered { transaction_hash } => {
+                self.say(format!("already registered by transaction {transaction_hash}; nothing sent"));
+            }
+            FlowEvent::TransactionSent { transaction_hash } => {
+                self.say(format!("transaction sent: {transaction_hash}"));
+                if let Some(bar) = &self.spinner {
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
+                    );
+                    bar.set_message("waiting for the transaction to be mined");
+                    bar.enable_steady_tick(std::time::Duration::from_millis(100));
+                }
+            }
+            FlowEvent::TransactionConfirmed { transaction_hash, block_number } => {
+                if let Some(bar) = &self.spinner {
+                    bar.finish_and_clear();
+                }
+                self.say(format!("transaction {transaction_hash} mined in block {block_number}"));
+            }
+            FlowEvent::Phase2Sent { attempt } => self.say(format!("phase 2 sent (attempt {attempt})")),
+            FlowEvent::Restarting => self.say("466: the compose hash expired; starting again from phase 1".into()),
+            FlowEvent::Accepted { .. } => {}
+            _ => {}
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The CLI's registrar: a transaction given on the command line, else the on-chain registrar
+/// with the private key, on `--rpc-url` or the named chain's public endpoint.
+struct CliRegistrar {
+    private_key: Option<String>,
+    rpc_url: Option<url::Url>,
+    transaction_hash: Option<TransactionHash>,
+}
+
+/// Why the CLI could not register.
+#[derive(Debug, thiserror::Error)]
+enum RegisterError {
+    #[error(
+        "no private key: set PRIVATE_KEY to the app owner's key (or --private-key), or register the hash yourself and pass --transaction-hash"
+    )]
+    NoKey,
+    #[error("no RPC URL for chain {0}: give --rpc-url (or ETH_RPC_URL)")]
+    NoRpc(String),
+    #[error("invalid private key: {0}")]
+    BadKey(String),
+    #[error(transparent)]
+    Onchain(#[from] OnchainError),
+}
+
+/// Public endpoints of the chains the official client knows.
+fn default_rpc(chain_id: u64) -> Option<url::Url> {
+    let url = match chain_id {
+        1 => "https://ethereum-rpc.publicnode.com",
+        8453 => "https://mainnet.base.org",
+        _ => return None,
+    };
+    url.parse().ok()
+}
+
+impl ComposeHashRegistrar for CliRegistrar {
+    type Error = RegisterError;
+
+    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, RegisterError> {
+        if let Some(tx) = self.transaction_hash {
+            return Ok(tx);
+        }
+        let key = self.private_key.as_deref().ok_or(RegisterError::NoKey)?;
+        let rpc_url = match (&self.rpc_url, data.chain_id()) {
+            (Some(url), _) => url.clone(),
+            (None, Some(chain)) => default_rpc(chain).ok_or_else(|| RegisterError::NoRpc(chain.to_string()))?,
+            (None, None) => return Err(RegisterError::NoRpc("(not named by phase 1)".into())),
+        };
+        let signer = secret_arg::private_key(key, "PRIVATE_KEY").map_err(|f| RegisterError::BadKey(f.message))?;
+        let registrar = OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::BadKey(e.to_string()))?;
+        Ok(registrar.register(data, progress).await?)
+    }
+}
+
+impl Failure {
+    /// The exit code and message of a failed update; every message ends with what to do.
+    fn from_flow(e: &FlowError<RegisterError>, json: bool) -> Self {
+        let code = match e {
+            FlowError::Encrypt(_) => exit::BAD_INPUT,
+            FlowError::Registration { .. } => exit::REGISTRATION,
+            _ => match e.update_error() {
+                Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
+                Some(u) if u.is_unauthorized() || u.is_forbidden() => exit::AUTH,
+                Some(u) if u.is_not_found() => exit::NOT_FOUND,
+                Some(u) if u.is_conflict() => exit::CONFLICT,
+                Some(u)
+                    if u.is_registration_required()
+                        || u.is_compose_hash_invalid()
+                        || u.is_transaction_verification_failed()
+                        || u.is_compose_hash_not_allowed() =>
+                {
+                    exit::REGISTRATION
+                }
+                Some(u) if u.is_not_sent() || u.is_maybe_sent() => exit::NETWORK,
+                _ => exit::SERVER,
+            },
+        };
+        let mut message = crate::error_chain(e);
+        if let Some(r) = e.registration() {
+            message.push_str(&format!(
+                "\nthe compose hash is registered: to retry phase 2 without a new transaction, run the same command with --transaction-hash {}",
+                r.transaction_hash
+            ));
+        }
+        let json = json.then(|| {
+            let u = e.update_error();
+            json!({
+                "error": {
+                    "exit_code": code,
+                    "message": message,
+                    "status": u.and_then(|u| u.status()).map(|s| s.as_u16()),
+                    "request_id": u.and_then(|u| u.request_id()),
+                    "compose_hash": e.registration().map(|r| r.compose_hash.to_hex()),
+                    "transaction_hash": e.registration().map(|r| r.transaction_hash.to_hex()),
+                }
+            })
+        });
+        Self { code, message, json }
+    }
+}

@@ -1,0 +1,272 @@
+//! The `phala-cloud` binary against the simulator: success (text and `--json`), env files, every
+//! error class and its exit code, and a canary secret that must appear in no output.
+#![cfg(feature = "cli")]
+
+mod support;
+
+use std::process::Output;
+use std::time::Duration;
+
+use phala_cloud::EnvVars;
+use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use support::{Reply, ScriptedServer};
+
+const CANARY: &str = "CANARY-7f3a9c-secret-value";
+const API_KEY_CANARY: &str = "phak_CANARY_api_key_5e1d";
+
+/// Runs the binary with only the given variables of ours set; returns its output.
+async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phala-cloud"));
+        for var in ["PHALA_CLOUD_API_KEY", "PHALA_CLOUD_API_PREFIX", "PRIVATE_KEY", "ETH_RPC_URL", "DEPLOYER_KEY"] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args).envs(envs).output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+fn text(out: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// No secret in stdout or stderr.
+fn assert_no_secret(out: &Output, secrets: &[&str]) {
+    let (stdout, stderr) = text(out);
+    for secret in secrets {
+        assert!(!stdout.contains(secret) && !stderr.contains(secret), "secret leaked:\n{stdout}\n{stderr}");
+    }
+}
+
+async fn offline_sim(config: SimulatorConfig) -> Simulator {
+    Simulator::start(config.api_key(API_KEY_CANARY)).await.unwrap()
+}
+
+fn update_args(sim: &Simulator, cvm: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = args(&["envs", "update", cvm, "--pubkey", &sim.cvm(cvm).unwrap().public_key.to_hex()]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+fn api_env(sim: &Simulator) -> Vec<(&'static str, String)> {
+    vec![
+        ("PHALA_CLOUD_API_KEY", sim.api_key().to_owned()),
+        ("PHALA_CLOUD_API_PREFIX", format!("{}/api/v1", sim.base_url())),
+    ]
+}
+
+#[tokio::test]
+async fn update_succeeds_and_says_what_happened() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let out =
+        cli(update_args(&sim, "cvm-central", &["-e", &format!("TOKEN={CANARY}"), "-e", "MODE=prod"]), api_env(&sim))
+            .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.starts_with("accepted: correlation id "), "{stdout}");
+    assert!(stderr.contains("encrypted 2 env vars: TOKEN, MODE") && stderr.contains("phase 1 sent"), "{stderr}");
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    assert_eq!(
+        sim.cvm_env("cvm-central").unwrap(),
+        EnvVars::from_pairs([("TOKEN", CANARY), ("MODE", "prod")]).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn env_files_with_comments_and_quotes() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let dir = std::env::temp_dir().join(format!("phala-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("app.env");
+    std::fs::write(
+        &file,
+        format!(
+            "# a comment\nexport DB_URL=\"postgres://u:p@h/db\" # trailing\nGREETING='hi, \"you\"'\n\nTOKEN={CANARY}\n"
+        ),
+    )
+    .unwrap();
+    let out = cli(
+        update_args(
+            &sim,
+            "cvm-central",
+            &["--env-file", file.to_str().unwrap(), "--env-keys", "DB_URL,GREETING,TOKEN,LATER", "--json"],
+        ),
+        api_env(&sim),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["allowed_envs_changed"], true);
+    assert!(json["correlation_id"].as_str().is_some());
+    assert!(json["transaction_hash"].is_null());
+    assert_eq!(stdout.lines().count(), 1, "one JSON object");
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    let seen = sim.cvm_env("cvm-central").unwrap();
+    assert_eq!(seen.get("DB_URL"), Some("postgres://u:p@h/db"));
+    assert_eq!(seen.get("GREETING"), Some("hi, \"you\""));
+    assert_eq!(seen.get("TOKEN"), Some(CANARY));
+    assert_eq!(sim.allowed_env_names("cvm-central").unwrap(), ["DB_URL", "GREETING", "LATER", "TOKEN"]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn contract_owned_cvm_with_a_real_chain_and_json_output() {
+    let chain = support::anvil::LocalChain::start();
+    let config = SimulatorConfig::default()
+        .cvms([CvmSpec::onchain("cvm-1")])
+        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let sim = offline_sim(config).await;
+    let key = const_hex::encode(chain.signer(0).to_bytes());
+    let mut env = api_env(&sim);
+    env.push(("PRIVATE_KEY", key.clone()));
+    env.push(("ETH_RPC_URL", chain.endpoint.clone()));
+    let out = cli(update_args(&sim, "cvm-1", &["-e", &format!("SECRET={CANARY}"), "--json"]), env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["allowed_envs_changed"], true);
+    assert_eq!(json["chain_id"], chain.chain_id);
+    assert_eq!(json["compose_hash"].as_str().unwrap().len(), 66);
+    assert_eq!(json["transaction_hash"].as_str().unwrap().len(), 66);
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY, &key]);
+    assert_eq!(sim.cvm_env("cvm-1").unwrap().get("SECRET"), Some(CANARY));
+}
+
+#[tokio::test]
+async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let good = api_env(&sim);
+    let secret = format!("S={CANARY}");
+    type Env = Vec<(&'static str, String)>;
+    let cases: Vec<(&str, Vec<String>, Env, i32, &str)> = vec![
+        ("bad env name", update_args(&sim, "cvm-central", &["-e", "1BAD=x"]), good.clone(), 2, "not a valid env name"),
+        (
+            "no = in -e (the value may be a secret)",
+            update_args(&sim, "cvm-central", &["-e", CANARY]),
+            good.clone(),
+            2,
+            "KEY=VALUE",
+        ),
+        (
+            "env_keys miss an encrypted name",
+            update_args(&sim, "cvm-central", &["-e", &secret, "--env-keys", "OTHER"]),
+            good.clone(),
+            2,
+            "env_keys",
+        ),
+        (
+            "bad pubkey",
+            args(&["envs", "update", "cvm-central", "-e", "A=1", "--pubkey", "xyz"]),
+            good.clone(),
+            2,
+            "--pubkey",
+        ),
+        ("no API key", update_args(&sim, "cvm-central", &["-e", &secret]), vec![], 3, "PHALA_CLOUD_API_KEY"),
+        (
+            "wrong API key",
+            update_args(&sim, "cvm-central", &["-e", &secret]),
+            vec![("PHALA_CLOUD_API_KEY", "wrong".into()), good[1].clone()],
+            3,
+            "check the API key",
+        ),
+        ("another workspace", update_args(&sim, "cvm-foreign", &["-e", &secret]), good.clone(), 3, "workspace"),
+        (
+            "unknown CVM",
+            update_args(&sim, "cvm-central", &["-e", &secret])
+                .into_iter()
+                .map(|a| if a == "cvm-central" { "cvm-nope".into() } else { a })
+                .collect(),
+            good.clone(),
+            4,
+            "check the CVM id",
+        ),
+        ("no private key for 465", update_args(&sim, "cvm-onchain", &["-e", &secret]), good.clone(), 6, "PRIVATE_KEY"),
+        (
+            "bad private key",
+            update_args(&sim, "cvm-onchain", &["-e", &secret, "--rpc-url", "http://127.0.0.1:9"]),
+            [good.clone(), vec![("PRIVATE_KEY", format!("0x{CANARY}"))]].concat(),
+            6,
+            "private key",
+        ),
+        (
+            "nothing listening",
+            update_args(&sim, "cvm-central", &["-e", &secret]),
+            vec![good[0].clone(), ("PHALA_CLOUD_API_PREFIX", "http://127.0.0.1:9/api/v1".into())],
+            8,
+            "",
+        ),
+    ];
+    for (name, argv, env, code, says) in cases {
+        let out = cli(argv, env).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{name}: {stdout}\n{stderr}");
+        assert!(stderr.contains(says), "{name}: {stderr}");
+        assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    }
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was applied");
+}
+
+#[tokio::test]
+async fn conflict_after_retries_and_server_errors() {
+    // A CVM busy for a minute: Retry-After 60 s is longer than the policy allows, so it stops.
+    let sim = offline_sim(
+        SimulatorConfig::default().cvms([CvmSpec::centralized("c1")]).operation_duration(Duration::from_secs(60)),
+    )
+    .await;
+    let first = cli(update_args(&sim, "c1", &["-e", "A=1"]), api_env(&sim)).await;
+    assert_eq!(first.status.code(), Some(0));
+    let out = cli(update_args(&sim, "c1", &["-e", "A=2", "--json"]), api_env(&sim)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("wait for the running operation"), "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["error"]["status"], 409);
+    assert_eq!(json["error"]["exit_code"], 5);
+
+    // A 500, and a status the API does not define.
+    for status in [500, 502] {
+        let server = ScriptedServer::start(vec![Reply::json(status, r#"{"detail":"KMS RPC error"}"#)]).await;
+        let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+        let out = cli(
+            args(&["envs", "update", "c1", "-e", "A=1", "--pubkey", &key]),
+            vec![("PHALA_CLOUD_API_KEY", API_KEY_CANARY.into()), ("PHALA_CLOUD_API_PREFIX", server.base_url.clone())],
+        )
+        .await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(7), "{status}: {stderr}");
+        assert!(stderr.contains(&status.to_string()), "{stderr}");
+        assert_no_secret(&out, &[API_KEY_CANARY]);
+    }
+}
+
+#[tokio::test]
+async fn encrypt_and_verify_pubkey() {
+    let cvm = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap();
+    let out =
+        cli(args(&["envs", "encrypt", "--pubkey", &cvm.public_key().to_hex(), "-e", &format!("K={CANARY}")]), vec![])
+            .await;
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(0));
+    assert_no_secret(&out, &[CANARY]);
+    let env = phala_cloud::envcrypt::decrypt(stdout.trim(), &cvm).unwrap();
+    assert_eq!(env.get("K"), Some(CANARY));
+
+    // The published vector (legacy form): a good signature, then a wrong signer.
+    let v: serde_json::Value = serde_json::from_str(include_str!("fixtures/crypto/vectors.json")).unwrap();
+    let sig = &v["pubkey_signature_legacy"][0];
+    let field = |k: &str| sig[k].as_str().unwrap().to_owned();
+    let (public_key, signature, app_id) = (field("public_key"), field("signature"), field("app_id"));
+    let base = ["envs", "verify-pubkey", "--pubkey", &public_key, "--signature", &signature, "--app-id", &app_id];
+    let ok = cli(args(&[&base[..], &["--kms-pubkey", &field("expected_signer_compressed")]].concat()), vec![]).await;
+    assert_eq!(ok.status.code(), Some(0), "{:?}", text(&ok));
+    let wrong = "0x0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"; // the generator point
+    let bad = cli(args(&[&base[..], &["--kms-pubkey", wrong]].concat()), vec![]).await;
+    assert_eq!(bad.status.code(), Some(6));
+    assert!(text(&bad).1.contains("do not encrypt to this key"), "{:?}", text(&bad));
+}
