@@ -157,8 +157,8 @@ impl ChainConfig {
     }
 }
 
-/// How to start a [`Simulator`].
-#[derive(Debug, Clone)]
+/// How to start a [`Simulator`]. `Debug` does not show the API key.
+#[derive(Clone)]
 pub struct SimulatorConfig {
     listen: SocketAddr,
     api_key: Option<String>,
@@ -167,6 +167,20 @@ pub struct SimulatorConfig {
     offline_chain_id: u64,
     compose_hash_ttl: Duration,
     operation_duration: Duration,
+}
+
+impl std::fmt::Debug for SimulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimulatorConfig")
+            .field("listen", &self.listen)
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("cvms", &self.cvms)
+            .field("chain", &self.chain)
+            .field("offline_chain_id", &self.offline_chain_id)
+            .field("compose_hash_ttl", &self.compose_hash_ttl)
+            .field("operation_duration", &self.operation_duration)
+            .finish()
+    }
 }
 
 impl Default for SimulatorConfig {
