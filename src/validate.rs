@@ -39,7 +39,7 @@ pub fn check_env_key(field: impl Into<String>, key: &str) -> Result<(), InputErr
     }
 }
 
-/// A CVM id: not empty, no whitespace or control characters.
+/// A CVM id: not empty, not `.` or `..`, no path separators, whitespace or control characters.
 pub fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
     if cvm_id.is_empty() {
         return Err(InputError::new("cvm_id", "is empty"));
@@ -47,6 +47,10 @@ pub fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
     if cvm_id == "." || cvm_id == ".." {
         // Left as they are by path encoding, then resolved away by URL parsing.
         return Err(InputError::new("cvm_id", format!("{cvm_id:?} is a path segment, not an id")));
+    }
+    if cvm_id.contains(['/', '\\']) {
+        // Percent-encoded, it would reach the server as an id no CVM has.
+        return Err(InputError::new("cvm_id", format!("{cvm_id:?} contains a path separator")));
     }
     if cvm_id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(InputError::new("cvm_id", format!("{cvm_id:?} contains whitespace or control characters")));
