@@ -103,7 +103,8 @@ impl ScriptedServer {
     }
 }
 
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Recorded> {
+/// Reads one HTTP/1.1 request (head and a Content-Length body).
+pub async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Recorded> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     let head_end = loop {
