@@ -14,13 +14,8 @@
 use phala_cloud::envcrypt::{EnvVars, K256PublicKey, RecipientSecretKey, SignedEnvPubkey, decrypt, encrypt};
 use phala_cloud::{AppId, Client, update_envs};
 
-/// The example env, as a dotenv file would hold it.
-const EXAMPLE_ENV: &str = r#"
-# Example app settings
-DATABASE_URL="postgres://app:example-password@db:5432/app"
-export API_TOKEN=example-token
-GREETING='hello, "world"'
-"#;
+/// The example env, as a dotenv file holds it.
+const EXAMPLE_ENV: &str = include_str!("example.env");
 
 /// The published KMS env-encryption key, its signature and signer (legacy form, no timestamp),
 /// from `tests/fixtures/crypto/vectors.json`.

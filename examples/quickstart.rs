@@ -24,13 +24,8 @@ use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
 use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress};
 use phala_cloud::{Phase1Data, TransactionHash};
 
-/// The example env, as a dotenv file would hold it.
-const EXAMPLE_ENV: &str = r#"
-# Example app settings
-DATABASE_URL="postgres://app:example-password@db:5432/app"
-export API_TOKEN=example-token
-GREETING='hello, "world"'
-"#;
+/// The example env, as a dotenv file holds it.
+const EXAMPLE_ENV: &str = include_str!("example.env");
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -78,14 +78,7 @@ async fn a_base_like_chain_mines_every_two_seconds() {
     assert_ne!(address, Address::ZERO);
     let before = provider.get_block_number().await.unwrap();
     let started = std::time::Instant::now();
-    let receipt = AppAuth::new(address, provider.clone())
-        .addComposeHash(COMPOSE_HASH)
-        .send()
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
+    let receipt = chain.add_compose_hash(address, COMPOSE_HASH, chain.signer(0)).await;
     assert!(receipt.status());
     assert!(receipt.block_number.unwrap() > before);
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());

@@ -47,16 +47,7 @@ impl Setup {
 
     /// `addComposeHash(hash)` on `contract` from dev account `from`; the mined transaction's hash.
     async fn register(&self, contract: alloy::primitives::Address, hash: ComposeHash, from: usize) -> TransactionHash {
-        let provider = wallet_provider(&self.chain.endpoint, self.chain.signer(from));
-        let receipt = AppAuth::new(contract, provider)
-            .addComposeHash(hash.into())
-            .gas(100_000) // no estimate: a reverting call is still mined
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
+        let receipt = self.chain.add_compose_hash(contract, hash.into(), self.chain.signer(from)).await;
         receipt.transaction_hash.into()
     }
 

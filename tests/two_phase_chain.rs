@@ -12,7 +12,7 @@ use std::time::Duration;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
-use phala_cloud::onchain::{AppAuth, OnchainError, OnchainRegistrar};
+use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
 use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress};
 use phala_cloud::{ConflictRetry, EnvVars, Phase1Data, TransactionHash};
@@ -248,18 +248,8 @@ async fn a_transaction_for_another_hash_gives_467() {
     let app: Address = sim.cvm("cvm-1").unwrap().app_id.unwrap().into();
     let owner = registrar(&chain, chain.signer(0));
     // Register the right hash, then cite a transaction that registered another one.
-    let other_tx = {
-        let provider = wallet_provider(&chain.endpoint, chain.signer(0));
-        let receipt = AppAuth::new(app, provider)
-            .addComposeHash([9u8; 32].into())
-            .send()
-            .await
-            .unwrap()
-            .get_receipt()
-            .await
-            .unwrap();
-        TransactionHash::from(receipt.transaction_hash)
-    };
+    let other_tx =
+        TransactionHash::from(chain.add_compose_hash(app, [9u8; 32].into(), chain.signer(0)).await.transaction_hash);
     let wrong = Then { inner: &owner, after: move |_| Ok(other_tx) };
     let e = client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key).run(&wrong).await.unwrap_err();
     assert!(e.update_error().unwrap().is_transaction_verification_failed(), "{e:?}");
@@ -267,23 +257,16 @@ async fn a_transaction_for_another_hash_gives_467() {
     assert!(sim.cvm_env("cvm-1").unwrap().is_empty());
 }
 
-/// Registers the hash on another app contract owned by the same key.
-struct OnOtherContract {
-    chain_endpoint: String,
-    signer: PrivateKeySigner,
+/// Registers the hash on another app contract owned by the same key (dev account 0).
+struct OnOtherContract<'a> {
+    chain: &'a LocalChain,
     other: Address,
 }
 
-impl ComposeHashRegistrar for OnOtherContract {
-    type Error = std::io::Error;
-    async fn register(&self, data: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, std::io::Error> {
-        let provider = wallet_provider(&self.chain_endpoint, self.signer.clone());
-        let pending = AppAuth::new(self.other, provider)
-            .addComposeHash(data.compose_hash.into())
-            .send()
-            .await
-            .map_err(std::io::Error::other)?;
-        let receipt = pending.get_receipt().await.map_err(std::io::Error::other)?;
+impl ComposeHashRegistrar for OnOtherContract<'_> {
+    type Error = std::convert::Infallible;
+    async fn register(&self, data: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
+        let receipt = self.chain.add_compose_hash(self.other, data.compose_hash.into(), self.chain.signer(0)).await;
         Ok(receipt.transaction_hash.into())
     }
 }
@@ -294,7 +277,7 @@ async fn a_hash_registered_on_another_contract_gives_468() {
     let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
     let client = sim.client_builder().build().unwrap();
     let other = chain.deploy_app_auth(0).await;
-    let elsewhere = OnOtherContract { chain_endpoint: chain.endpoint.clone(), signer: chain.signer(0), other };
+    let elsewhere = OnOtherContract { chain: &chain, other };
     let e =
         client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key).run(elsewhere).await.unwrap_err();
     assert!(e.update_error().unwrap().is_compose_hash_not_allowed(), "{e:?}");

@@ -29,7 +29,6 @@ pub const ANVIL_NPM_VERSION: &str = "1.7.1";
 pub const ANVIL_CHAIN_ID: ChainId = 31_337;
 
 /// The test stand-in for dstack's app-auth contract: `contracts/AppAuth.sol`, compiled.
-#[allow(unused_imports)]
 pub use phala_cloud::onchain::AppAuth;
 
 /// How to start anvil.
@@ -101,6 +100,25 @@ impl LocalChain {
     /// A provider signing as dev account `n`.
     pub fn provider(&self, n: usize) -> impl Provider + Clone + use<> {
         wallet_provider(&self.endpoint, self.signer(n))
+    }
+
+    /// `addComposeHash(hash)` on `contract`, signed by `signer`, with a fixed gas limit (no
+    /// estimate, so a reverting call is still mined); the receipt once mined.
+    pub async fn add_compose_hash(
+        &self,
+        contract: Address,
+        hash: alloy::primitives::B256,
+        signer: PrivateKeySigner,
+    ) -> alloy::rpc::types::TransactionReceipt {
+        AppAuth::new(contract, wallet_provider(&self.endpoint, signer))
+            .addComposeHash(hash)
+            .gas(100_000)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("sending addComposeHash failed: {e}"))
+            .get_receipt()
+            .await
+            .unwrap_or_else(|e| panic!("no receipt for addComposeHash: {e}"))
     }
 
     /// Deploys `AppAuth` from dev account `n`, which becomes its owner.
