@@ -343,3 +343,28 @@ async fn two_concurrent_updates_of_one_cvm_both_land() {
     let last_accepted = sim.operations().iter().rev().find(|op| op.status == 202).unwrap().request_id.clone();
     assert!(!last_accepted.is_empty());
 }
+
+#[tokio::test]
+async fn a_registrar_reused_after_the_key_signed_elsewhere_still_registers() {
+    let chain = LocalChain::start();
+    let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
+    let client = sim.client_builder().build().unwrap();
+    let owner = registrar(&chain, chain.signer(0));
+    let key = sim.cvm("cvm-1").unwrap().public_key;
+    client.env_update("cvm-1").env(vars(), key).run(&owner).await.unwrap();
+
+    // The same key sends a transaction through another tool between the two updates.
+    let elsewhere = wallet_provider(&chain.endpoint, chain.signer(0));
+    let transfer = alloy::rpc::types::TransactionRequest::default().to(chain.signer(1).address()).value(U256::from(1));
+    elsewhere.send_transaction(transfer).await.unwrap().get_receipt().await.unwrap();
+
+    let next = EnvVars::from_pairs([("SECOND", "update")]).unwrap();
+    let outcome =
+        tokio::time::timeout(Duration::from_secs(30), client.env_update("cvm-1").env(next.clone(), key).run(&owner))
+            .await
+            .expect("not stuck behind a stale nonce")
+            .unwrap();
+    assert!(outcome.registration.is_some());
+    assert_eq!(sim.cvm_env("cvm-1").unwrap(), next);
+    assert_eq!(nonce(&chain, chain.signer(0).address()).await, 4, "deploy, two registrations, one transfer");
+}

@@ -140,8 +140,17 @@ impl OnchainRegistrar {
     {
         let address = signer.address();
         let http = crate::http_client_builder()?.build().map_err(|e| crate::ConfigError::Http(e.to_string()))?;
-        let provider =
-            ProviderBuilder::new().wallet(EthereumWallet::new(signer)).connect_reqwest(http, rpc_url).erased();
+        // Nonces are asked of the chain for every transaction: alloy's default cache counts a
+        // nonce as used even when sending fails, and would leave the next registration stuck
+        // behind a gap; it also goes stale when the key signs elsewhere between runs.
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
+            .wallet(EthereumWallet::new(signer))
+            .connect_reqwest(http, rpc_url)
+            .erased();
         Ok(Self {
             provider,
             signer: address,
