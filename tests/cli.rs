@@ -199,7 +199,7 @@ async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
             update_args(&sim, "cvm-central", &["-e", &secret]),
             vec![good[0].clone(), ("PHALA_CLOUD_API_PREFIX", "http://127.0.0.1:9/api/v1".into())],
             8,
-            "",
+            "check the network",
         ),
     ];
     for (name, argv, env, code, says) in cases {
@@ -240,7 +240,7 @@ async fn conflict_after_retries_and_server_errors() {
         .await;
         let (_, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(7), "{status}: {stderr}");
-        assert!(stderr.contains(&status.to_string()), "{stderr}");
+        assert!(stderr.contains(&status.to_string()) && stderr.contains("try again later"), "{stderr}");
         assert_no_secret(&out, &[API_KEY_CANARY]);
     }
 }

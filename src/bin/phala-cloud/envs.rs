@@ -361,6 +361,10 @@ impl Failure {
             },
         };
         let mut message = crate::error_chain(e);
+        if let Some(hint) = e.update_error().and_then(next_step) {
+            message.push_str("; ");
+            message.push_str(&hint);
+        }
         if let Some(r) = e.registration() {
             message.push_str(&format!(
                 "\nthe compose hash is registered: to retry phase 2 without a new transaction, run the same command with --transaction-hash {}",
@@ -381,5 +385,24 @@ impl Failure {
             })
         });
         Self { code, message, json }
+    }
+}
+
+/// What to do next, for the errors whose own message does not say.
+fn next_step(e: &phala_cloud::UpdateEnvsError) -> Option<String> {
+    let request_id = e.request_id().map(|id| format!(" (request id {id})")).unwrap_or_default();
+    if e.is_not_sent() {
+        Some(
+            "nothing was sent: check the network and the API URL (PHALA_CLOUD_API_PREFIX), then run the command again"
+                .into(),
+        )
+    } else if e.is_maybe_sent() {
+        Some("the server may have applied the update: run the same command again to make sure".into())
+    } else if e.is_server_error() || e.is_unexpected_status() {
+        Some(format!("the server failed{request_id}: try again later, and quote the request id if you contact support"))
+    } else if e.is_validation() {
+        Some("the server refused the request's fields: check the env names and the public key".into())
+    } else {
+        None
     }
 }
