@@ -105,7 +105,8 @@ impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "HTTP {}", self.0.status.as_u16())?;
         if let Some(code) = self.error_code() {
-            write!(f, " {code}")?;
+            // The code comes from the body as much as the message does: one line, bounded.
+            write!(f, " {}", one_line(code))?;
         }
         if let Some(message) = self.message() {
             write!(f, ": {}", one_line(message))?;
@@ -133,10 +134,13 @@ impl fmt::Debug for HttpError {
     }
 }
 
-/// Collapses a server message to one line of bounded length for `Display`.
+/// Collapses a server message to one line of bounded length for `Display`, with control
+/// characters (a terminal escape sequence, say) shown as U+FFFD rather than acted on.
 fn one_line(s: &str) -> String {
     const MAX: usize = 300;
-    let mut out: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    let words: Vec<_> = s.split_whitespace().collect();
+    let mut out: String =
+        words.join(" ").chars().map(|c| if c.is_control() { char::REPLACEMENT_CHARACTER } else { c }).collect();
     if out.len() > MAX {
         let cut = (0..=MAX).rev().find(|i| out.is_char_boundary(*i)).unwrap_or(0);
         out.truncate(cut);
@@ -258,10 +262,14 @@ pub enum Delivery {
 }
 
 /// A failure below HTTP: connection, timeout, or an unreadable reply.
-#[derive(Debug)]
+///
+/// When the reply's head arrived before the failure (the body was cut off or timed out), its
+/// status, headers and the body bytes received so far are kept.
 pub struct TransportError {
     delivery: Delivery,
     status: Option<StatusCode>,
+    /// The head's headers and the body bytes read before the failure.
+    reply: Option<Box<(HeaderMap, Bytes)>>,
     source: reqwest::Error,
 }
 
@@ -269,12 +277,18 @@ impl TransportError {
     /// Classifies a reqwest error raised while sending (no status yet).
     pub(crate) fn sending(source: reqwest::Error) -> Self {
         let delivery = if source.is_connect() || source.is_builder() { Delivery::NotSent } else { Delivery::MaybeSent };
-        Self { delivery, status: None, source }
+        Self { delivery, status: None, reply: None, source }
     }
 
     /// A reply whose status arrived but whose body could not be read to its end.
     pub(crate) fn reading_body(status: StatusCode, source: reqwest::Error) -> Self {
-        Self { delivery: Delivery::MaybeSent, status: Some(status), source }
+        Self { delivery: Delivery::MaybeSent, status: Some(status), reply: None, source }
+    }
+
+    /// Keeps the headers of the reply whose body broke, and the body bytes read before it did.
+    pub(crate) fn with_reply(mut self, headers: HeaderMap, partial_body: Bytes) -> Self {
+        self.reply = Some(Box::new((headers, partial_body)));
+        self
     }
 
     /// Whether the request may have reached the server.
@@ -287,9 +301,38 @@ impl TransportError {
         self.status
     }
 
+    /// The reply's headers, when its head arrived before the failure.
+    pub fn headers(&self) -> Option<&HeaderMap> {
+        self.reply.as_ref().map(|r| &r.0)
+    }
+
+    /// The body bytes received before the failure, when the reply's head arrived (possibly
+    /// empty; never more than the client's response-size cap).
+    pub fn partial_body(&self) -> Option<&Bytes> {
+        self.reply.as_ref().map(|r| &r.1)
+    }
+
+    /// The `X-Request-ID` header of the reply, when its head arrived before the failure.
+    pub fn request_id(&self) -> Option<&str> {
+        self.headers()?.get("x-request-id")?.to_str().ok()
+    }
+
     /// A timeout fired (connect or request).
     pub fn is_timeout(&self) -> bool {
         self.source.is_timeout()
+    }
+}
+
+/// Like [`HttpError`]'s: the body's length, not its bytes.
+impl fmt::Debug for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TransportError")
+            .field("delivery", &self.delivery)
+            .field("status", &self.status)
+            .field("request_id", &self.request_id())
+            .field("partial_body_len", &self.partial_body().map(Bytes::len))
+            .field("source", &self.source)
+            .finish()
     }
 }
 
@@ -347,6 +390,9 @@ mod tests {
         assert!(shown.starts_with("HTTP 404: a b xxx"));
         assert!(!shown.contains('\n'));
         assert!(shown.len() < 320);
+        let body = Bytes::from_static(b"{\"error_code\":\"E\\u001b[2J\\nX\",\"message\":\"\\u001b]0;title\\u0007m\"}");
+        let e = HttpError::new(StatusCode::CONFLICT, HeaderMap::new(), body, false);
+        assert_eq!(e.to_string(), "HTTP 409 E\u{fffd}[2J X: \u{fffd}]0;title\u{fffd}m");
         let e = HttpError::new(StatusCode::BAD_GATEWAY, HeaderMap::new(), Bytes::from_static(b"<html>"), false);
         assert_eq!(e.to_string(), "HTTP 502 Bad Gateway");
         let body = Bytes::from_static(br#"{"detail":"d","request_id":"rid"}"#);

@@ -153,9 +153,13 @@ impl UpdateEnvsError {
         }
     }
 
-    /// The request id (body `request_id`, else header `X-Request-ID`).
+    /// The request id (body `request_id`, else header `X-Request-ID`; for a reply cut off
+    /// after its head, the header).
     pub fn request_id(&self) -> Option<&str> {
-        self.http().and_then(HttpError::request_id)
+        match self {
+            Self::NotSent(t) | Self::MaybeSent(t) => t.request_id(),
+            _ => self.http().and_then(HttpError::request_id),
+        }
     }
 
     /// The raw body bytes of the reply.

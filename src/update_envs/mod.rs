@@ -212,18 +212,30 @@ impl Client {
             request.send().await.map_err(|e| UpdateEnvsError::from_transport(TransportError::sending(e)))?;
         let status = response.status();
         let headers = std::mem::take(response.headers_mut());
-        let (body, truncated) = read_capped(response, inner.max_response_body)
-            .await
-            .map_err(|e| UpdateEnvsError::from_transport(TransportError::reading_body(status, e)))?;
-        classify(status, headers, body, truncated)
+        match read_capped(response, inner.max_response_body).await {
+            Ok((body, truncated)) => classify(status, headers, body, truncated),
+            // The head arrived, the body broke: keep what came.
+            Err((e, partial)) => Err(UpdateEnvsError::from_transport(
+                TransportError::reading_body(status, e).with_reply(headers, partial),
+            )),
+        }
     }
 }
 
 /// Reads at most `cap` bytes of the body; a longer body is cut there and not read further.
-pub(crate) async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<(Bytes, bool), reqwest::Error> {
+/// On a failure, the error comes with the bytes read before it.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Bytes, bool), (reqwest::Error, Bytes)> {
     let hint = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
     let mut buf = BytesMut::with_capacity(hint);
-    while let Some(chunk) = response.chunk().await? {
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err((e, buf.freeze())),
+        };
         let room = cap - buf.len();
         if chunk.len() > room {
             buf.extend_from_slice(&chunk[..room]);
