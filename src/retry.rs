@@ -36,7 +36,8 @@ impl ConflictRetry {
         let exp = self.initial_backoff.saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
         let ceiling = exp.min(self.max_backoff);
         // "Equal jitter": half the ceiling fixed, half random, so a retry never comes at once.
-        let backoff = ceiling / 2 + ceiling.mul_f64(jitter.clamp(0.0, 1.0) / 2.0);
+        let jitter = if jitter.is_nan() { 0.0 } else { jitter.clamp(0.0, 1.0) };
+        let backoff = ceiling / 2 + ceiling.mul_f64(jitter / 2.0);
         match retry_after {
             Some(asked) if asked > self.max_backoff => None,
             Some(asked) => Some(asked.max(backoff)),
@@ -61,6 +62,10 @@ mod tests {
         let long = ConflictRetry { max_attempts: 100, ..p.clone() };
         assert_eq!(long.delay(60, None, 0.0), Some(Duration::from_secs(10)));
         assert!(long.delay(60, None, 0.99).unwrap() <= Duration::from_secs(20));
+        // Any jitter at all, even NaN or infinite, gives a bounded delay.
+        for jitter in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 2.0] {
+            assert!(p.delay(1, None, jitter).unwrap() <= Duration::from_secs(1), "{jitter}");
+        }
     }
 
     #[test]

@@ -131,7 +131,7 @@ async fn request_bodies_sent_match_the_spec_schema_and_headers() {
         },
     ];
     for body in &bodies {
-        client.update_cvm_envs("cvm/1", body).await.unwrap();
+        client.update_cvm_envs("cvm?1#é", body).await.unwrap();
     }
     let recorded = server.recorded();
     assert_eq!(recorded.len(), bodies.len());
@@ -143,7 +143,7 @@ async fn request_bodies_sent_match_the_spec_schema_and_headers() {
         // Phase-1 bodies carry no phase-2 fields at all (not even null).
         assert_eq!(json.get("compose_hash").is_some(), body.compose_hash.is_some());
 
-        assert_eq!(sent.request_line(), "PATCH /api/v1/cvms/cvm%2F1/envs HTTP/1.1");
+        assert_eq!(sent.request_line(), "PATCH /api/v1/cvms/cvm%3F1%23%C3%A9/envs HTTP/1.1");
         assert_eq!(sent.header("x-api-key").as_deref(), Some("key-abc"));
         assert_eq!(sent.header("x-phala-version").as_deref(), Some(phala_cloud::DEFAULT_API_VERSION));
         assert_eq!(sent.header("user-agent"), Some(format!("phala-cloud-rs/{}", env!("CARGO_PKG_VERSION"))));
