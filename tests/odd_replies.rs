@@ -449,3 +449,53 @@ async fn odd_replies_details() {
     assert_eq!(e.raw_body(), None, "raw_body() is for whole replies; the partial body is on the transport error");
     assert!(!format!("{e:?}").contains("detail"), "Debug shows the partial body's length, not its bytes: {e:?}");
 }
+
+/// Every status from 100 to 599 that the spec does not list, each over real HTTP: a 2xx is a
+/// success with its body, a 1xx (which HTTP treats as informational, not as the reply) leaves
+/// the request "may have been sent", and anything else is `UnexpectedStatus` with its status
+/// and raw body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_status_the_spec_does_not_list() {
+    let statuses: Vec<u16> =
+        (100u16..=599).filter(|s| !phala_cloud::update_envs::MAPPED_STATUSES.contains(s)).collect();
+    assert_eq!(statuses.len(), 500 - phala_cloud::update_envs::MAPPED_STATUSES.len());
+    // A few at a time: hundreds of loopback servers at once would only measure the scheduler.
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut calls = tokio::task::JoinSet::new();
+    for status in statuses {
+        let slots = slots.clone();
+        calls.spawn(async move {
+            let _slot = slots.acquire_owned().await.unwrap();
+            // HTTP gives 204, 205 and 304 no body.
+            let sent: Vec<u8> = if matches!(status, 204 | 205 | 304) {
+                vec![]
+            } else {
+                format!("{{\"detail\":\"status {status}\"}}").into_bytes()
+            };
+            let server = RawServer::start(Act::Send(response(status, &[], &sent))).await;
+            let result = client(&server.base_url).update_cvm_envs("cvm-1", &body()).await;
+            match status {
+                101 => {
+                    let e = result.unwrap_err();
+                    assert!(e.is_unexpected_status() && e.status().map(|s| s.as_u16()) == Some(101), "{status}: {e:?}");
+                }
+                100..=199 => assert!(result.unwrap_err().is_maybe_sent(), "{status}"),
+                200..=299 => {
+                    let accepted = result.unwrap_or_else(|e| panic!("{status}: {e:?}"));
+                    assert_eq!((accepted.http_status.as_u16(), &accepted.raw_body[..]), (status, &sent[..]));
+                }
+                _ => {
+                    let e = result.unwrap_err();
+                    assert!(e.is_unexpected_status(), "{status}: {e:?}");
+                    assert_eq!(e.status().map(|s| s.as_u16()), Some(status));
+                    assert_eq!(e.raw_body().map(|b| &b[..]), Some(&sent[..]), "{status}");
+                    assert!(e.to_string().contains(&status.to_string()), "{e}");
+                }
+            }
+            assert_eq!(server.requests(), 1, "{status}: sent once, never retried");
+        });
+    }
+    while let Some(done) = calls.join_next().await {
+        done.unwrap();
+    }
+}
