@@ -21,3 +21,40 @@ pub async fn deploy_app_auth(rpc_url: &url::Url, signer: PrivateKeySigner) -> Re
     let contract = AppAuth::deploy(&provider).await?;
     Ok(*contract.address())
 }
+
+/// An RPC URL as it may be shown: scheme, host and port, with `/…` for any path or query (where
+/// providers such as Alchemy put the API key).
+pub(crate) fn redact_url(url: &url::Url) -> String {
+    let origin = url.origin().ascii_serialization();
+    let rest = url.path() != "/" || url.query().is_some();
+    if rest { format!("{origin}/…") } else { origin }
+}
+
+/// `text` with every occurrence of `url` (as given, and without a trailing slash) redacted.
+pub(crate) fn scrub_url(text: &str, url: &url::Url) -> String {
+    let full = url.as_str();
+    let redacted = redact_url(url);
+    let mut out = text.replace(full, &redacted);
+    if let Some(trimmed) = full.strip_suffix('/') {
+        out = out.replace(trimmed, &redacted);
+    }
+    if let Some(password) = url.password() {
+        out = out.replace(password, "…");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpc_urls_lose_their_path_when_shown() {
+        let url: url::Url = "https://base-mainnet.g.alchemy.com/v2/SECRETKEY".parse().unwrap();
+        assert_eq!(redact_url(&url), "https://base-mainnet.g.alchemy.com/…");
+        let text = format!("error sending request for url ({url}): timed out");
+        let scrubbed = scrub_url(&text, &url);
+        assert!(!scrubbed.contains("SECRETKEY"), "{scrubbed}");
+        assert_eq!(redact_url(&"http://127.0.0.1:8545".parse().unwrap()), "http://127.0.0.1:8545");
+    }
+}

@@ -77,6 +77,19 @@ pub enum OnchainError {
         /// How long it was waited for.
         waited: Duration,
     },
+    /// The signer still has transactions in the mempool after the timeout: one may be a
+    /// registration sent by an earlier run, so sending another could pay twice.
+    #[error(
+        "{address} still has {count} transaction(s) waiting in the mempool after {waited:?}; one may register this hash: wait for them to be mined (or replace them), then run again"
+    )]
+    PendingTransactions {
+        /// The signer's address.
+        address: Address,
+        /// Transactions sent but not mined.
+        count: u64,
+        /// How long they were waited for.
+        waited: Duration,
+    },
     /// The hash is allowed, but no `ComposeHashAdded` log for it was found.
     #[error(
         "compose hash {compose_hash} is already allowed on {app}, but no ComposeHashAdded log for it is in the last {searched_blocks} blocks; pass the registering transaction by hand"
@@ -100,8 +113,33 @@ pub enum OnchainError {
     },
 }
 
-fn rpc<E: std::error::Error + Send + Sync + 'static>(step: &'static str) -> impl FnOnce(E) -> OnchainError {
-    move |e| OnchainError::Rpc { step, source: Box::new(e) }
+/// The text of an RPC failure, with the RPC URL cut to its origin (a key may be in its path).
+#[derive(Debug)]
+struct RpcFailure(String);
+
+impl std::fmt::Display for RpcFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for RpcFailure {}
+
+impl OnchainError {
+    /// The registration transaction, when one was sent before the failure: run again (or pass
+    /// it to phase 2 by hand) rather than sending another.
+    pub fn transaction_hash(&self) -> Option<TransactionHash> {
+        match self {
+            Self::Reverted { transaction_hash } | Self::Timeout { transaction_hash, .. } => Some(*transaction_hash),
+            Self::NoEvent { transaction_hash, .. } => Some(*transaction_hash),
+            _ => None,
+        }
+    }
+
+    /// The chain could not be reached or answered with an error.
+    pub fn is_rpc(&self) -> bool {
+        matches!(self, Self::Rpc { .. })
+    }
 }
 
 /// Registers compose hashes by sending `addComposeHash` from a signer, with the checks the
@@ -110,6 +148,7 @@ fn rpc<E: std::error::Error + Send + Sync + 'static>(step: &'static str) -> impl
 /// again: the transaction that registered it is found in the contract's logs.
 pub struct OnchainRegistrar {
     provider: DynProvider,
+    rpc_url: url::Url,
     signer: Address,
     min_balance: U256,
     confirmations: u64,
@@ -149,15 +188,16 @@ impl OnchainRegistrar {
             .with_simple_nonce_management()
             .fetch_chain_id()
             .wallet(EthereumWallet::new(signer))
-            .connect_reqwest(http, rpc_url)
+            .connect_reqwest(http, rpc_url.clone())
             .erased();
         Ok(Self {
             provider,
+            rpc_url,
             signer: address,
             min_balance: U256::from(DEFAULT_MIN_BALANCE_WEI),
             confirmations: 1,
             timeout: Duration::from_secs(120),
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(100),
             log_block_range: 10_000,
             log_lookback: 500_000,
         })
@@ -197,7 +237,7 @@ impl OnchainRegistrar {
         self
     }
 
-    /// How often to ask for the receipt (default 50 ms; at most 100 ms is advised).
+    /// How often to ask for the receipt (default 100 ms).
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval;
         self
@@ -211,6 +251,14 @@ impl OnchainRegistrar {
         self
     }
 
+    /// Maps an RPC failure of `step` to [`OnchainError::Rpc`], without the RPC URL's path.
+    fn rpc<E: std::fmt::Display>(&self, step: &'static str) -> impl FnOnce(E) -> OnchainError + '_ {
+        move |e| OnchainError::Rpc {
+            step,
+            source: Box::new(RpcFailure(super::scrub_url(&e.to_string(), &self.rpc_url))),
+        }
+    }
+
     /// Sends `addComposeHash` after the checks, and waits for a receipt that proves it.
     async fn send_registration(
         &self,
@@ -219,15 +267,15 @@ impl OnchainRegistrar {
         progress: &Progress<'_>,
     ) -> Result<TransactionHash, OnchainError> {
         let contract = AppAuth::new(app, &self.provider);
-        let owner = contract.owner().call().await.map_err(rpc("owner()"))?;
+        let owner = contract.owner().call().await.map_err(self.rpc("owner()"))?;
         if owner != self.signer {
             return Err(OnchainError::NotOwner { app, owner, signer: self.signer });
         }
-        let balance = self.provider.get_balance(self.signer).await.map_err(rpc("eth_getBalance"))?;
+        let balance = self.provider.get_balance(self.signer).await.map_err(self.rpc("eth_getBalance"))?;
         if balance < self.min_balance {
             return Err(OnchainError::InsufficientBalance { address: self.signer, balance, minimum: self.min_balance });
         }
-        let pending = contract.addComposeHash(hash).send().await.map_err(rpc("sending addComposeHash"))?;
+        let pending = contract.addComposeHash(hash).send().await.map_err(self.rpc("sending addComposeHash"))?;
         let transaction_hash = TransactionHash::from(*pending.tx_hash());
         tracing::info!(%transaction_hash, "addComposeHash sent");
         progress.emit(FlowEvent::TransactionSent { transaction_hash });
@@ -251,19 +299,16 @@ impl OnchainRegistrar {
     }
 
     /// Polls for the receipt every `poll_interval` until it has `confirmations`, or times out.
+    /// An RPC error while waiting (a rate limit, a dropped connection) is logged and polled
+    /// past: the transaction is out, and only the timeout gives up on it.
     async fn wait_for_receipt(&self, tx: B256) -> Result<TransactionReceipt, OnchainError> {
         let started = Instant::now();
         loop {
-            if let Some(receipt) =
-                self.provider.get_transaction_receipt(tx).await.map_err(rpc("eth_getTransactionReceipt"))?
-            {
-                let mined_in = receipt.block_number.unwrap_or_default();
-                if self.confirmations <= 1 {
-                    return Ok(receipt);
-                }
-                let latest = self.provider.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
-                if latest + 1 >= mined_in + self.confirmations {
-                    return Ok(receipt);
+            match self.receipt_with_confirmations(tx).await {
+                Ok(Some(receipt)) => return Ok(receipt),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(transaction_hash = %tx, error = %e, "polling for the receipt failed; polling on")
                 }
             }
             if started.elapsed() >= self.timeout {
@@ -273,17 +318,32 @@ impl OnchainRegistrar {
         }
     }
 
+    /// The receipt, once it has `confirmations`.
+    async fn receipt_with_confirmations(&self, tx: B256) -> Result<Option<TransactionReceipt>, OnchainError> {
+        let Some(receipt) =
+            self.provider.get_transaction_receipt(tx).await.map_err(self.rpc("eth_getTransactionReceipt"))?
+        else {
+            return Ok(None);
+        };
+        if self.confirmations <= 1 {
+            return Ok(Some(receipt));
+        }
+        let mined_in = receipt.block_number.unwrap_or_default();
+        let latest = self.provider.get_block_number().await.map_err(self.rpc("eth_blockNumber"))?;
+        Ok((latest + 1 >= mined_in + self.confirmations).then_some(receipt))
+    }
+
     /// The latest transaction whose `ComposeHashAdded` log from `app` carries `hash`, searching
     /// back from the latest block in ranges of `log_block_range`.
     async fn find_registration(&self, app: Address, hash: B256) -> Result<TransactionHash, OnchainError> {
-        let latest = self.provider.get_block_number().await.map_err(rpc("eth_blockNumber"))?;
+        let latest = self.provider.get_block_number().await.map_err(self.rpc("eth_blockNumber"))?;
         let oldest = latest.saturating_sub(self.log_lookback);
         let mut to = latest;
         loop {
             let from = to.saturating_sub(self.log_block_range - 1).max(oldest);
             let filter =
                 Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(from).to_block(to);
-            let logs = self.provider.get_logs(&filter).await.map_err(rpc("eth_getLogs"))?;
+            let logs = self.provider.get_logs(&filter).await.map_err(self.rpc("eth_getLogs"))?;
             let found = logs.iter().rev().find(|log| log.data().data.as_ref() == hash.as_slice());
             if let Some(tx) = found.and_then(|log| log.transaction_hash) {
                 return Ok(tx.into());
@@ -300,18 +360,24 @@ impl OnchainRegistrar {
     }
 
     /// Waits while the signer has transactions in the mempool (a registration sent by a run
-    /// that died before it was mined), so that it is found rather than sent twice.
+    /// that died before it was mined), so that it is found rather than sent twice. Still there
+    /// after the timeout, they are an error: sending now could pay twice.
     async fn wait_for_own_pending(&self) -> Result<(), OnchainError> {
         let started = Instant::now();
         loop {
             let pending = self.provider.get_transaction_count(self.signer).pending();
             let latest = self.provider.get_transaction_count(self.signer).latest();
-            let (pending, latest) = (
-                pending.await.map_err(rpc("eth_getTransactionCount"))?,
-                latest.await.map_err(rpc("eth_getTransactionCount"))?,
-            );
-            if pending <= latest || started.elapsed() >= self.timeout {
+            let pending = pending.await.map_err(self.rpc("eth_getTransactionCount"))?;
+            let latest = latest.await.map_err(self.rpc("eth_getTransactionCount"))?;
+            if pending <= latest {
                 return Ok(());
+            }
+            if started.elapsed() >= self.timeout {
+                return Err(OnchainError::PendingTransactions {
+                    address: self.signer,
+                    count: pending - latest,
+                    waited: started.elapsed(),
+                });
             }
             tracing::info!(pending = pending - latest, "the signer has transactions in the mempool; waiting for them");
             tokio::time::sleep(self.poll_interval).await;
@@ -327,7 +393,7 @@ impl ComposeHashRegistrar for OnchainRegistrar {
     /// sends `addComposeHash` and waits for a receipt carrying `ComposeHashAdded(hash)`.
     async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, OnchainError> {
         let expected = data.chain_id().ok_or(OnchainError::UnknownChain)?;
-        let rpc_chain = self.provider.get_chain_id().await.map_err(rpc("eth_chainId"))?;
+        let rpc_chain = self.provider.get_chain_id().await.map_err(self.rpc("eth_chainId"))?;
         if rpc_chain != expected {
             return Err(OnchainError::WrongChain { rpc: rpc_chain, expected });
         }
@@ -338,7 +404,7 @@ impl ComposeHashRegistrar for OnchainRegistrar {
             .allowedComposeHashes(hash)
             .call()
             .await
-            .map_err(rpc("allowedComposeHashes()"))?;
+            .map_err(self.rpc("allowedComposeHashes()"))?;
         if allowed {
             let transaction_hash = self.find_registration(app, hash).await?;
             tracing::info!(%transaction_hash, "compose hash already registered; sending nothing");
