@@ -21,9 +21,15 @@ pub(crate) enum Refusal {
 #[derive(Clone)]
 pub(crate) struct Chain {
     pub(crate) provider: DynProvider,
+    /// For scrubbing error texts, which go into replies.
+    pub(crate) rpc_url: url::Url,
 }
 
 impl Chain {
+    fn scrub(&self, text: String) -> String {
+        crate::onchain::scrub_url(&text, &self.rpc_url)
+    }
+
     /// Checks, in order: the hash is allowed on `app` (else 468); the transaction exists,
     /// succeeded, was sent to `app` and carries a `ComposeHashAdded(hash)` log emitted by `app`
     /// (else 467).
@@ -41,19 +47,19 @@ impl Chain {
                 )));
             }
             Err(alloy::contract::Error::TransportError(e)) => {
-                return Err(Refusal::Rpc(format!("eth_call allowedComposeHashes failed: {e}")));
+                return Err(Refusal::Rpc(self.scrub(format!("eth_call allowedComposeHashes failed: {e}"))));
             }
             Err(e) => {
-                return Err(Refusal::NotAllowed(format!(
+                return Err(Refusal::NotAllowed(self.scrub(format!(
                     "app contract {app} did not answer allowedComposeHashes ({e}); is it deployed on this chain?"
-                )));
+                ))));
             }
         }
         let receipt = self
             .provider
             .get_transaction_receipt(tx)
             .await
-            .map_err(|e| Refusal::Rpc(format!("eth_getTransactionReceipt failed: {e}")))?
+            .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_getTransactionReceipt failed: {e}"))))?
             .ok_or_else(|| {
                 Refusal::BadTransaction(format!("transaction {tx} not found (not mined, or another chain)"))
             })?;

@@ -218,22 +218,30 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         }
     };
 
-    // Decrypt as the CVM would, and work out the allowed names this update asks for.
-    let (decrypted, allowed, changed, kms, app_id) = {
+    // Decrypt as the CVM would. The allowed names asked for: `env_keys` as a set, or (without
+    // it) the CVM's current names, read under the lock that decides.
+    let requested = request.env_keys.clone().map(normalize_names);
+    let (decrypted, kms, app_id) = {
         let cvms = shared.cvms.lock().expect("cvm lock");
         let cvm = &cvms[cvm_id];
         let decrypted = match decrypt(&request.encrypted_env, &cvm.secret) {
             Ok(env) => env,
             Err(e) => return Reply::invalid("encrypted_env", decrypt_error(&e), "value_error"),
         };
-        let allowed = request.env_keys.clone().map(normalize_names).unwrap_or_else(|| cvm.allowed.clone());
-        let changed = allowed != cvm.allowed;
-        (decrypted, allowed, changed, cvm.kms, cvm.app_id)
+        (decrypted, cvm.kms, cvm.app_id)
     };
 
     let Some((hash, tx)) = phase2 else {
+        // Phase 1 decides and applies under one lock: another request may have changed the
+        // CVM since the checks above, so they are made again here.
         let mut cvms = shared.cvms.lock().expect("cvm lock");
         let cvm = cvms.get_mut(cvm_id).expect("CVMs are never removed");
+        let now = Instant::now();
+        if let Some(retry_after) = cvm.busy_for(now) {
+            return Reply::Conflict { retry_after };
+        }
+        let allowed = requested.unwrap_or_else(|| cvm.allowed.clone());
+        let changed = allowed != cvm.allowed;
         if changed && kms == KmsKind::Onchain {
             let hash = compose_hash(cvm_id, &cvm.compose_file, &allowed);
             let app_id = app_id.expect("on-chain CVMs have an app id");
@@ -257,8 +265,9 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
     };
 
     // Phase 2: the hash must be one phase 1 handed out, unexpired, for these env names.
-    {
+    let allowed = {
         let cvms = shared.cvms.lock().expect("cvm lock");
+        let allowed = requested.unwrap_or_else(|| cvms[cvm_id].allowed.clone());
         let pending = cvms[cvm_id].pending.get(&hash).filter(|p| p.expires_at > now);
         match pending {
             None => return invalid_hash(hash, "No pending registration matches this hash, or it has expired"),
@@ -267,7 +276,8 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
             }
             Some(_) => {}
         }
-    }
+        allowed
+    };
     if let (Some(chain), Some(app_id)) = (&shared.chain, app_id) {
         match chain.verify(app_id.into(), hash.into(), tx.into()).await {
             Ok(()) => {}

@@ -288,7 +288,7 @@ pub struct SimCvm {
 #[derive(Debug, Clone, Serialize)]
 #[non_exhaustive]
 pub struct ChainInfo {
-    /// Its JSON-RPC endpoint.
+    /// Its JSON-RPC endpoint, without its path (where a provider's key may be).
     pub rpc_url: String,
     /// Its chain id, as the endpoint reported it.
     pub chain_id: u64,
@@ -340,14 +340,18 @@ impl Simulator {
         let (chain, chain_info) = match &config.chain {
             None => (None, None),
             Some(cfg) => {
+                let scrub = |e: &dyn std::fmt::Display| crate::onchain::scrub_url(&e.to_string(), &cfg.rpc_url);
                 let provider = crate::onchain::contract::read_provider(&cfg.rpc_url)
                     .map_err(|e| SimulatorError::Chain(e.to_string()))?;
-                let chain_id = provider
-                    .get_chain_id()
-                    .await
-                    .map_err(|e| SimulatorError::Chain(format!("eth_chainId at {}: {e}", cfg.rpc_url)))?;
-                let info = ChainInfo { rpc_url: cfg.rpc_url.to_string(), chain_id };
-                (Some(chain::Chain { provider }), Some(info))
+                let chain_id = provider.get_chain_id().await.map_err(|e| {
+                    SimulatorError::Chain(format!(
+                        "eth_chainId at {}: {}",
+                        crate::onchain::redact_url(&cfg.rpc_url),
+                        scrub(&e)
+                    ))
+                })?;
+                let info = ChainInfo { rpc_url: crate::onchain::redact_url(&cfg.rpc_url), chain_id };
+                (Some(chain::Chain { provider, rpc_url: cfg.rpc_url.clone() }), Some(info))
             }
         };
 
@@ -360,6 +364,7 @@ impl Simulator {
                 (KmsKind::Onchain, None, None) => Some(AppId(random_bytes())),
                 (KmsKind::Onchain, None, Some(ChainConfig { rpc_url, deployer: Some(signer) })) => {
                     let address = crate::onchain::deploy_app_auth(rpc_url, signer.clone()).await.map_err(|e| {
+                        let e = crate::onchain::scrub_url(&e.to_string(), rpc_url);
                         SimulatorError::Chain(format!("deploying the app contract of {}: {e}", spec.id))
                     })?;
                     Some(AppId::from(address))
