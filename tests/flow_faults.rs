@@ -31,6 +31,11 @@ enum Fault {
 
 /// A front for the simulator that applies `fault` to the first `times` phase-2 requests.
 async fn faulty_front(sim_url: String, fault: Fault, times: u32) -> (String, Arc<AtomicU32>) {
+    faulty_front_after(sim_url, fault, 0, times).await
+}
+
+/// As [`faulty_front`], sparing the first `skip` phase-2 requests.
+async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32) -> (String, Arc<AtomicU32>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let faults = Arc::new(AtomicU32::new(0));
@@ -43,7 +48,10 @@ async fn faulty_front(sim_url: String, fault: Fault, times: u32) -> (String, Arc
             tokio::spawn(async move {
                 let Some(req) = support::read_request(&mut sock).await else { return };
                 let phase2 = String::from_utf8_lossy(&req.body).contains("\"compose_hash\":\"");
-                let fault = (phase2 && counter.fetch_add(1, Ordering::SeqCst) < times).then_some(fault);
+                let fault = phase2
+                    .then(|| counter.fetch_add(1, Ordering::SeqCst))
+                    .filter(|n| (skip..skip.saturating_add(times)).contains(n))
+                    .map(|_| fault);
                 if fault == Some(Fault::ResetBeforeForwarding) {
                     sock.set_zero_linger().unwrap();
                     return drop(sock);
@@ -171,4 +179,42 @@ async fn phase_2_that_keeps_failing_surfaces_as_maybe_sent_with_the_registration
     // …and confirming again once the server is back applies it, with the same transaction.
     pending.confirm(&sim.client_builder().build().unwrap(), TransactionHash([0x42; 32])).await.unwrap();
     assert_eq!(sim.allowed_env_names("cvm-onchain").unwrap(), ["API_TOKEN", "EXTRA", "MODE"]);
+}
+
+/// Expires every compose hash the first time it is asked to register.
+struct ExpireOnce<'a> {
+    sim: &'a Simulator,
+    calls: AtomicU32,
+}
+
+impl ComposeHashRegistrar for ExpireOnce<'_> {
+    type Error = std::convert::Infallible;
+    async fn register(&self, _: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.sim.expire_compose_hashes();
+        }
+        Ok(TransactionHash([0x42; 32]))
+    }
+}
+
+#[tokio::test]
+async fn a_lost_reply_after_the_one_restart_is_still_found_applied() {
+    // Phase 2 #1: 466 (the hash expired) -> restart. Phase 2 #2: applied, reply lost. Phase 2 #3:
+    // 466 (our own #2 spent the hash). Phase 1 then answers 202: the update went through.
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let (front, phase2s) = faulty_front_after(sim.base_url().to_owned(), Fault::ApplyThenReset, 1, 1).await;
+    let client = sim.client_builder().base_url(front).build().unwrap();
+    let registrar = ExpireOnce { sim: &sim, calls: AtomicU32::new(0) };
+    let outcome = client
+        .env_update("cvm-onchain")
+        .env(env(), sim.cvm("cvm-onchain").unwrap().public_key)
+        .run(&registrar)
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(phase2s.load(Ordering::SeqCst), 3);
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 1, "registered once");
+    assert!(outcome.registration.is_some());
+    assert_eq!(sim.cvm_env("cvm-onchain").unwrap(), env());
+    let statuses: Vec<u16> = sim.operations().iter().map(|op| op.status).collect();
+    assert_eq!(statuses, [465, 466, 465, 202, 466, 202]);
 }

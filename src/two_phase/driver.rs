@@ -120,7 +120,8 @@ impl<'a> EnvUpdate<'a> {
     /// Runs the flow: encrypt (if given plaintext) → phase 1 → on 465 register the compose hash
     /// with `registrar` → phase 2 → accepted.
     ///
-    /// On 466 it starts again from phase 1, once. A 409 follows the client's
+    /// On 466 it starts again from phase 1, once (and once more when the 466 follows a lost
+    /// phase-2 reply, which may have spent the hash itself). A 409 follows the client's
     /// [`ConflictRetry`](crate::ConflictRetry). A phase 2 whose reply is lost
     /// ([`UpdateEnvsError::MaybeSent`] or [`NotSent`](UpdateEnvsError::NotSent)) is sent again
     /// with the same transaction; registration is never repeated for a hash it already
@@ -140,8 +141,13 @@ impl<'a> EnvUpdate<'a> {
             let request = prepare(cvm_id, source, env_keys, &progress)?;
 
             let mut registered: Option<Registration> = None;
-            for phase1_attempt in 1..=2 {
+            // 466 restarts from phase 1: one for an expired hash, and one more after a lost
+            // phase-2 reply (our own phase 2 may have spent the hash: phase 1 tells).
+            let (mut restarts_left, mut lost_reply_checks_left) = (1, 1);
+            let mut phase1_attempt = 0;
+            loop {
                 // Phase 1.
+                phase1_attempt += 1;
                 progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
                 let pending = match client.begin_env_update(&request).await.map_err(FlowError::Phase1)? {
                     Phase1Outcome::Accepted(accepted) => return Ok(accepted_now(accepted, registered, &progress)),
@@ -174,12 +180,13 @@ impl<'a> EnvUpdate<'a> {
                 registered = Some(registration.clone());
 
                 // Phase 2: the same request plus the two hashes, sent again if its reply is lost.
-                let mut attempt = 1;
+                let (mut attempt, mut lost_reply) = (1, false);
                 let result = loop {
                     progress.emit(FlowEvent::Phase2Sent { attempt });
                     match pending.confirm(client, transaction_hash).await {
                         Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && attempt < phase2_attempts => {
                             tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
+                            lost_reply |= e.is_maybe_sent();
                             tokio::time::sleep(Duration::from_millis(250) * attempt).await;
                             attempt += 1;
                         }
@@ -188,14 +195,19 @@ impl<'a> EnvUpdate<'a> {
                 };
                 match result {
                     Ok(accepted) => return Ok(accepted_now(accepted, registered, &progress)),
-                    Err(e) if e.is_compose_hash_invalid() && phase1_attempt == 1 => {
+                    Err(e) if e.is_compose_hash_invalid() && lost_reply && lost_reply_checks_left > 0 => {
+                        lost_reply_checks_left -= 1;
+                        tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied");
+                        progress.emit(FlowEvent::Restarting);
+                    }
+                    Err(e) if e.is_compose_hash_invalid() && restarts_left > 0 => {
+                        restarts_left -= 1;
                         tracing::info!("466: compose hash invalid or expired; starting again from phase 1");
                         progress.emit(FlowEvent::Restarting);
                     }
                     Err(source) => return Err(FlowError::Phase2 { registration: Box::new(registration), source }),
                 }
             }
-            unreachable!("the second pass through phase 1 returns")
         }
         .instrument(span)
         .await
