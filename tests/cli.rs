@@ -186,13 +186,20 @@ async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
             4,
             "check the CVM id",
         ),
-        ("no private key for 465", update_args(&sim, "cvm-onchain", &["-e", &secret]), good.clone(), 6, "PRIVATE_KEY"),
+        ("no private key for 465", update_args(&sim, "cvm-onchain", &["-e", &secret]), good.clone(), 2, "PRIVATE_KEY"),
         (
             "bad private key",
             update_args(&sim, "cvm-onchain", &["-e", &secret, "--rpc-url", "http://127.0.0.1:9"]),
             [good.clone(), vec![("PRIVATE_KEY", format!("0x{CANARY}"))]].concat(),
-            6,
+            2,
             "private key",
+        ),
+        (
+            "the chain's RPC unreachable (its key-bearing path is not shown)",
+            update_args(&sim, "cvm-onchain", &["-e", &secret, "--rpc-url", "http://127.0.0.1:9/v2/RPC-KEY-CANARY"]),
+            [good.clone(), vec![("PRIVATE_KEY", "11".repeat(32))]].concat(),
+            8,
+            "eth_chainId failed",
         ),
         (
             "nothing listening",
@@ -207,7 +214,7 @@ async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(code), "{name}: {stdout}\n{stderr}");
         assert!(stderr.contains(says), "{name}: {stderr}");
-        assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+        assert_no_secret(&out, &[CANARY, API_KEY_CANARY, "RPC-KEY-CANARY", &"11".repeat(32)]);
     }
     assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was applied");
 }

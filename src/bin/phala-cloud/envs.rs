@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::{Failure, exit, secret_arg};
 
 /// Env updates and encryption.
-#[derive(clap::Subcommand, Debug)]
+#[derive(clap::Subcommand)]
 pub enum EnvsCommand {
     /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
     /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2).
@@ -24,7 +24,7 @@ pub enum EnvsCommand {
 }
 
 /// Where the env vars come from.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct EnvSource {
     /// An env var, KEY=VALUE (repeatable). Values given here show in the process list and
@@ -47,7 +47,7 @@ impl EnvSource {
 }
 
 /// `envs update`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct UpdateArgs {
     /// The CVM's id.
     cvm_id: String,
@@ -83,7 +83,7 @@ pub struct UpdateArgs {
 }
 
 /// `envs encrypt`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct EncryptArgs {
     #[command(flatten)]
     source: EnvSource,
@@ -96,7 +96,7 @@ pub struct EncryptArgs {
 }
 
 /// `envs verify-pubkey`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct VerifyArgs {
     /// The env-encryption public key, as `GET /api/v1/kms/{slug}/pubkey/{app_id}` returns it.
     #[arg(long, value_name = "HEX")]
@@ -180,7 +180,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
             print_outcome(&outcome, args.json);
             Ok(())
         }
-        Err(e) => Err(Failure::from_flow(&e, args.json)),
+        Err(e) => Err(Failure::from_flow(&e, args.json, args.transaction_hash.is_some())),
     }
 }
 
@@ -304,6 +304,8 @@ enum RegisterError {
     NoRpc(String),
     #[error("invalid private key: {0}")]
     BadKey(String),
+    #[error("{0}")]
+    Setup(String),
     #[error(transparent)]
     Onchain(#[from] OnchainError),
 }
@@ -332,17 +334,22 @@ impl ComposeHashRegistrar for CliRegistrar {
             (None, None) => return Err(RegisterError::NoRpc("(not named by phase 1)".into())),
         };
         let signer = secret_arg::private_key(key, "PRIVATE_KEY").map_err(|f| RegisterError::BadKey(f.message))?;
-        let registrar = OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::BadKey(e.to_string()))?;
+        let registrar = OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::Setup(e.to_string()))?;
         Ok(registrar.register(data, progress).await?)
     }
 }
 
 impl Failure {
     /// The exit code and message of a failed update; every message ends with what to do.
-    fn from_flow(e: &FlowError<RegisterError>, json: bool) -> Self {
+    fn from_flow(e: &FlowError<RegisterError>, json: bool, user_gave_transaction: bool) -> Self {
         let code = match e {
             FlowError::Encrypt(_) => exit::BAD_INPUT,
-            FlowError::Registration { .. } => exit::REGISTRATION,
+            FlowError::Registration { source, .. } => match source {
+                RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
+                RegisterError::Setup(_) => exit::OTHER,
+                RegisterError::Onchain(o) if o.is_rpc() => exit::NETWORK,
+                RegisterError::Onchain(_) => exit::REGISTRATION,
+            },
             _ => match e.update_error() {
                 Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
                 Some(u) if u.is_unauthorized() || u.is_forbidden() => exit::AUTH,
@@ -365,10 +372,16 @@ impl Failure {
             message.push_str("; ");
             message.push_str(&hint);
         }
-        if let Some(r) = e.registration() {
+        // A transaction this run sent, which a retry must reuse rather than pay for again.
+        let sent = match e {
+            FlowError::Registration { source: RegisterError::Onchain(o), .. } => o.transaction_hash(),
+            _ => e.registration().map(|r| r.transaction_hash),
+        };
+        let rejected =
+            e.update_error().is_some_and(|u| u.is_transaction_verification_failed() || u.is_compose_hash_not_allowed());
+        if let (Some(tx), false, false) = (sent, rejected, user_gave_transaction) {
             message.push_str(&format!(
-                "\nthe compose hash is registered: to retry phase 2 without a new transaction, run the same command with --transaction-hash {}",
-                r.transaction_hash
+                "\ntransaction {tx} was sent: to retry without a new transaction, run the same command with --transaction-hash {tx} once it is mined"
             ));
         }
         let json = json.then(|| {
@@ -380,7 +393,7 @@ impl Failure {
                     "status": u.and_then(|u| u.status()).map(|s| s.as_u16()),
                     "request_id": u.and_then(|u| u.request_id()),
                     "compose_hash": e.registration().map(|r| r.compose_hash.to_hex()),
-                    "transaction_hash": e.registration().map(|r| r.transaction_hash.to_hex()),
+                    "transaction_hash": sent.map(|tx| tx.to_hex()),
                 }
             })
         });

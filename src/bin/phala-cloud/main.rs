@@ -11,24 +11,25 @@ use clap::{Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
+  1  anything else (the HTTP client could not be set up)
   2  bad input (arguments, env file, keys, hashes; a 422 from the server)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries)
   6  on-chain registration (owner, balance, chain, transaction; 465-468)
   7  server error (500, or a status the API does not define)
-  8  network (never sent, or may have been sent)";
+  8  network (never sent, or may have been sent; the chain's RPC unreachable)";
 
 /// Phala Cloud from the command line: env updates with on-chain registration, and a local
-/// simulator.
-#[derive(Parser, Debug)]
+/// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
+#[derive(Parser)]
 #[command(name = "phala-cloud", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand)]
 enum Command {
     /// Update, encrypt, and check env vars of a CVM.
     #[command(subcommand, after_help = EXIT_CODES)]
@@ -51,8 +52,10 @@ pub mod exit {
     pub const REGISTRATION: u8 = 6;
     /// 500 and statuses the API does not define.
     pub const SERVER: u8 = 7;
-    /// Transport: never sent, or may have been sent.
+    /// Transport: never sent, or may have been sent; also the chain's RPC.
     pub const NETWORK: u8 = 8;
+    /// Anything else.
+    pub const OTHER: u8 = 1;
 }
 
 /// A failure to report: its exit code, a message that says what to do next, and in `--json`

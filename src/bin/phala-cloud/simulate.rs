@@ -13,7 +13,7 @@ use crate::{Failure, secret_arg};
 ///
 /// Prints one JSON line on stdout (`base_url`, `api_key`, `chain`, `verifies_chain`, `cvms` with
 /// `id`, `kms`, `public_key`, `app_id`), then serves until interrupted.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args)]
 pub struct SimulateArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:0")]
