@@ -49,7 +49,8 @@ fn watch_blocks(endpoint: &str, signer: alloy::signers::local::PrivateKeySigner)
     seen
 }
 
-async fn run_flows(chain: &LocalChain, poll: Duration, label: &str, spread: bool) -> Vec<Run> {
+/// `poll`: the registrar's receipt poll interval, `None` for its default.
+async fn run_flows(chain: &LocalChain, poll: Option<Duration>, label: &str, spread: bool) -> Vec<Run> {
     let sim = Simulator::start(
         SimulatorConfig::default()
             .cvms([CvmSpec::onchain("cvm-bench")])
@@ -59,8 +60,10 @@ async fn run_flows(chain: &LocalChain, poll: Duration, label: &str, spread: bool
     .unwrap();
     let client = sim.client_builder().build().unwrap();
     let key = sim.cvm("cvm-bench").unwrap().public_key;
-    let registrar =
-        OnchainRegistrar::new(chain.signer(0), chain.endpoint.parse().unwrap()).unwrap().poll_interval(poll);
+    let mut registrar = OnchainRegistrar::new(chain.signer(0), chain.endpoint.parse().unwrap()).unwrap();
+    if let Some(poll) = poll {
+        registrar = registrar.poll_interval(poll);
+    }
     let blocks = watch_blocks(&chain.endpoint, chain.signer(0));
     let mut runs = Vec::new();
     for i in 0..RUNS {
@@ -110,8 +113,8 @@ fn stats(mut v: Vec<Duration>) -> (Duration, Duration) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let chain = LocalChain::start_with(AnvilOptions::base_like());
-    let ours = run_flows(&chain, Duration::from_millis(50), "phala-cloud (receipt polled every 50 ms)", true).await;
-    let official = run_flows(&chain, Duration::from_secs(2), "baseline (receipt polled every 2 s)", true).await;
+    let ours = run_flows(&chain, None, "phala-cloud (defaults: receipt polled every 100 ms)", true).await;
+    let official = run_flows(&chain, Some(Duration::from_secs(2)), "baseline (receipt polled every 2 s)", true).await;
     let (ours_med, ours_max) = stats(ours.iter().map(|r| r.after_inclusion).collect());
     let (base_med, base_max) = stats(official.iter().map(|r| r.after_inclusion).collect());
     println!("block time 2 s, {RUNS} runs each, start times spread across the block interval");
@@ -134,7 +137,7 @@ async fn main() {
     drop(chain);
 
     let instant = LocalChain::start();
-    let auto = run_flows(&instant, Duration::from_millis(50), "automine", false).await;
+    let auto = run_flows(&instant, None, "automine", false).await;
     let (auto_med, auto_max) = stats(auto.iter().map(|r| r.total).collect());
     println!(
         "total flow time on anvil with automine: median {:.1} ms, max {:.1} ms",
