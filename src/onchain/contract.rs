@@ -21,9 +21,23 @@ alloy::sol!(
 /// `ComposeHashAdded(bytes32)`'s topic 0.
 pub const COMPOSE_HASH_ADDED_TOPIC: B256 = <AppAuth::ComposeHashAdded as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
 
+/// Whether `receipt` carries a `ComposeHashAdded(hash)` log emitted by the app contract `app`:
+/// the proof that this transaction registered `hash` there.
+pub(crate) fn registers_compose_hash(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    app: Address,
+    hash: B256,
+) -> bool {
+    receipt.inner.logs().iter().any(|log| {
+        log.address() == app
+            && log.topics().first() == Some(&COMPOSE_HASH_ADDED_TOPIC)
+            && log.data().data.as_ref() == hash.as_slice()
+    })
+}
+
 /// A read-only provider over `rpc_url`, on this crate's TLS setup (rustls with *ring*).
 pub(crate) fn read_provider(rpc_url: &url::Url) -> Result<DynProvider, crate::ConfigError> {
-    let http = crate::http_client_builder()?.build().map_err(|e| crate::ConfigError::Http(e.to_string()))?;
+    let http = crate::client::http_client()?;
     Ok(ProviderBuilder::new().disable_recommended_fillers().connect_reqwest(http, rpc_url.clone()).erased())
 }
 

@@ -10,12 +10,25 @@ use alloy::signers::local::PrivateKeySigner;
 pub use contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
 pub use registrar::{DEFAULT_MIN_BALANCE_WEI, OnchainError, OnchainRegistrar};
 
+/// A signer from a private key given as 64 hex digits (`0x` optional). The error never shows
+/// the key; the decoded bytes are wiped.
+pub fn signer_from_hex(private_key: &str) -> Result<PrivateKeySigner, crate::ConfigError> {
+    let bytes = zeroize::Zeroizing::new(
+        crate::hex::decode_fixed::<32>(private_key, "private key")
+            .map_err(|e| crate::ConfigError::InvalidPrivateKey(e.to_string()))?,
+    );
+    PrivateKeySigner::from_slice(bytes.as_slice()).map_err(|_| {
+        crate::ConfigError::InvalidPrivateKey(
+            "not a valid secp256k1 private key (zero or above the curve order)".into(),
+        )
+    })
+}
+
 /// Deploys this repository's app-auth contract (`contracts/AppAuth.sol`) from `signer`, which
 /// becomes its owner, and returns its address. For local chains and tests: a real app's
 /// contract is deployed by dstack's tooling.
 pub async fn deploy_app_auth(rpc_url: &url::Url, signer: PrivateKeySigner) -> Result<Address, alloy::contract::Error> {
-    let http = crate::http_client_builder()
-        .and_then(|b| b.build().map_err(|e| crate::ConfigError::Http(e.to_string())))
+    let http = crate::client::http_client()
         .map_err(|e| alloy::contract::Error::TransportError(alloy::transports::TransportErrorKind::custom(e)))?;
     let provider = ProviderBuilder::new().wallet(signer).connect_reqwest(http, rpc_url.clone());
     let contract = AppAuth::deploy(&provider).await?;

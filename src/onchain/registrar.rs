@@ -178,7 +178,7 @@ impl OnchainRegistrar {
         S: TxSigner<Signature> + Send + Sync + 'static,
     {
         let address = signer.address();
-        let http = crate::http_client_builder()?.build().map_err(|e| crate::ConfigError::Http(e.to_string()))?;
+        let http = crate::client::http_client()?;
         // Nonces are asked of the chain for every transaction: alloy's default cache counts a
         // nonce as used even when sending fails, and would leave the next registration stuck
         // behind a gap; it also goes stale when the key signs elsewhere between runs.
@@ -205,13 +205,7 @@ impl OnchainRegistrar {
 
     /// From a private key as 64 hex digits (`0x` optional). The error never shows the key.
     pub fn from_private_key(private_key: &str, rpc_url: url::Url) -> Result<Self, crate::ConfigError> {
-        let bytes = zeroize::Zeroizing::new(
-            crate::hex::decode_fixed::<32>(private_key, "private key")
-                .map_err(|e| crate::ConfigError::InvalidPrivateKey(e.to_string()))?,
-        );
-        let signer = alloy::signers::local::PrivateKeySigner::from_slice(bytes.as_slice())
-            .map_err(|_| crate::ConfigError::InvalidPrivateKey("not a valid secp256k1 private key".into()))?;
-        Self::new(signer, rpc_url)
+        Self::new(super::signer_from_hex(private_key)?, rpc_url)
     }
 
     /// The signer's address.
@@ -284,12 +278,7 @@ impl OnchainRegistrar {
         if !receipt.status() {
             return Err(OnchainError::Reverted { transaction_hash });
         }
-        let emitted = receipt.inner.logs().iter().any(|log| {
-            log.address() == app
-                && log.topics().first() == Some(&COMPOSE_HASH_ADDED_TOPIC)
-                && log.data().data.as_ref() == hash.as_slice()
-        });
-        if !emitted {
+        if !super::contract::registers_compose_hash(&receipt, app, hash) {
             return Err(OnchainError::NoEvent { transaction_hash, compose_hash: hash.into(), app });
         }
         let block_number = receipt.block_number.unwrap_or_default();

@@ -4,7 +4,7 @@
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 
-use crate::onchain::contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
+use crate::onchain::contract::{AppAuth, registers_compose_hash};
 
 /// Why phase 2 is refused on-chain.
 #[derive(Debug)]
@@ -72,12 +72,7 @@ impl Chain {
                 "transaction {tx} was sent to {to}, not to the app contract {app}"
             )));
         }
-        let registers_hash = receipt.inner.logs().iter().any(|log| {
-            log.address() == app
-                && log.topics().first() == Some(&COMPOSE_HASH_ADDED_TOPIC)
-                && log.data().data.as_ref() == hash.as_slice()
-        });
-        if !registers_hash {
+        if !registers_compose_hash(&receipt, app, hash) {
             return Err(Refusal::BadTransaction(format!(
                 "transaction {tx} has no ComposeHashAdded({hash}) log from the app contract {app}"
             )));
