@@ -47,7 +47,17 @@ fn child(pointer: &str, token: &str) -> String {
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
 
 /// Converts `doc` (OpenAPI 3.0.x or 3.1.x) into OpenAPI 3.0.3 that progenitor accepts.
-pub fn normalize(mut doc: Value) -> Result<Value> {
+///
+/// The same as [`normalize_with_warnings`], without the warnings.
+pub fn normalize(doc: Value) -> Result<Value> {
+    normalize_with_warnings(doc).map(|(doc, _)| doc)
+}
+
+/// Converts `doc` (OpenAPI 3.0.x or 3.1.x) into OpenAPI 3.0.3 that progenitor accepts, and
+/// says, one line each, what it changed beyond a lossless rewrite: renamed operations, dropped
+/// request or response bodies, dropped responses.
+pub fn normalize_with_warnings(mut doc: Value) -> Result<(Value, Vec<String>)> {
+    let mut warnings = assign_operation_ids(&mut doc)?;
     let root = doc.as_object_mut().ok_or_else(|| NormalizeError {
         pointer: String::new(),
         message: "the document is not a JSON object".into(),
@@ -96,7 +106,6 @@ pub fn normalize(mut doc: Value) -> Result<Value> {
     // Shared responses, converted above, for resolving `$ref` responses.
     let shared_responses =
         root.get("components").and_then(|c| c.get("responses")).and_then(Value::as_object).cloned().unwrap_or_default();
-    let mut ids: BTreeMap<String, String> = BTreeMap::new();
     let paths = root.get_mut("paths").and_then(Value::as_object_mut);
     for (path, item) in paths.into_iter().flatten() {
         let item_ptr = child("/paths", path);
@@ -111,16 +120,174 @@ pub fn normalize(mut doc: Value) -> Result<Value> {
         for method in HTTP_METHODS {
             let Some(op) = item.get_mut(method) else { continue };
             let op_ptr = child(&item_ptr, method);
-            let short = convert_operation(op, &op_ptr, path, method, &shared_responses)?;
-            if let Some(previous) = ids.insert(short.clone(), op_ptr.clone()) {
-                return err(
-                    &format!("{op_ptr}/operationId"),
-                    format!("operationId {short:?} collides with the one at {previous} once shortened"),
-                );
-            }
+            convert_operation(op, &op_ptr, path, method, &shared_responses, &mut warnings)?;
         }
     }
-    Ok(doc)
+    warnings.extend(drop_colliding_titles(&mut doc));
+    Ok((doc, warnings))
+}
+
+/// Keywords that make typify give an inline schema a Rust type of its own, named after the
+/// schema's `title` when it has one.
+const NAMED_TYPE_KEYS: [&str; 11] = [
+    "properties",
+    "enum",
+    "anyOf",
+    "oneOf",
+    "allOf",
+    "not",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "items",
+    "additionalProperties",
+];
+
+/// Drops the `title` of inline schemas whose titles would give two different Rust types one
+/// name. typify names an inline type after its title and, meeting a second type of a name it
+/// has seen, silently reuses the first (or fails checking a `default` against it); two inline
+/// `object_type` schemas titled "Object Type" with different `const`s are the case in point.
+/// Titles are compared as typify spells them (case and punctuation ignored), against each other
+/// and against the component schemas' names. A schema that loses its title is named after
+/// where it is (`{Parent}{Property}`). Returns one warning listing the titles, if any.
+fn drop_colliding_titles(doc: &mut Value) -> Option<String> {
+    fn key(name: &str) -> String {
+        name.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+    }
+    fn collect(value: &Value, ptr: &str, inline: bool, out: &mut BTreeMap<String, Vec<(String, Value)>>) {
+        match value {
+            Value::Object(obj) => {
+                if inline
+                    && let Some(title) = obj.get("title").and_then(Value::as_str)
+                    && NAMED_TYPE_KEYS.iter().any(|k| obj.contains_key(*k))
+                {
+                    out.entry(key(title)).or_default().push((ptr.to_owned(), value.clone()));
+                }
+                for (k, v) in obj {
+                    // Values, not schemas.
+                    if !matches!(k.as_str(), "example" | "examples" | "default" | "enum") {
+                        collect(v, &child(ptr, k), true, out);
+                    }
+                }
+            }
+            Value::Array(list) => {
+                for (i, v) in list.iter().enumerate() {
+                    collect(v, &format!("{ptr}/{i}"), true, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut by_title: BTreeMap<String, Vec<(String, Value)>> = BTreeMap::new();
+    let mut component_names = std::collections::BTreeSet::new();
+    if let Some(schemas) = doc.pointer("/components/schemas").and_then(Value::as_object) {
+        for (name, schema) in schemas {
+            component_names.insert(key(name));
+            // The component itself is named after its key; only what is inside is inline.
+            collect(schema, &child("/components/schemas", name), false, &mut by_title);
+        }
+    }
+    for section in ["/paths", "/components/responses", "/components/requestBodies", "/components/parameters"] {
+        if let Some(value) = doc.pointer(section) {
+            collect(value, section, true, &mut by_title);
+        }
+    }
+    let mut dropped: Vec<String> = Vec::new();
+    for (title_key, uses) in by_title {
+        let distinct = uses.iter().skip(1).any(|(_, v)| *v != uses[0].1);
+        if !distinct && !component_names.contains(&title_key) {
+            continue;
+        }
+        let mut title = String::new();
+        for (ptr, _) in &uses {
+            if let Some(removed) = doc.pointer_mut(ptr).and_then(Value::as_object_mut).and_then(|o| o.remove("title")) {
+                title = removed.as_str().unwrap_or_default().to_owned();
+            }
+        }
+        dropped.push(format!("{title:?} ({})", uses.len()));
+    }
+    (!dropped.is_empty()).then(|| {
+        format!(
+            "dropped the title of inline schemas whose Rust type names would collide (named after their place instead): {}",
+            dropped.join(", ")
+        )
+    })
+}
+
+/// Sets every operation's `operationId` to its shortened form ([`shorten_operation_id`]), and
+/// returns a warning for each group of operations that shortening made share one name.
+///
+/// Each operation of such a group gets a suffix of its path's literal segments (after
+/// `/api/v1/`, if the path starts so), e.g. `handle_replicate_cvm_cvms_replicas` and
+/// `handle_replicate_cvm_apps_cvms_replicas`: the names depend on the paths only, not on the
+/// document's order. Running it again changes nothing. Fails, with the pointer, on an operation
+/// without `operationId`, or when even the suffixed names collide.
+pub fn assign_operation_ids(doc: &mut Value) -> Result<Vec<String>> {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return Ok(Vec::new());
+    };
+    // Shortened name → (method, path) of each operation that shortens to it.
+    let mut by_name: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (path, item) in paths.iter() {
+        for method in HTTP_METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let op_ptr = child(&child("/paths", path), method);
+            let Some(id) = op.get("operationId").and_then(Value::as_str) else {
+                return err(&op_ptr, "operation has no operationId (progenitor names methods after it)");
+            };
+            let short = shorten_operation_id(id, path, method).unwrap_or_else(|| id.to_owned());
+            by_name.entry(short).or_default().push((method.to_owned(), path.clone()));
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut names: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (short, ops) in &by_name {
+        if let [(method, path)] = ops.as_slice() {
+            names.insert((method.clone(), path.clone()), short.clone());
+            continue;
+        }
+        let mut renamed = Vec::with_capacity(ops.len());
+        for (method, path) in ops {
+            let name = format!("{short}_{}", path_suffix(path));
+            renamed.push(format!("{} {path} as {name}", method.to_uppercase()));
+            names.insert((method.clone(), path.clone()), name);
+        }
+        warnings.push(format!(
+            "operationId {short} is shared by {} operations once shortened; generated {}",
+            ops.len(),
+            renamed.join(" and ")
+        ));
+    }
+    let mut taken: BTreeMap<&String, &(String, String)> = BTreeMap::new();
+    for (key, name) in &names {
+        if let Some((method, path)) = taken.insert(name, key) {
+            return err(
+                &format!("{}/operationId", child(&child("/paths", &key.1), &key.0)),
+                format!(
+                    "operationId {name:?} is also the name of {} {path} once shortened and disambiguated",
+                    method.to_uppercase()
+                ),
+            );
+        }
+    }
+    for ((method, path), name) in names {
+        if let Some(op) = paths.get_mut(&path).and_then(|item| item.get_mut(&method)).and_then(Value::as_object_mut) {
+            op.insert("operationId".into(), json!(name));
+        }
+    }
+    Ok(warnings)
+}
+
+/// The literal segments of `path` after `/api/v1/` (or all of them), joined by `_`, with every
+/// character that cannot be in a Rust identifier replaced by `_`.
+fn path_suffix(path: &str) -> String {
+    let rest = path.strip_prefix("/api/v1/").unwrap_or(path);
+    let literal: Vec<String> = rest
+        .split('/')
+        .filter(|seg| !seg.is_empty() && !seg.starts_with('{'))
+        .map(|seg| seg.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect())
+        .collect();
+    literal.join("_")
 }
 
 /// FastAPI's default operationId is `{function}{path}` with every non-word character replaced
@@ -137,20 +304,23 @@ fn convert_operation(
     path: &str,
     method: &str,
     shared: &Map<String, Value>,
-) -> Result<String> {
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     let Some(op) = op.as_object_mut() else {
         return err(ptr, "an operation must be an object");
     };
-    let Some(id) = op.get("operationId").and_then(Value::as_str) else {
-        return err(ptr, "operation has no operationId (progenitor names methods after it)");
-    };
-    let short = shorten_operation_id(id, path, method).unwrap_or_else(|| id.to_owned());
-    op.insert("operationId".into(), json!(short));
+    // `assign_operation_ids` has set every operationId.
+    let id = op.get("operationId").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let what = format!("{} {path} ({id})", method.to_uppercase());
 
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         for (i, p) in params.iter_mut().enumerate() {
             convert_parameter_like(p, &format!("{ptr}/parameters/{i}"))?;
         }
+    }
+    if matches!(method, "get" | "head") && op.remove("requestBody").is_some() {
+        // RFC 9110 gives a GET or HEAD body no meaning; progenitor would send it.
+        warnings.push(format!("{what}: dropped its request body (a {method} request carries none)"));
     }
     if let Some(body) = op.get_mut("requestBody") {
         let body_ptr = format!("{ptr}/requestBody");
@@ -163,20 +333,84 @@ fn convert_operation(
     }
     op.remove("callbacks");
     if let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) {
-        convert_responses(responses, &format!("{ptr}/responses"), shared)?;
+        if method == "head" {
+            // A HEAD reply has no body (RFC 9110 §9.3.2); parsing one would fail on every call.
+            for (status, response) in responses.iter_mut() {
+                if let Some(r) = response.as_object_mut()
+                    && r.remove("content").is_some()
+                {
+                    warnings.push(format!("{what}: dropped the body of response {status} (a HEAD reply carries none)"));
+                }
+            }
+        }
+        convert_responses(responses, &format!("{ptr}/responses"), shared, &what, warnings)?;
     }
-    Ok(short)
+    Ok(())
 }
 
 /// Converts each response, drops error responses without a JSON body, and checks that the
 /// success responses share one body type and the error responses another (progenitor asserts
 /// both and panics otherwise).
-fn convert_responses(responses: &mut Map<String, Value>, ptr: &str, shared: &Map<String, Value>) -> Result<()> {
+///
+/// Two shapes are made to fit, each with a warning:
+/// - a response that offers JSON with the empty schema beside other media types (FastAPI adds
+///   that JSON to every response) loses the JSON: progenitor would pick JSON and then fail to
+///   parse the file the server sends; the body is raw bytes instead.
+/// - success responses where exactly one body type is declared and the others have no body:
+///   the body-less ones are dropped, so the typed body stays typed and a reply with a dropped
+///   status reaches the caller as progenitor's unexpected response (status, headers and body
+///   intact) rather than as a parse error.
+fn convert_responses(
+    responses: &mut Map<String, Value>,
+    ptr: &str,
+    shared: &Map<String, Value>,
+    what: &str,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     for (status, response) in responses.iter_mut() {
         convert_response(response, &child(ptr, status))?;
+        if let Some(content) = response.get_mut("content").and_then(Value::as_object_mut)
+            && content.len() > 1
+            && content.keys().any(|mt| !is_json_media_type(mt))
+        {
+            let untyped: Vec<String> = content
+                .iter()
+                .filter(|(mt, media)| {
+                    is_json_media_type(mt)
+                        && media.get("schema").is_none_or(|s| s.as_object().is_some_and(Map::is_empty))
+                })
+                .map(|(mt, _)| mt.clone())
+                .collect();
+            for mt in untyped {
+                content.remove(&mt);
+                warnings.push(format!(
+                    "{what}: response {status} offers {mt} without a schema beside other media types; dropped it, the body is raw bytes"
+                ));
+            }
+        }
     }
     responses
         .retain(|status, response| !is_error_status(status) || response_kind(response, shared).starts_with("json:"));
+
+    let success: Vec<(String, String)> = responses
+        .iter()
+        .filter(|(s, _)| !is_error_status(s))
+        .map(|(s, r)| (s.clone(), response_kind(r, shared)))
+        .collect();
+    let with_body: Vec<&(String, String)> = success.iter().filter(|(_, kind)| kind != "none").collect();
+    let bodiless: Vec<&String> = success.iter().filter(|(_, kind)| kind == "none").map(|(s, _)| s).collect();
+    if let Some((typed_status, typed_kind)) = with_body.first()
+        && !bodiless.is_empty()
+        && with_body.iter().all(|(_, kind)| kind == typed_kind)
+    {
+        for status in &bodiless {
+            responses.remove(*status);
+            warnings.push(format!(
+                "{what}: dropped body-less success response {status} beside {typed_status}'s body (a {status} reply is returned as an unexpected response)"
+            ));
+        }
+    }
+
     for success in [true, false] {
         let mut first: Option<(&String, String)> = None;
         for (status, response) in responses.iter().filter(|(s, _)| is_error_status(s) != success) {
@@ -264,16 +498,26 @@ fn convert_content_holder(holder: &mut Value, ptr: &str) -> Result<()> {
 }
 
 /// A parameter or header object: its schema, if any.
+///
+/// An optional parameter's schema loses `nullable`: leaving the parameter out already says
+/// "none", and progenitor emits code that does not compile for an optional header whose
+/// schema is nullable (`Option<Option<_>>` handled as one `Option`).
 fn convert_parameter_like(item: &mut Value, ptr: &str) -> Result<()> {
+    let optional_parameter = item.get("in").is_some() && item.get("required").and_then(Value::as_bool) != Some(true);
     if let Some(schema) = item.get_mut("schema") {
         convert_schema(schema, &format!("{ptr}/schema"))?;
+        if optional_parameter
+            && let Some(obj) = schema.as_object_mut()
+            && obj.get("enum") != Some(&json!([null]))
+        {
+            obj.remove("nullable");
+        }
     }
     convert_content_holder(item, ptr)
 }
 
 /// Keywords of JSON Schema 2020-12 that OpenAPI 3.0 cannot express.
-const UNSUPPORTED: [&str; 12] = [
-    "prefixItems",
+const UNSUPPORTED: [&str; 10] = [
     "if",
     "then",
     "else",
@@ -284,8 +528,10 @@ const UNSUPPORTED: [&str; 12] = [
     "$dynamicRef",
     "patternProperties",
     "contains",
-    "propertyNames",
 ];
+
+/// Annotations that describe a schema without constraining it.
+const ANNOTATIONS: [&str; 4] = ["title", "description", "example", "deprecated"];
 
 /// Annotations 3.0 does not know and that change nothing about the data.
 const DROPPED: [&str; 6] = ["$schema", "$id", "$comment", "$anchor", "$defs", "contentSchema"];
@@ -298,6 +544,65 @@ fn is_null_schema(schema: &Value) -> bool {
     let converted = obj.get("nullable") == Some(&json!(true)) && obj.get("enum") == Some(&json!([null]));
     (written || converted)
         && obj.keys().all(|k| matches!(k.as_str(), "type" | "nullable" | "enum" | "title" | "description"))
+}
+
+/// The single `enum` schema equal to the union of `members` when each is an `enum` (with an
+/// optional `type`, the same for all, and annotations only) and there are at least two.
+fn merge_enums(members: &[Value]) -> Option<Value> {
+    if members.len() < 2 {
+        return None;
+    }
+    let mut values: Vec<Value> = Vec::new();
+    let mut typ: Option<&Value> = None;
+    for member in members {
+        let obj = member.as_object()?;
+        if !obj.keys().all(|k| k == "type" || k == "enum" || ANNOTATIONS.contains(&k.as_str())) {
+            return None;
+        }
+        if let Some(t) = obj.get("type") {
+            if typ.is_some_and(|seen| seen != t) {
+                return None;
+            }
+            typ = Some(t);
+        }
+        for v in obj.get("enum")?.as_array()? {
+            if !values.contains(v) {
+                values.push(v.clone());
+            }
+        }
+    }
+    let mut merged = Map::new();
+    if let Some(t) = typ {
+        merged.insert("type".into(), t.clone());
+    }
+    merged.insert("enum".into(), Value::Array(values));
+    Some(Value::Object(merged))
+}
+
+/// When `members` are one bare `{"type": T}` (annotations aside) and enums of type `T`, the
+/// free member already admits every enum value, so the union is the free member; returns it with
+/// the enum values (rendered as JSON), which the caller keeps in the description. typify would
+/// otherwise make an untagged enum where a value matches two variants, and reject a `default`.
+fn absorb_enums(members: &[Value]) -> Option<(Value, Vec<String>)> {
+    let is_bare = |m: &Value| {
+        m.as_object().is_some_and(|o| {
+            o.get("type").is_some_and(Value::is_string)
+                && o.keys().all(|k| k == "type" || ANNOTATIONS.contains(&k.as_str()))
+        })
+    };
+    let free = members.iter().find(|m| is_bare(m))?;
+    let typ = free.get("type")?;
+    let mut values = Vec::new();
+    for member in members.iter().filter(|m| *m != free) {
+        let obj = member.as_object()?;
+        if obj.get("type") != Some(typ)
+            || !obj.keys().all(|k| k == "type" || k == "enum" || ANNOTATIONS.contains(&k.as_str()))
+        {
+            return None;
+        }
+        values.extend(obj.get("enum")?.as_array()?.iter().map(Value::to_string));
+    }
+    (members.len() > 1).then(|| (free.clone(), values))
 }
 
 /// Converts one schema in place (recursively).
@@ -324,6 +629,52 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
     }
     for key in DROPPED {
         obj.remove(key);
+    }
+    // `propertyNames` constrains a map's keys; 3.0 map keys are plain strings, so the
+    // constraint is lost (the generated map accepts any key).
+    obj.remove("propertyNames");
+    // `prefixItems` (a tuple) has no 3.0 form: it becomes an array of the union of the tuple's
+    // members and of what may follow them (`items`, or anything when `items` is absent and
+    // `maxItems` does not stop at the tuple's length), with the tuple's length as `minItems`
+    // unless one is set, and as `maxItems` when `items: false` forbids more. What is lost: the
+    // type of each position (`[int, string]` accepts `["a", 1]`).
+    if let Some(prefix) = obj.remove("prefixItems") {
+        let Value::Array(mut members) = prefix else {
+            return err(&child(ptr, "prefixItems"), "`prefixItems` must be an array");
+        };
+        let length = members.len();
+        let bounded = obj.get("maxItems").and_then(Value::as_u64).is_some_and(|max| max <= length as u64);
+        let closed = match obj.remove("items") {
+            Some(Value::Bool(false)) => true,
+            Some(rest) if !bounded => {
+                members.push(rest);
+                false
+            }
+            Some(_) => false,
+            None if !bounded => {
+                members.push(json!({}));
+                false
+            }
+            None => false,
+        };
+        let mut union: Vec<Value> = Vec::with_capacity(members.len());
+        for member in members {
+            if !union.contains(&member) {
+                union.push(member);
+            }
+        }
+        let items = match union.len() {
+            0 => json!({}),
+            1 => union.pop().unwrap_or_default(),
+            _ if union.iter().any(|m| m == &json!({}) || m == &json!(true)) => json!({}),
+            _ => json!({ "anyOf": union }),
+        };
+        obj.insert("items".into(), items);
+        obj.entry("type").or_insert_with(|| json!("array"));
+        obj.entry("minItems").or_insert_with(|| json!(length));
+        if closed {
+            obj.entry("maxItems").or_insert_with(|| json!(length));
+        }
     }
 
     // Recurse first, so that the rewrites below see converted subschemas.
@@ -353,6 +704,14 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
             for (i, sub) in list.iter_mut().enumerate() {
                 convert_schema(sub, &format!("{}/{i}", child(ptr, key)))?;
             }
+            // A member listed twice adds nothing; typify would make two equal variants.
+            let mut unique: Vec<Value> = Vec::with_capacity(list.len());
+            for sub in list.drain(..) {
+                if !unique.contains(&sub) {
+                    unique.push(sub);
+                }
+            }
+            *list = unique;
         }
     }
 
@@ -396,6 +755,46 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
         obj.insert("enum".into(), json!([null]));
     }
 
+    // `anyOf`/`oneOf` of enums of one type (`const`s, as converted above) → one `enum`: the same
+    // values, and one Rust enum instead of an untagged union of one-variant enums.
+    for key in ["anyOf", "oneOf"] {
+        let Some(list) = obj.get_mut(key).and_then(Value::as_array_mut) else { continue };
+        let (nulls, members): (Vec<Value>, Vec<Value>) = list.drain(..).partition(is_null_schema);
+        let mut known_values = None;
+        let members = if let Some(one) = merge_enums(&members) {
+            vec![one]
+        } else if let Some((free, values)) = absorb_enums(&members) {
+            known_values = Some(values);
+            vec![free]
+        } else {
+            members
+        };
+        let no_nulls = nulls.is_empty();
+        *list = members;
+        list.extend(nulls);
+        if let Some(values) = known_values {
+            let note = format!("Known values: {}.", values.join(", "));
+            let description = match obj.get("description").and_then(Value::as_str) {
+                Some(d) => format!("{d}\n\n{note}"),
+                None => note,
+            };
+            obj.insert("description".into(), json!(description));
+        }
+        // One member left and no null: the union is that member.
+        if no_nulls
+            && let Some(Value::Array(list)) = obj.get(key)
+            && let [Value::Object(only)] = list.as_slice()
+            && only.get("$ref").is_none()
+            && only.keys().all(|k| !obj.contains_key(k) || ANNOTATIONS.contains(&k.as_str()))
+        {
+            let only = only.clone();
+            obj.remove(key);
+            for (k, v) in only {
+                obj.entry(k).or_insert(v);
+            }
+        }
+    }
+
     // `anyOf`/`oneOf` with a null member → `nullable`.
     for key in ["anyOf", "oneOf"] {
         let Some(list) = obj.get(key).and_then(Value::as_array) else { continue };
@@ -421,6 +820,10 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
                 } else if let Value::Object(members) = only {
                     for (k, v) in members {
                         if k != "nullable" && obj.contains_key(&k) && obj[&k] != v {
+                            if ANNOTATIONS.contains(&k.as_str()) {
+                                // The outer annotation describes the (nullable) whole; keep it.
+                                continue;
+                            }
                             return err(&child(ptr, key), format!("`{k}` is set both beside and inside `{key}`"));
                         }
                         obj.insert(k, v);
@@ -475,6 +878,13 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
         && encoding.as_str() == Some("base64")
     {
         obj.entry("format").or_insert_with(|| json!("byte"));
+    }
+    // A `default` beside a union: typify checks the default against the Rust type it makes of
+    // the union and rejects what it cannot match ("value does not conform to the given
+    // schema"), e.g. `"listed"` beside `anyOf [enum [listed, all], string]`. The default is
+    // dropped (the field is then an `Option` rather than defaulted).
+    if ["anyOf", "oneOf"].iter().any(|k| obj.get(*k).and_then(Value::as_array).is_some_and(|l| l.len() > 1)) {
+        obj.remove("default");
     }
     // A `$ref` with siblings: 3.0 ignores the siblings, so move the reference into `allOf`.
     if obj.contains_key("$ref") && obj.len() > 1 {
@@ -633,10 +1043,10 @@ mod tests {
 
     #[test]
     fn unsupported_keywords_name_the_pointer() {
-        let mut s = json!({"properties": {"p~/q": {"prefixItems": [{"type": "string"}]}}});
+        let mut s = json!({"properties": {"p~/q": {"patternProperties": {"^a": {"type": "string"}}}}});
         let e = convert_schema(&mut s, "/components/schemas/S").unwrap_err();
-        assert_eq!(e.pointer, "/components/schemas/S/properties/p~0~1q/prefixItems");
-        assert!(e.to_string().contains("prefixItems"));
+        assert_eq!(e.pointer, "/components/schemas/S/properties/p~0~1q/patternProperties");
+        assert!(e.to_string().contains("patternProperties"));
         let mut s = json!({"items": [{"type": "string"}]});
         assert_eq!(convert_schema(&mut s, "/s").unwrap_err().pointer, "/s/items");
     }
@@ -700,10 +1110,205 @@ mod tests {
         assert_eq!(e.pointer, "/paths/~1a~1{id}/get/responses/422");
         let e = normalize(doc_with_responses(json!({
             "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "201": {"description": "created"}
+            "201": {"description": "created", "content": {"application/json": {"schema": {"type": "string"}}}}
         })))
         .unwrap_err();
         assert_eq!(e.pointer, "/paths/~1a~1{id}/get/responses/201");
+    }
+
+    #[test]
+    fn mixed_success_keeps_the_typed_body() {
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
+            "200": {"description": "ok", "content": {"application/json": {"schema": {}}}},
+            "307": {"description": "redirect"},
+            "422": {"description": "v", "content": {"application/json": {"schema": {"type": "object"}}}}
+        })))
+        .unwrap();
+        let responses = out["paths"]["/a/{id}"]["get"]["responses"].as_object().unwrap();
+        assert_eq!(responses.keys().collect::<Vec<_>>(), ["200", "422"]);
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].starts_with("GET /a/{id} (get_a): dropped body-less success response 307"), "{warnings:?}");
+        // Only body-less successes go; all body-less stays as it is.
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
+            "200": {"description": "ok"}, "202": {"description": "accepted"}
+        })))
+        .unwrap();
+        assert_eq!(out["paths"]["/a/{id}"]["get"]["responses"].as_object().unwrap().len(), 2);
+        assert!(warnings.is_empty());
+    }
+
+    #[test]
+    fn untyped_json_beside_files_is_dropped() {
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
+            "200": {"description": "file", "content": {"application/json": {"schema": {}}, "application/pdf": {}}}
+        })))
+        .unwrap();
+        let content = out["paths"]["/a/{id}"]["get"]["responses"]["200"]["content"].as_object().unwrap();
+        assert_eq!(content.keys().collect::<Vec<_>>(), ["application/pdf"]);
+        assert!(warnings[0].contains("response 200 offers application/json without a schema"), "{warnings:?}");
+        // A typed JSON body beside another media type stays (progenitor picks JSON).
+        let out = normalize(doc_with_responses(json!({
+            "200": {"description": "x", "content": {"application/json": {"schema": {"type": "object"}}, "text/csv": {}}}
+        })))
+        .unwrap();
+        assert_eq!(out["paths"]["/a/{id}"]["get"]["responses"]["200"]["content"].as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn get_and_head_lose_bodies() {
+        let doc = json!({
+            "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+            "paths": {"/f": {
+                "head": {
+                    "operationId": "check_f_head",
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": {"description": "exists", "content": {"application/json": {"schema": {}}}}}
+                },
+                "get": {
+                    "operationId": "get_f",
+                    "requestBody": {"content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {"200": {"description": "ok", "content": {"application/json": {"schema": {}}}}}
+                }
+            }}
+        });
+        let (out, warnings) = normalize_with_warnings(doc).unwrap();
+        let f = &out["paths"]["/f"];
+        assert!(f["head"].get("requestBody").is_none());
+        assert!(f["get"].get("requestBody").is_none());
+        assert!(f["head"]["responses"]["200"].get("content").is_none());
+        assert_eq!(f["get"]["responses"]["200"]["content"]["application/json"]["schema"], json!({}));
+        assert_eq!(
+            warnings,
+            [
+                "GET /f (get_f): dropped its request body (a get request carries none)",
+                "HEAD /f (check): dropped its request body (a head request carries none)",
+                "HEAD /f (check): dropped the body of response 200 (a HEAD reply carries none)",
+            ]
+        );
+    }
+
+    #[test]
+    fn optional_parameters_are_not_nullable() {
+        let doc = json!({
+            "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+            "paths": {"/a/{id}": {"patch": {
+                "operationId": "p",
+                "parameters": [
+                    {"name": "X-Hash", "in": "header", "schema": {"anyOf": [{"type": "string"}, {"type": "null"}]}},
+                    {"name": "id", "in": "path", "required": true, "schema": {"type": ["string", "null"]}}
+                ],
+                "responses": {}
+            }}}
+        });
+        let out = normalize(doc).unwrap();
+        let params = &out["paths"]["/a/{id}"]["patch"]["parameters"];
+        assert_eq!(params[0]["schema"], json!({"type": "string"}));
+        assert_eq!(params[1]["schema"], json!({"type": "string", "nullable": true}));
+    }
+
+    #[test]
+    fn prefix_items_become_arrays() {
+        // A closed tuple: the union of its members, its length as both bounds.
+        assert_eq!(
+            schema(
+                json!({"type": "array", "prefixItems": [{"type": "integer"}, {"type": "integer"}], "minItems": 2, "maxItems": 2})
+            ),
+            json!({"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2})
+        );
+        assert_eq!(
+            schema(json!({"prefixItems": [{"type": "integer"}, {"type": ["string", "null"]}], "items": false})),
+            json!({"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "string", "nullable": true}]}, "minItems": 2, "maxItems": 2})
+        );
+        // More items may follow: of `items`, or of anything.
+        assert_eq!(
+            schema(json!({"prefixItems": [{"type": "integer"}], "items": {"type": "string"}})),
+            json!({"type": "array", "items": {"anyOf": [{"type": "integer"}, {"type": "string"}]}, "minItems": 1})
+        );
+        assert_eq!(
+            schema(json!({"prefixItems": [{"type": "integer"}]})),
+            json!({"type": "array", "items": {}, "minItems": 1})
+        );
+        let mut s = json!({"prefixItems": {"type": "integer"}});
+        assert_eq!(convert_schema(&mut s, "/s").unwrap_err().pointer, "/s/prefixItems");
+    }
+
+    #[test]
+    fn property_names_are_dropped() {
+        assert_eq!(
+            schema(
+                json!({"type": "object", "additionalProperties": {"type": "string"}, "propertyNames": {"enum": ["cpu"]}})
+            ),
+            json!({"type": "object", "additionalProperties": {"type": "string"}})
+        );
+    }
+
+    #[test]
+    fn duplicate_union_members_are_dropped() {
+        assert_eq!(
+            schema(json!({"anyOf": [{"$ref": "#/A"}, {"$ref": "#/B"}, {"$ref": "#/A"}]})),
+            json!({"anyOf": [{"$ref": "#/A"}, {"$ref": "#/B"}]})
+        );
+        // Down to one member: the union is that member.
+        assert_eq!(
+            schema(json!({"anyOf": [{"type": "integer"}, {"type": "integer"}], "title": "T"})),
+            json!({"type": "integer", "title": "T"})
+        );
+    }
+
+    #[test]
+    fn unions_of_enums() {
+        // `const`s of one type → one enum (and the default beside it stays).
+        assert_eq!(
+            schema(
+                json!({"anyOf": [{"type": "string", "const": "ext4"}, {"type": "string", "const": "zfs"}, {"type": "null"}], "default": "zfs"})
+            ),
+            json!({"type": "string", "enum": ["ext4", "zfs"], "nullable": true, "default": "zfs"})
+        );
+        // An enum beside the free string of its type is the free string; the values are noted.
+        assert_eq!(
+            schema(
+                json!({"anyOf": [{"type": "string", "enum": ["listed", "all"]}, {"type": "string"}], "default": "listed", "description": "Mode."})
+            ),
+            json!({"type": "string", "default": "listed", "description": "Mode.\n\nKnown values: \"listed\", \"all\"."})
+        );
+        // A default beside a union that stays a union is dropped.
+        assert_eq!(
+            schema(json!({"anyOf": [{"type": "string"}, {"type": "integer"}], "default": "a"})),
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+        );
+        // Outer annotations win over inner ones when a nullable union collapses.
+        assert_eq!(
+            schema(json!({"anyOf": [{"type": "string", "title": "Inner"}, {"type": "null"}], "title": "Outer"})),
+            json!({"type": "string", "nullable": true, "title": "Outer"})
+        );
+    }
+
+    #[test]
+    fn colliding_inline_titles_are_dropped() {
+        let doc = json!({
+            "openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {},
+            "components": {"schemas": {
+                "NodeRef": {"type": "object", "properties": {
+                    "object_type": {"type": "string", "const": "node", "title": "Object Type", "default": "node"}}},
+                "UserRef": {"type": "object", "properties": {
+                    "object_type": {"type": "string", "const": "user", "title": "Object Type", "default": "user"},
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}, "title": "Location"},
+                    "ref": {"type": "object", "properties": {}, "title": "Node Ref"}}}
+            }}
+        });
+        let (out, warnings) = normalize_with_warnings(doc).unwrap();
+        let schemas = &out["components"]["schemas"];
+        assert!(schemas["NodeRef"]["properties"]["object_type"].get("title").is_none());
+        assert!(schemas["UserRef"]["properties"]["object_type"].get("title").is_none());
+        // A unique title stays; one spelling a component's name goes.
+        assert_eq!(schemas["UserRef"]["properties"]["loc"]["title"], "Location");
+        assert!(schemas["UserRef"]["properties"]["ref"].get("title").is_none());
+        assert_eq!(
+            warnings,
+            [
+                "dropped the title of inline schemas whose Rust type names would collide (named after their place instead): \"Node Ref\" (1), \"Object Type\" (2)"
+            ]
+        );
     }
 
     #[test]
@@ -725,9 +1330,33 @@ mod tests {
                 "/b": {"get": {"operationId": "f_b_get", "responses": {}}}
             }
         });
-        let e = normalize(collide).unwrap_err();
-        assert_eq!(e.pointer, "/paths/~1b/get/operationId");
-        assert!(e.message.contains("/paths/~1a/get"));
+        let (out, warnings) = normalize_with_warnings(collide.clone()).unwrap();
+        assert_eq!(out["paths"]["/a"]["get"]["operationId"], "f_a");
+        assert_eq!(out["paths"]["/b"]["get"]["operationId"], "f_b");
+        assert_eq!(
+            warnings,
+            ["operationId f is shared by 2 operations once shortened; generated GET /a as f_a and GET /b as f_b"]
+        );
+        // The names do not depend on the document's order.
+        let mut reversed = collide.clone();
+        let paths: Map<String, Value> =
+            collide["paths"].as_object().unwrap().iter().rev().map(|(k, v)| (k.clone(), v.clone())).collect();
+        reversed["paths"] = Value::Object(paths);
+        let out = normalize(reversed).unwrap();
+        assert_eq!(out["paths"]["/a"]["get"]["operationId"], "f_a");
+        assert_eq!(path_suffix("/api/v1/apps/{app_id}/cvms/{vm_uuid}/replicas"), "apps_cvms_replicas");
+        assert_eq!(path_suffix("/x/pre-launch/{id}"), "x_pre_launch");
+        // Disambiguated names that still collide are an error.
+        let clash = json!({
+            "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+            "paths": {
+                "/a": {"get": {"operationId": "f_a_get", "responses": {}}},
+                "/b/a": {"get": {"operationId": "f_b_a_get", "responses": {}}},
+                "/{x}/a": {"get": {"operationId": "f__x__a_get", "responses": {}}}
+            }
+        });
+        let e = normalize(clash).unwrap_err();
+        assert!(e.message.contains("f_a"), "{e}");
         let missing = json!({"openapi": "3.1.0", "info": {"title": "t", "version": "1"}, "paths": {"/a": {"get": {"responses": {}}}}});
         assert_eq!(normalize(missing).unwrap_err().pointer, "/paths/~1a/get");
     }
@@ -748,7 +1377,8 @@ mod tests {
         });
         let out = normalize(doc).unwrap();
         let a = &out["paths"]["/a"];
-        assert_eq!(a["parameters"][0]["schema"], json!({"type": "string", "nullable": true}));
+        // An optional parameter is not nullable: leaving it out says "none".
+        assert_eq!(a["parameters"][0]["schema"], json!({"type": "string"}));
         assert_eq!(a["post"]["parameters"][0]["schema"], json!({"enum": ["v"]}));
         assert_eq!(a["post"]["requestBody"]["content"]["application/json"]["schema"], json!({"example": 1}));
         let two = json!({
