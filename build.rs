@@ -1,22 +1,38 @@
 //! Generates the API client from `openapi.json` at compile time.
 //!
-//! `openapi.json` is OpenAPI 3.1; progenitor reads 3.0. `build/normalize.rs` converts it
-//! (and fails with a JSON pointer on what it cannot convert), then progenitor generates the
-//! client, prettyplease formats it, and it lands in `$OUT_DIR/codegen.rs`, which
-//! `src/generated.rs` includes. Nothing generated is committed.
+//! `build/generate.rs` does the work (it is shared with `tests/normalizer.rs`): it converts the
+//! OpenAPI 3.1 document to 3.0.3 (`build/normalize.rs`), keeps the operations this build
+//! wants, and runs progenitor. Without the `full-api` feature only the operations the
+//! handwritten layer wraps are generated ([`CRATE_OPERATIONS`]); with it, every operation that
+//! progenitor can generate. The client lands in `$OUT_DIR/codegen.rs` (included by
+//! `src/generated.rs`), and the operations not generated, with why, in `$OUT_DIR/skipped.rs`
+//! (an expression of type `&[crate::SkippedOperation]`). Nothing generated is committed.
 
+// Both are shared with tests/normalizer.rs, which uses what this script does not.
 #[path = "build/normalize.rs"]
+#[allow(dead_code)]
 mod normalize;
+
+#[path = "build/generate.rs"]
+#[allow(dead_code)]
+mod generate;
 
 use std::{env, fs, path::PathBuf, process::ExitCode};
 
 const SPEC: &str = "openapi.json";
 
+/// The operations the handwritten layer wraps, by shortened operationId:
+/// `PATCH /api/v1/cvms/{cvm_id}/envs`, `GET /api/v1/cvms/{cvm_id}`,
+/// `GET /api/v1/kms/{kms_id}/pubkey/{app_id}`, `GET /api/v1/cvms`.
+const CRATE_OPERATIONS: &[&str] =
+    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms"];
+
 fn main() -> ExitCode {
     println!("cargo::rerun-if-changed={SPEC}");
     println!("cargo::rerun-if-changed=build/normalize.rs");
+    println!("cargo::rerun-if-changed=build/generate.rs");
     println!("cargo::rerun-if-changed=build.rs");
-    match generate() {
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             // `cargo::error` shows the message at the top of a failed build.
@@ -26,34 +42,40 @@ fn main() -> ExitCode {
     }
 }
 
-fn generate() -> Result<(), String> {
+fn run() -> Result<(), String> {
     let text = fs::read_to_string(SPEC).map_err(|e| format!("cannot read {SPEC}: {e}"))?;
     let spec: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{SPEC} is not valid JSON: {e}"))?;
-    let normalized = normalize::normalize(spec).map_err(|e| e.to_string())?;
-    let openapi: openapiv3::OpenAPI = serde_json::from_value(normalized)
-        .map_err(|e| format!("{SPEC} is not OpenAPI 3.0 after normalization: {e}"))?;
+    let selection = if env::var_os("CARGO_FEATURE_FULL_API").is_some() {
+        generate::Selection::All
+    } else {
+        generate::Selection::Only(CRATE_OPERATIONS)
+    };
+    let generated = generate::generate(spec, &selection)?;
+    for warning in &generated.warnings {
+        println!("cargo::warning={}", warning.replace('\n', " "));
+    }
+    for s in &generated.skipped {
+        println!("cargo::warning=not generated: {} {} ({}): {}", s.method, s.path, s.operation_id, s.reason);
+    }
 
-    let mut settings = progenitor::GenerationSettings::new();
-    settings.with_interface(progenitor::InterfaceStyle::Positional).with_derive("PartialEq");
-    let mut generator = progenitor::Generator::new(&settings);
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
+    write(&out_dir.join("codegen.rs"), &generated.code)?;
+    write(&out_dir.join("skipped.rs"), &skipped_expression(&generated.skipped))
+}
 
-    // The normalizer removes the shapes progenitor is known to panic on; should a new one
-    // appear, report it as a build error rather than a backtrace.
-    std::panic::set_hook(Box::new(|_| {}));
-    let tokens = std::panic::catch_unwind(move || generator.generate_tokens(&openapi))
-        .map_err(|panic| {
-            let what = panic
-                .downcast_ref::<String>()
-                .map(String::as_str)
-                .or_else(|| panic.downcast_ref::<&str>().copied())
-                .unwrap_or("unknown panic");
-            format!("progenitor panicked on the normalized {SPEC} (teach build/normalize.rs this shape): {what}")
-        })?
-        .map_err(|e| format!("progenitor rejected the normalized {SPEC}: {e}"))?;
-    let _ = std::panic::take_hook();
+fn write(path: &std::path::Path, contents: &str) -> Result<(), String> {
+    fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
 
-    let file = syn::parse2(tokens).map_err(|e| format!("progenitor produced invalid Rust: {e}"))?;
-    let code = prettyplease::unparse(&file);
-    let out = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?).join("codegen.rs");
-    fs::write(&out, code).map_err(|e| format!("cannot write {}: {e}", out.display()))
+/// `&[crate::SkippedOperation { … }, …]`, each string a Rust literal (`{:?}` escapes it).
+fn skipped_expression(skipped: &[generate::Skipped]) -> String {
+    let mut out = String::from("&[\n");
+    for s in skipped {
+        out.push_str(&format!(
+            "    crate::SkippedOperation {{ method: {:?}, path: {:?}, operation_id: {:?}, reason: {:?} }},\n",
+            s.method, s.path, s.operation_id, s.reason
+        ));
+    }
+    out.push(']');
+    out
 }

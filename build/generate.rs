@@ -1,0 +1,337 @@
+//! The generation pipeline: OpenAPI document in, formatted Rust client out.
+//!
+//! `build.rs` runs it on `openapi.json`; `tests/normalizer.rs` runs it too. Both include this
+//! file and `build/normalize.rs` by path as sibling modules (`mod normalize; mod generate;`),
+//! so this module reaches the converter as `super::normalize`.
+//!
+//! Steps: name the operations (shortened FastAPI ids, collisions disambiguated), set aside the
+//! operations progenitor cannot generate, keep the selected operations and what they reach by
+//! `$ref`, convert that to OpenAPI 3.0.3 ([`super::normalize`]), run progenitor with the
+//! settings the handwritten layer relies on, and format the result with prettyplease. Selecting
+//! before converting means a shape the converter refuses in an operation the crate does not
+//! use cannot break the default build.
+
+use super::normalize;
+use serde_json::{Map, Value};
+use std::collections::BTreeSet;
+
+/// Which operations to generate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    /// Every operation of the document (what cannot be generated is listed in
+    /// [`Generated::skipped`]).
+    All,
+    /// Only these operations, by shortened operationId (e.g. `update_cvm_envs`), and only the
+    /// components they reach. Each must be in the document and generatable.
+    Only(&'static [&'static str]),
+}
+
+/// An operation that was not generated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// HTTP method, upper case (`PUT`).
+    pub method: String,
+    /// Path template as the document writes it (`/api/v1/profiles/me/avatar`).
+    pub path: String,
+    /// Shortened operationId (the method name it would have had).
+    pub operation_id: String,
+    /// Why it was not generated.
+    pub reason: String,
+}
+
+/// What [`generate`] produced.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// prettyplease-formatted Rust: the client and its `types` module.
+    pub code: String,
+    /// Each generated operation: (METHOD, path, Rust method name), in document order.
+    pub operations: Vec<(String, String, String)>,
+    /// Operations not generated, each with why.
+    pub skipped: Vec<Skipped>,
+    /// One line each: renamed operations, dropped request or response bodies, and the like.
+    pub warnings: Vec<String>,
+}
+
+const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// The reason given for every operation with a `multipart/form-data` request body.
+pub const MULTIPART_REASON: &str = "multipart/form-data request body (progenitor 0.15 cannot generate multipart)";
+
+/// Runs the pipeline: name operations → select → prune → normalize → progenitor → syn parse →
+/// prettyplease.
+///
+/// Errors carry the JSON pointer of what could not be converted, or the operation progenitor
+/// failed on; a panic inside progenitor is caught and reported as an error.
+pub fn generate(mut spec: Value, selection: &Selection) -> Result<Generated, String> {
+    let mut warnings = normalize::assign_operation_ids(&mut spec).map_err(|e| e.to_string())?;
+    let all = operations(&spec);
+
+    let mut skipped = Vec::new();
+    let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
+    for op in &all {
+        if let Some(reason) = unsupported(&spec, op) {
+            skipped.push(Skipped {
+                method: op.method.to_uppercase(),
+                path: op.path.clone(),
+                operation_id: op.id.clone(),
+                reason,
+            });
+        } else {
+            keep.insert((op.method.clone(), op.path.clone()));
+        }
+    }
+    if let Selection::Only(names) = selection {
+        let mut chosen = BTreeSet::new();
+        for name in *names {
+            let Some(op) = all.iter().find(|op| op.id == *name) else {
+                return Err(format!(
+                    "openapi.json has no operation {name}, which the handwritten layer wraps; \
+                     if the spec renamed or removed it, the crate must be changed"
+                ));
+            };
+            if let Some(s) = skipped.iter().find(|s| s.operation_id == *name) {
+                return Err(format!(
+                    "{name} ({} {}), which the handwritten layer wraps, cannot be generated: {}",
+                    s.method, s.path, s.reason
+                ));
+            }
+            chosen.insert((op.method.clone(), op.path.clone()));
+        }
+        // Operations the selection leaves out are not "skipped": they were not asked for; nor
+        // does a rename among them concern this build.
+        skipped.clear();
+        let chosen_names: Vec<String> = all
+            .iter()
+            .filter(|op| chosen.contains(&(op.method.clone(), op.path.clone())))
+            .map(|op| op.id.clone())
+            .collect();
+        warnings.retain(|w| chosen_names.iter().any(|name| w.contains(&format!(" as {name}"))));
+        keep = chosen;
+    }
+
+    retain_operations(&mut spec, &keep);
+    if matches!(selection, Selection::Only(_)) {
+        prune_components(&mut spec);
+    }
+
+    let (normalized, normalize_warnings) = normalize::normalize_with_warnings(spec).map_err(|e| e.to_string())?;
+    warnings.extend(normalize_warnings);
+
+    let tokens = match run_progenitor(&normalized) {
+        Ok(tokens) => tokens,
+        Err(whole) => return Err(blame(&normalized, whole)),
+    };
+    let file: syn::File = syn::parse2(tokens).map_err(|e| format!("progenitor produced invalid Rust: {e}"))?;
+    let code = prettyplease::unparse(&file);
+
+    let operations = operations(&normalized)
+        .into_iter()
+        .map(|op| (op.method.to_uppercase(), op.path, rust_method_name(&op.id)))
+        .collect();
+    Ok(Generated { code, operations, skipped, warnings })
+}
+
+/// One operation of the document.
+struct Operation {
+    method: String,
+    path: String,
+    id: String,
+}
+
+/// Every operation, in document order, with its (already assigned) operationId.
+fn operations(spec: &Value) -> Vec<Operation> {
+    let mut out = Vec::new();
+    for (path, item) in spec.get("paths").and_then(Value::as_object).into_iter().flatten() {
+        for method in HTTP_METHODS {
+            let Some(op) = item.get(method) else { continue };
+            let id = op.get("operationId").and_then(Value::as_str).unwrap_or_default().to_owned();
+            out.push(Operation { method: method.to_owned(), path: path.clone(), id });
+        }
+    }
+    out
+}
+
+/// Why progenitor cannot generate `op`, if it cannot.
+fn unsupported(spec: &Value, op: &Operation) -> Option<String> {
+    let operation = spec.get("paths")?.get(&op.path)?.get(&op.method)?;
+    let mut body = operation.get("requestBody")?;
+    // Follow a `$ref` to components/requestBodies (one level is all 3.0 allows there).
+    if let Some(target) = body.get("$ref").and_then(Value::as_str) {
+        body = resolve(spec, target)?;
+    }
+    let multipart = body
+        .get("content")
+        .and_then(Value::as_object)
+        .is_some_and(|content| content.keys().any(|mt| mt.starts_with("multipart/form-data")));
+    multipart.then(|| MULTIPART_REASON.to_owned())
+}
+
+/// The value a local `$ref` (`#/…`) points at.
+fn resolve<'a>(spec: &'a Value, reference: &str) -> Option<&'a Value> {
+    spec.pointer(reference.strip_prefix('#')?)
+}
+
+/// Removes every operation not in `keep` ((method, path)), and path items left without any.
+fn retain_operations(spec: &mut Value, keep: &BTreeSet<(String, String)>) {
+    let Some(paths) = spec.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else { continue };
+        for method in HTTP_METHODS {
+            if !keep.contains(&(method.to_owned(), path.clone())) {
+                item.remove(method);
+            }
+        }
+    }
+    paths.retain(|_, item| item.as_object().is_none_or(|item| HTTP_METHODS.iter().any(|m| item.contains_key(*m))));
+}
+
+/// Drops every component that no `$ref` reaches from the paths, transitively. Security schemes
+/// (named by `security` requirements, not by `$ref`) stay when a requirement names them.
+fn prune_components(spec: &mut Value) {
+    let mut reached: BTreeSet<String> = BTreeSet::new();
+    let mut pending: Vec<String> = Vec::new();
+    if let Some(paths) = spec.get("paths") {
+        collect_refs(paths, &mut pending);
+    }
+    while let Some(reference) = pending.pop() {
+        if !reached.insert(reference.clone()) {
+            continue;
+        }
+        if let Some(target) = resolve(spec, &reference) {
+            collect_refs(target, &mut pending);
+        }
+    }
+    let mut schemes: BTreeSet<String> = BTreeSet::new();
+    collect_security(spec.get("security"), &mut schemes);
+    for item in spec.get("paths").and_then(Value::as_object).into_iter().flatten().map(|(_, item)| item) {
+        for method in HTTP_METHODS {
+            collect_security(item.get(method).and_then(|op| op.get("security")), &mut schemes);
+        }
+    }
+    let Some(components) = spec.get_mut("components").and_then(Value::as_object_mut) else { return };
+    for (kind, items) in components.iter_mut() {
+        let Some(items) = items.as_object_mut() else { continue };
+        if kind == "securitySchemes" {
+            items.retain(|name, _| schemes.contains(name));
+        } else {
+            let prefix = format!("#/components/{}/", normalize::escape_token(kind));
+            items.retain(|name, _| reached.contains(&format!("{prefix}{}", normalize::escape_token(name))));
+        }
+    }
+    components.retain(|_, items| items.as_object().is_none_or(|items| !items.is_empty()));
+}
+
+/// Pushes every `$ref` string found anywhere in `value`.
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(reference)) = map.get("$ref") {
+                out.push(reference.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(list) => list.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+/// Adds the scheme names of a `security` requirement list.
+fn collect_security(security: Option<&Value>, out: &mut BTreeSet<String>) {
+    for requirement in security.and_then(Value::as_array).into_iter().flatten() {
+        out.extend(requirement.as_object().into_iter().flat_map(Map::keys).cloned());
+    }
+}
+
+/// progenitor's name for an operation's method: its operationId in snake case. The ids the
+/// pipeline assigns are snake case already; this mirrors progenitor for anything else.
+fn rust_method_name(id: &str) -> String {
+    let mut out = String::with_capacity(id.len());
+    let mut previous_lower = false;
+    for c in id.chars() {
+        if c.is_ascii_uppercase() {
+            if previous_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            previous_lower = false;
+        } else if c.is_alphanumeric() {
+            out.push(c);
+            previous_lower = c.is_lowercase() || c.is_ascii_digit();
+        } else {
+            if !out.ends_with('_') {
+                out.push('_');
+            }
+            previous_lower = false;
+        }
+    }
+    out
+}
+
+/// The progenitor settings the handwritten layer is written against.
+fn settings() -> progenitor::GenerationSettings {
+    let mut settings = progenitor::GenerationSettings::new();
+    settings
+        .with_interface(progenitor::InterfaceStyle::Positional)
+        .with_derive("PartialEq")
+        .with_inner_type(quote::quote!(crate::client::Hooks))
+        .with_hooks(progenitor::HooksMode::Expected);
+    settings
+}
+
+/// Runs progenitor on a normalized document; a panic inside it becomes an error.
+fn run_progenitor(normalized: &Value) -> Result<proc_macro2::TokenStream, String> {
+    let openapi: openapiv3::OpenAPI = serde_json::from_value(normalized.clone())
+        .map_err(|e| format!("the normalized document is not OpenAPI 3.0 as openapiv3 reads it: {e}"))?;
+    let mut generator = progenitor::Generator::new(&settings());
+    // Silence the default hook's backtrace while progenitor runs; the panic becomes an error.
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| generator.generate_tokens(&openapi)));
+    std::panic::set_hook(previous_hook);
+    match result {
+        Ok(Ok(tokens)) => Ok(tokens),
+        Ok(Err(e)) => Err(format!("progenitor rejected it: {e}")),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            Err(format!("progenitor panicked: {what}"))
+        }
+    }
+}
+
+/// Builds the error for a failed progenitor run over the whole document, naming the first
+/// operation that also fails alone (with only what it reaches), so that the message says
+/// where to teach `build/normalize.rs` a new shape.
+fn blame(normalized: &Value, whole: String) -> String {
+    let hint = "teach build/normalize.rs this shape";
+    for op in operations(normalized) {
+        let mut alone = normalized.clone();
+        retain_operations(&mut alone, &BTreeSet::from([(op.method.clone(), op.path.clone())]));
+        prune_components(&mut alone);
+        if let Err(e) = run_progenitor(&alone) {
+            let pointer = format!("/paths/{}/{}", normalize::escape_token(&op.path), op.method);
+            return format!(
+                "openapi.json#{pointer} ({} {} ({})), after normalization: {e} ({hint})",
+                op.method.to_uppercase(),
+                op.path,
+                op.id
+            );
+        }
+    }
+    // Not one operation fails alone: the failure comes from the components, or from several
+    // operations together (two types given one name, say).
+    let components_only = {
+        let mut doc = normalized.clone();
+        retain_operations(&mut doc, &BTreeSet::new());
+        run_progenitor(&doc).err()
+    };
+    match components_only {
+        Some(e) => format!("openapi.json#/components, after normalization: {e} ({hint})"),
+        None => format!(
+            "the normalized openapi.json: {whole}; every operation generates alone, so several fail together ({hint})"
+        ),
+    }
+}
