@@ -56,6 +56,8 @@ const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "hea
 
 /// The reason given for every operation with a `multipart/form-data` request body.
 pub const MULTIPART_REASON: &str = "multipart/form-data request body (progenitor 0.15 cannot generate multipart)";
+/// Why a cookie parameter cannot be generated.
+pub const COOKIE_REASON: &str = "progenitor 0.15 cannot send cookie parameters";
 
 /// Runs the pipeline: name operations → select → prune → normalize → progenitor → syn parse →
 /// prettyplease.
@@ -151,9 +153,22 @@ fn operations(spec: &Value) -> Vec<Operation> {
     out
 }
 
-/// Why progenitor cannot generate `op`, if it cannot.
+/// Why progenitor cannot generate `op`, if it cannot: a multipart body, or a required cookie
+/// parameter (optional cookie parameters are dropped by the normalizer, with a warning).
 fn unsupported(spec: &Value, op: &Operation) -> Option<String> {
-    let operation = spec.get("paths")?.get(&op.path)?.get(&op.method)?;
+    let item = spec.get("paths")?.get(&op.path)?;
+    let operation = item.get(&op.method)?;
+    let parameters = [item.get("parameters"), operation.get("parameters")];
+    for p in parameters.into_iter().flatten().filter_map(Value::as_array).flatten() {
+        let p = match p.get("$ref").and_then(Value::as_str) {
+            Some(target) => resolve(spec, target).unwrap_or(p),
+            None => p,
+        };
+        if p.get("in").and_then(Value::as_str) == Some("cookie") && p.get("required") == Some(&Value::Bool(true)) {
+            let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
+            return Some(format!("required cookie parameter {name:?} ({COOKIE_REASON})"));
+        }
+    }
     let mut body = operation.get("requestBody")?;
     // Follow a `$ref` to components/requestBodies (one level is all 3.0 allows there).
     if let Some(target) = body.get("$ref").and_then(Value::as_str) {

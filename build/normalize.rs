@@ -9,7 +9,7 @@
 //! `tests/normalizer.rs`, so the unit tests at the bottom run under `cargo test`.
 
 use serde_json::{Map, Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 /// Something in the document that cannot be converted, at a JSON pointer.
@@ -317,6 +317,18 @@ fn convert_operation(
         for (i, p) in params.iter_mut().enumerate() {
             convert_parameter_like(p, &format!("{ptr}/parameters/{i}"))?;
         }
+        // progenitor cannot send cookies; an optional one is left for the caller to set (an
+        // operation with a required one is not generated at all, see build/generate.rs).
+        params.retain(|p| {
+            let cookie = p.get("in").and_then(Value::as_str) == Some("cookie");
+            if cookie {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or("?");
+                warnings.push(format!(
+                    "{what}: dropped optional cookie parameter {name:?} (progenitor cannot send cookies)"
+                ));
+            }
+            !cookie
+        });
     }
     if matches!(method, "get" | "head") && op.remove("requestBody").is_some() {
         // RFC 9110 gives a GET or HEAD body no meaning; progenitor would send it.
@@ -391,6 +403,52 @@ fn convert_responses(
     }
     responses
         .retain(|status, response| !is_error_status(status) || response_kind(response, shared).starts_with("json:"));
+
+    // progenitor counts `default` as a success and as an error: beside explicit 2xx replies it
+    // would be a second success type. Dropped there; such a reply is returned whole.
+    if responses.contains_key("default") && responses.keys().any(|s| s.starts_with('2')) {
+        responses.remove("default");
+        warnings.push(format!(
+            "{what}: dropped response `default` beside explicit 2xx responses (progenitor would take it for a success)"
+        ));
+    }
+    // Success bodies of different JSON types: all typed as untyped JSON (progenitor takes one
+    // type); error bodies of different types: all dropped, so each error reply is returned
+    // whole (status, headers, raw body) as an unexpected response.
+    let json_kinds = |responses: &Map<String, Value>, success: bool| -> BTreeSet<String> {
+        responses
+            .iter()
+            .filter(|(s, _)| is_error_status(s) != success)
+            .map(|(_, r)| response_kind(r, shared))
+            .filter(|k| k.starts_with("json:"))
+            .collect()
+    };
+    if json_kinds(responses, true).len() > 1 {
+        let statuses: Vec<String> = responses.keys().filter(|s| !is_error_status(s)).cloned().collect();
+        for status in &statuses {
+            if let Some(media) = responses
+                .get_mut(status)
+                .and_then(|r| r.get_mut("content"))
+                .and_then(Value::as_object_mut)
+                .and_then(|c| c.iter_mut().find(|(mt, _)| is_json_media_type(mt)).map(|(_, m)| m))
+                .and_then(Value::as_object_mut)
+            {
+                media.insert("schema".into(), json!({}));
+            }
+        }
+        warnings.push(format!(
+            "{what}: success responses {} have different JSON body types; all typed as untyped JSON (serde_json::Value)",
+            statuses.join(", ")
+        ));
+    }
+    if json_kinds(responses, false).len() > 1 {
+        let statuses: Vec<String> = responses.keys().filter(|s| is_error_status(s)).cloned().collect();
+        responses.retain(|s, _| !is_error_status(s));
+        warnings.push(format!(
+            "{what}: error responses {} have different body types; left untyped (each error reply is kept whole)",
+            statuses.join(", ")
+        ));
+    }
 
     let success: Vec<(String, String)> = responses
         .iter()
@@ -1100,20 +1158,64 @@ mod tests {
     }
 
     #[test]
-    fn differing_error_bodies_fail_with_pointer() {
-        let e = normalize(doc_with_responses(json!({
+    fn differing_bodies_are_left_untyped() {
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
             "200": {"description": "ok"},
             "400": {"description": "a", "content": {"application/json": {"schema": {"type": "object"}}}},
             "422": {"description": "b", "content": {"application/json": {"schema": {"type": "string"}}}}
         })))
-        .unwrap_err();
-        assert_eq!(e.pointer, "/paths/~1a~1{id}/get/responses/422");
-        let e = normalize(doc_with_responses(json!({
+        .unwrap();
+        let responses = out["paths"]["/a/{id}"]["get"]["responses"].as_object().unwrap();
+        assert_eq!(responses.keys().collect::<Vec<_>>(), ["200"]);
+        assert_eq!(
+            warnings,
+            [
+                "GET /a/{id} (get_a): error responses 400, 422 have different body types; left untyped (each error reply is kept whole)"
+            ]
+        );
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
             "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
             "201": {"description": "created", "content": {"application/json": {"schema": {"type": "string"}}}}
         })))
+        .unwrap();
+        let responses = &out["paths"]["/a/{id}"]["get"]["responses"];
+        assert_eq!(responses["200"]["content"]["application/json"]["schema"], json!({}));
+        assert_eq!(responses["201"]["content"]["application/json"]["schema"], json!({}));
+        assert!(warnings[0].contains("success responses 200, 201 have different JSON body types"), "{warnings:?}");
+        // A raw body beside a JSON one still cannot be expressed.
+        let e = normalize(doc_with_responses(json!({
+            "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "201": {"description": "file", "content": {"application/pdf": {}}}
+        })))
         .unwrap_err();
         assert_eq!(e.pointer, "/paths/~1a~1{id}/get/responses/201");
+    }
+
+    #[test]
+    fn default_beside_2xx_is_dropped() {
+        let (out, warnings) = normalize_with_warnings(doc_with_responses(json!({
+            "200": {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "default": {"description": "e", "content": {"application/json": {"schema": {"type": "string"}}}}
+        })))
+        .unwrap();
+        let responses = out["paths"]["/a/{id}"]["get"]["responses"].as_object().unwrap();
+        assert_eq!(responses.keys().collect::<Vec<_>>(), ["200"]);
+        assert!(warnings[0].contains("dropped response `default`"), "{warnings:?}");
+    }
+
+    #[test]
+    fn cookie_parameters() {
+        let doc = json!({
+            "openapi": "3.1.0", "info": {"title": "t", "version": "1"},
+            "paths": {"/a": {"get": {"operationId": "get_a", "responses": {},
+                "parameters": [{"name": "c", "in": "cookie", "schema": {"type": "string"}}, {"name": "q", "in": "query", "schema": {"type": "string"}}]}}}
+        });
+        let (out, warnings) = normalize_with_warnings(doc).unwrap();
+        assert_eq!(out["paths"]["/a"]["get"]["parameters"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            warnings,
+            ["GET /a (get_a): dropped optional cookie parameter \"c\" (progenitor cannot send cookies)"]
+        );
     }
 
     #[test]
