@@ -5,8 +5,9 @@
 //! wants, and runs progenitor. Without the `full-api` feature only the operations the
 //! handwritten layer wraps are generated ([`CRATE_OPERATIONS`]); with it, every operation that
 //! progenitor can generate. The client lands in `$OUT_DIR/codegen.rs` (included by
-//! `src/generated.rs`), and the operations not generated, with why, in `$OUT_DIR/skipped.rs`
-//! (an expression of type `&[crate::SkippedOperation]`). Nothing generated is committed.
+//! `src/generated.rs`), ending with two lists: `GENERATED_OPERATIONS` and
+//! `SKIPPED_OPERATIONS` (the operations not generated, each with why). One file, so that the
+//! build-time bench can pre-expand it. Nothing generated is committed.
 
 // Both are shared with tests/normalizer.rs, which uses what this script does not.
 #[path = "build/normalize.rs"]
@@ -59,23 +60,36 @@ fn run() -> Result<(), String> {
     }
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
-    write(&out_dir.join("codegen.rs"), &generated.code)?;
-    write(&out_dir.join("skipped.rs"), &skipped_expression(&generated.skipped))
+    let mut code = generated.code;
+    code.push_str(&operation_lists(&generated.operations, &generated.skipped));
+    write(&out_dir.join("codegen.rs"), &code)
 }
 
 fn write(path: &std::path::Path, contents: &str) -> Result<(), String> {
     fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-/// `&[crate::SkippedOperation { … }, …]`, each string a Rust literal (`{:?}` escapes it).
-fn skipped_expression(skipped: &[generate::Skipped]) -> String {
-    let mut out = String::from("&[\n");
+/// The two lists, as Rust items; each string a literal (`{:?}` escapes it).
+fn operation_lists(operations: &[(String, String, String)], skipped: &[generate::Skipped]) -> String {
+    let mut out = String::from(
+        "\n/// The operations generated in this build: method, path, and the method name on the client.\n\
+         pub const GENERATED_OPERATIONS: &[crate::GeneratedOperation] = &[\n",
+    );
+    for (method, path, name) in operations {
+        out.push_str(&format!(
+            "    crate::GeneratedOperation {{ method: {method:?}, path: {path:?}, name: {name:?} }},\n"
+        ));
+    }
+    out.push_str(
+        "];\n\n/// The operations of the spec that could not be generated, each with why.\n\
+         pub const SKIPPED_OPERATIONS: &[crate::SkippedOperation] = &[\n",
+    );
     for s in skipped {
         out.push_str(&format!(
             "    crate::SkippedOperation {{ method: {:?}, path: {:?}, operation_id: {:?}, reason: {:?} }},\n",
             s.method, s.path, s.operation_id, s.reason
         ));
     }
-    out.push(']');
+    out.push_str("];\n");
     out
 }

@@ -1,5 +1,6 @@
-//! The typed `update_cvm_envs` call against a local keep-alive server, beside a raw
-//! `reqwest` PATCH of the same body to the same server, measured in the same run.
+//! The typed `update_cvm_envs` call (the generated operation through the crate's hooks, reply
+//! classified from the raw bytes) against a local keep-alive server, beside a raw `reqwest`
+//! PATCH of the same body to the same server, measured in the same run.
 //!
 //! Run: `cargo bench --bench typed_call`. Prints the median time per call of each and the
 //! ratio typed / raw (goal: at most 1.10).
@@ -42,7 +43,13 @@ async fn main() {
         transaction_hash: None,
     };
     let http = phala_cloud::http_client_builder().unwrap().build().unwrap();
-    let typed = Client::builder().base_url(&base).api_key("bench-key").http_client(http.clone()).build().unwrap();
+    // The same HTTP stack for both; the typed client sets its headers on its own copy.
+    let typed = Client::builder()
+        .base_url(&base)
+        .api_key("bench-key")
+        .http(phala_cloud::http_client_builder().unwrap())
+        .build()
+        .unwrap();
     let url = format!("{base}/api/v1/cvms/cvm-1/envs");
 
     let raw_call = || async {

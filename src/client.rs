@@ -5,6 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use progenitor_client::ClientInfo;
+
+pub(crate) use crate::dispatch::Hooks;
 use crate::generated;
 use crate::retry::ConflictRetry;
 
@@ -55,19 +58,19 @@ pub enum ConfigError {
     Http(String),
 }
 
-/// A Phala Cloud API client. Cheap to clone; clones share one connection pool.
+/// A Phala Cloud API client: the generated client of every operation in `openapi.json`
+/// ([`api`](Self::api)), with the crate's behaviour around it, plus the handwritten calls
+/// (the env update and its two-phase flow). Cheap to clone; clones share one connection pool.
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    /// The generated client: base URL and the `reqwest::Client`.
+    /// The generated client: base URL, the `reqwest::Client` (API key, `X-Phala-Version`
+    /// and user agent set on it once), and the [`Hooks`] every operation runs through.
     pub(crate) api: generated::Client,
-    pub(crate) api_key: HeaderValue,
     pub(crate) api_version: HeaderValue,
-    pub(crate) timeout: Option<Duration>,
-    pub(crate) max_response_body: usize,
     pub(crate) conflict_retry: Option<ConflictRetry>,
 }
 
@@ -82,14 +85,26 @@ impl Client {
         ClientBuilder::from_env()?.build()
     }
 
+    /// The generated client: one method per operation of `openapi.json`, named by its
+    /// operationId (`handle_get_cvm`, `update_cvm_envs`, …), sending the API key, version and
+    /// user agent, with this client's timeout, response-size cap and tracing. Wrap a call in
+    /// [`send`](Self::send) to get [`SdkError`](crate::SdkError) with the whole reply kept.
+    pub fn api(&self) -> &generated::Client {
+        &self.inner.api
+    }
+
     /// The base URL requests go to (without `/api/v1`).
     pub fn base_url(&self) -> &str {
-        progenitor_client::ClientInfo::baseurl(&self.inner.api)
+        self.inner.api.baseurl()
     }
 
     /// The `reqwest::Client` requests go through.
     pub fn http(&self) -> &reqwest::Client {
-        progenitor_client::ClientInfo::client(&self.inner.api)
+        self.inner.api.client()
+    }
+
+    fn hooks(&self) -> &Hooks {
+        self.inner.api.inner()
     }
 }
 
@@ -99,22 +114,21 @@ impl fmt::Debug for Client {
             .field("base_url", &self.base_url())
             .field("api_key", &"[redacted]")
             .field("api_version", &self.inner.api_version)
-            .field("timeout", &self.inner.timeout)
-            .field("max_response_body", &self.inner.max_response_body)
+            .field("timeout", &self.hooks().timeout)
+            .field("max_response_body", &self.hooks().max_response_body)
             .field("conflict_retry", &self.inner.conflict_retry)
             .finish()
     }
 }
 
 /// Builds a [`Client`].
-#[derive(Clone)]
 pub struct ClientBuilder {
     base_url: String,
     api_key: Option<String>,
     api_version: String,
     connect_timeout: Duration,
     timeout: Option<Duration>,
-    http: Option<reqwest::Client>,
+    http: Option<reqwest::ClientBuilder>,
     max_response_body: usize,
     conflict_retry: Option<ConflictRetry>,
 }
@@ -186,7 +200,7 @@ impl ClientBuilder {
         self
     }
 
-    /// Time allowed to open a connection (default 10 s). Ignored with [`http_client`](Self::http_client).
+    /// Time allowed to open a connection (default 10 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -198,9 +212,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Use this `reqwest::Client` (its TLS, proxy and pool settings) instead of building one.
-    pub fn http_client(mut self, client: reqwest::Client) -> Self {
-        self.http = Some(client);
+    /// Build the HTTP client from this `reqwest::ClientBuilder` (its TLS, proxy and pool
+    /// settings); start from [`http_client_builder`]. The client adds the API key, version,
+    /// user agent and connect timeout to it, and turns redirects off.
+    pub fn http(mut self, builder: reqwest::ClientBuilder) -> Self {
+        self.http = Some(builder);
         self
     }
 
@@ -228,17 +244,25 @@ impl ClientBuilder {
         let api_version = HeaderValue::from_str(&self.api_version)
             .map_err(|_| ConfigError::InvalidApiVersion(self.api_version.clone()))?;
         let base_url = normalize_base_url(&self.base_url)?;
-        let http = match self.http {
-            Some(client) => client,
-            None => default_http_client(self.connect_timeout)?,
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-api-key", api_key);
+        headers.insert("x-phala-version", api_version.clone());
+        let builder = match self.http {
+            Some(builder) => builder,
+            None => http_client_builder()?,
         };
+        let http = builder
+            .default_headers(headers)
+            .user_agent(USER_AGENT)
+            .connect_timeout(self.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConfigError::Http(e.to_string()))?;
+        let hooks = Hooks { timeout: self.timeout, max_response_body: self.max_response_body };
         Ok(Client {
             inner: Arc::new(Inner {
-                api: generated::Client::new_with_client(&base_url, http),
-                api_key,
+                api: generated::Client::new_with_client(&base_url, http, hooks),
                 api_version,
-                timeout: self.timeout,
-                max_response_body: self.max_response_body,
                 conflict_retry: self.conflict_retry,
             }),
         })
@@ -306,14 +330,6 @@ pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
     http_client_builder()?.build().map_err(|e| ConfigError::Http(e.to_string()))
 }
 
-fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    http_client_builder()?.connect_timeout(connect_timeout).build().map_err(|e| ConfigError::Http(e.to_string()))
-}
-
-pub(crate) const fn user_agent() -> &'static str {
-    USER_AGENT
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,7 +355,6 @@ mod tests {
         assert!(!format!("{builder:?}").contains("canary"));
         let client = builder.build().unwrap();
         assert!(!format!("{client:?}").contains("canary"));
-        assert!(client.inner.api_key.is_sensitive());
         assert_eq!(client.base_url(), DEFAULT_BASE_URL);
     }
 }

@@ -1,6 +1,13 @@
-//! What every operation's errors share: the HTTP reply as it came ([`HttpError`]), the error
-//! envelopes Phala Cloud uses ([`ErrorEnvelope`]), and failures below HTTP
-//! ([`TransportError`]).
+//! What every operation's errors share: one shape, [`SdkError`], for any call: input refused
+//! before sending, a failure below HTTP split by whether the request may have reached the
+//! server ([`TransportError`]), a success reply that does not match the spec
+//! ([`InvalidReply`]), or a service reply with an error status, kept whole ([`HttpError`],
+//! with the envelopes Phala Cloud uses, [`ErrorEnvelope`]) under an operation's typed kind.
+//!
+//! An operation the handwritten layer models has its own kind (`UpdateEnvsKind` for
+//! `PATCH /api/v1/cvms/{cvm_id}/envs`); every other operation's kind is the [`HttpError`]
+//! itself. A kind is anything that implements [`ServiceErrorKind`]: the plumbing (what was
+//! sent, what came back) is shared, only the mapping of a reply to a kind is per operation.
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -10,6 +17,222 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use crate::types::ValidationError;
+use crate::validate::InputError;
+
+/// The error of any call: [`Client::send`](crate::Client::send) over a generated operation
+/// gives `SdkError<HttpError>`; an operation the handwritten layer models gives its own kind
+/// `K` (e.g. [`UpdateEnvsError`](crate::UpdateEnvsError) is `SdkError<UpdateEnvsKind>`).
+///
+/// The variants keep apart what a caller must treat differently: nothing was sent
+/// ([`InvalidInput`](Self::InvalidInput), [`NotSent`](Self::NotSent)); the request may have
+/// been acted on without a reply saying so ([`MaybeSent`](Self::MaybeSent),
+/// [`InvalidReply`](Self::InvalidReply)); the service answered with an error status
+/// ([`Service`](Self::Service), raw reply kept).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SdkError<K = HttpError> {
+    /// The request was refused before sending (nothing was sent).
+    #[error(transparent)]
+    InvalidInput(#[from] InputError),
+    /// The request failed before it was sent: safe to send again.
+    #[error(transparent)]
+    NotSent(TransportError),
+    /// The request failed after it may have reached the server (connection broke, timeout,
+    /// reply cut off): the server may have acted on it.
+    #[error(transparent)]
+    MaybeSent(TransportError),
+    /// A 2xx reply whose body is not what the spec says (or exceeded the response-size cap):
+    /// the server accepted the request, so it may have acted on it.
+    #[error(transparent)]
+    InvalidReply(InvalidReply),
+    /// The service answered with an error status; the kind says which, the reply is kept.
+    #[error("{0}")]
+    Service(K),
+}
+
+/// How an operation names its error replies: built from the whole reply, and giving it back.
+/// [`HttpError`] is its own kind, for the operations without a handwritten model.
+pub trait ServiceErrorKind: Sized {
+    /// The kind of a reply with a non-2xx status.
+    fn from_reply(reply: HttpError) -> Self;
+    /// The reply the kind was made from.
+    fn reply(&self) -> &HttpError;
+}
+
+impl ServiceErrorKind for HttpError {
+    fn from_reply(reply: HttpError) -> Self {
+        reply
+    }
+
+    fn reply(&self) -> &HttpError {
+        self
+    }
+}
+
+impl<K: ServiceErrorKind> SdkError<K> {
+    pub(crate) fn from_transport(e: TransportError) -> Self {
+        match e.delivery() {
+            Delivery::NotSent => Self::NotSent(e),
+            Delivery::MaybeSent => Self::MaybeSent(e),
+        }
+    }
+
+    /// The service's kind of error, when the service answered with an error status.
+    pub fn kind(&self) -> Option<&K> {
+        match self {
+            Self::Service(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// The HTTP error reply, when the service answered with an error status.
+    pub fn http(&self) -> Option<&HttpError> {
+        self.kind().map(K::reply)
+    }
+
+    /// The HTTP status, when a reply (or its head) arrived.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Self::InvalidInput(_) => None,
+            Self::NotSent(t) | Self::MaybeSent(t) => t.status(),
+            Self::InvalidReply(r) => Some(r.status()),
+            Self::Service(k) => Some(k.reply().status()),
+        }
+    }
+
+    /// The request id (body `request_id`, else header `X-Request-ID`; for a reply cut off
+    /// after its head, the header).
+    pub fn request_id(&self) -> Option<&str> {
+        match self {
+            Self::InvalidInput(_) => None,
+            Self::NotSent(t) | Self::MaybeSent(t) => t.request_id(),
+            Self::InvalidReply(r) => r.request_id(),
+            Self::Service(k) => k.reply().request_id(),
+        }
+    }
+
+    /// The raw body bytes of the reply (an error reply's, or an invalid success reply's).
+    pub fn raw_body(&self) -> Option<&Bytes> {
+        match self {
+            Self::InvalidReply(r) => Some(r.raw_body()),
+            _ => self.http().map(HttpError::raw_body),
+        }
+    }
+
+    /// The parsed error envelope of an error reply.
+    pub fn envelope(&self) -> Option<&ErrorEnvelope> {
+        self.http().map(HttpError::envelope)
+    }
+
+    /// Refused before sending.
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Self::InvalidInput(_))
+    }
+
+    /// Failed before sending.
+    pub fn is_not_sent(&self) -> bool {
+        matches!(self, Self::NotSent(_))
+    }
+
+    /// Failed after it may have been sent.
+    pub fn is_maybe_sent(&self) -> bool {
+        matches!(self, Self::MaybeSent(_))
+    }
+
+    /// A 2xx reply that does not match the spec.
+    pub fn is_invalid_reply(&self) -> bool {
+        matches!(self, Self::InvalidReply(_))
+    }
+
+    /// The service answered with an error status.
+    pub fn is_service(&self) -> bool {
+        matches!(self, Self::Service(_))
+    }
+
+    /// The server may have acted on the request although no reply says it did: a transport
+    /// failure after sending, or a 2xx reply that could not be read.
+    pub fn may_have_been_applied(&self) -> bool {
+        self.is_maybe_sent() || self.is_invalid_reply()
+    }
+}
+
+/// A 2xx reply whose body does not parse as the operation's success type in the spec, or
+/// that exceeded the response-size cap. Status, headers and raw body are kept.
+#[derive(Clone)]
+pub struct InvalidReply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    body_truncated: bool,
+    reason: String,
+}
+
+impl InvalidReply {
+    pub(crate) fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        body: Bytes,
+        body_truncated: bool,
+        reason: String,
+    ) -> Self {
+        Self { status, headers, body, body_truncated, reason }
+    }
+
+    /// The HTTP status (a 2xx).
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    /// The body as received (its first bytes only when [`body_truncated`](Self::body_truncated)).
+    pub fn raw_body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// The body was longer than the client's response-size cap and was not read to its end.
+    pub fn body_truncated(&self) -> bool {
+        self.body_truncated
+    }
+
+    /// The `X-Request-ID` header.
+    pub fn request_id(&self) -> Option<&str> {
+        self.headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    }
+
+    /// Why the body was not accepted (the parser's message; it may quote part of the body).
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for InvalidReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the HTTP {} reply ", self.status.as_u16())?;
+        if self.body_truncated {
+            f.write_str("exceeded the response-size cap")?;
+        } else {
+            f.write_str("does not match the API spec (is the base URL the Phala Cloud API?)")?;
+        }
+        f.write_str("; the server accepted the request and may have acted on it")
+    }
+}
+
+impl fmt::Debug for InvalidReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InvalidReply")
+            .field("status", &self.status)
+            .field("request_id", &self.request_id())
+            .field("body_len", &self.body.len())
+            .field("body_truncated", &self.body_truncated)
+            .finish()
+    }
+}
+
+impl std::error::Error for InvalidReply {}
 
 /// An HTTP reply with a status other than 2xx, kept whole: status, headers, the raw body bytes
 /// and, where the body is one of the known envelopes, its parsed form.

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod dispatch;
 pub mod envcrypt;
 pub mod error;
 mod generated;
@@ -49,19 +50,68 @@ pub use client::{
     API_KEY_ENV, API_PREFIX_ENV, Client, ClientBuilder, ConfigError, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
     DEFAULT_MAX_RESPONSE_BODY, http_client_builder,
 };
+pub use dispatch::{Hooks, Reply};
 pub use envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
-pub use error::{Delivery, ErrorEnvelope, HttpError, StructuredError, TransportError};
+pub use error::{
+    Delivery, ErrorEnvelope, HttpError, InvalidReply, SdkError, ServiceErrorKind, StructuredError, TransportError,
+};
 pub use hex::{AppId, ComposeHash, TransactionHash};
 pub use retry::ConflictRetry;
 pub use types::UpdateCvmEnvsBody;
-pub use update_envs::{EnvsUpdateAccepted, KmsInfo, Phase1Data, RegistrationRequired, UpdateEnvsError};
+pub use update_envs::{EnvsUpdateAccepted, KmsInfo, Phase1Data, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind};
 pub use validate::InputError;
+
+/// An operation of `openapi.json` generated in this build (see [`GENERATED_OPERATIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneratedOperation {
+    /// `GET`, `PATCH`, …
+    pub method: &'static str,
+    /// The path template, e.g. `/api/v1/cvms/{cvm_id}`.
+    pub path: &'static str,
+    /// The method's name on [`api::Operations`] (the shortened operationId).
+    pub name: &'static str,
+}
+
+/// An operation of `openapi.json` that could not be generated (see [`SKIPPED_OPERATIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SkippedOperation {
+    /// `GET`, `PATCH`, …
+    pub method: &'static str,
+    /// The path template.
+    pub path: &'static str,
+    /// Its shortened operationId.
+    pub operation_id: &'static str,
+    /// Why it was not generated.
+    pub reason: &'static str,
+}
+
+/// The operations generated in this build: those the crate uses by default, every one the
+/// generator can express with feature `full-api`.
+pub use generated::GENERATED_OPERATIONS;
+/// The operations of the spec that could not be generated in this build, each with why.
+pub use generated::SKIPPED_OPERATIONS;
+
+/// The generated client of every operation in `openapi.json` (reached through
+/// [`Client::api`]), progenitor's result types, and every generated schema type.
+pub mod api {
+    pub use crate::generated::Client as Operations;
+    pub use crate::generated::types;
+    pub use progenitor_client::{ByteStream, Error, ResponseValue};
+}
 
 /// The spec's schemas, generated, under readable names.
 pub mod types {
     /// The body of `PATCH /api/v1/cvms/{cvm_id}/envs` (`Body_update_cvm_envs_…` in the spec).
     pub use crate::generated::types::BodyUpdateCvmEnvsApiV1CvmsCvmIdEnvsPatch as UpdateCvmEnvsBody;
     pub use crate::generated::types::{HttpValidationError, LocationItem, ValidationError};
+
+    /// A CVM as newer API versions describe it.
+    pub use crate::generated::types::CvmInfoDetail;
+    /// The reply of `GET /api/v1/cvms/{cvm_id}` (`handle_get_cvm`): one of two shapes,
+    /// depending on the API version.
+    pub use crate::generated::types::ResponseHandleGetCvmApiV1CvmsCvmIdGet as Cvm;
+    /// A CVM as older API versions describe it (`CvmBasicInfo` in the spec).
+    pub use crate::generated::types::TeehouseApiRoutesCvmsManagementCvmBasicInfo as CvmBasicInfo;
 }
 
 /// The README's examples, compiled as doctests (they use the `onchain` feature).

@@ -467,9 +467,23 @@ fn check_classify(status: StatusCode, headers: &HeaderMap, raw: &Bytes, truncate
     let body: &[u8] = raw;
     let result = classify(status, headers.clone(), raw.clone(), truncated);
     let _ = format!("{result:?}");
+    // Acceptance is proven: a 202 whatever its body, another 2xx only with a JSON object body
+    // carrying a non-empty string `correlation_id`.
+    let proven = status == StatusCode::ACCEPTED
+        || (!truncated
+            && matches!(serde_json::from_slice::<Value>(body),
+                Ok(Value::Object(ref m)) if m.get("correlation_id").and_then(Value::as_str).is_some_and(|c| !c.is_empty())));
     match result {
+        Err(phala_cloud::SdkError::InvalidReply(invalid)) => {
+            prop_assert!(status.is_success() && !proven, "{} gave InvalidReply", status);
+            prop_assert_eq!(invalid.status(), status);
+            prop_assert_eq!(invalid.raw_body(), raw);
+            prop_assert_eq!(invalid.body_truncated(), truncated);
+            prop_assert_eq!(invalid.headers(), headers);
+            tally(0);
+        }
         Ok(ok) => {
-            prop_assert!(status.is_success(), "{} gave Ok", status);
+            prop_assert!(status.is_success() && proven, "{} gave Ok", status);
             prop_assert_eq!(ok.http_status, status);
             prop_assert_eq!(&ok.raw_body, raw);
             prop_assert_eq!(ok.body_truncated, truncated);

@@ -43,6 +43,9 @@ enum Expect {
     Ok(u16, Vec<u8>, bool),
     /// This error variant with this status and exactly this raw body; `true` if cut at the cap.
     Http(Check, u16, Vec<u8>, bool),
+    /// `InvalidReply`: a 2xx other than 202 that does not prove acceptance (no JSON object
+    /// with a `correlation_id`), with this status and exactly this raw body.
+    Invalid(u16, Vec<u8>),
     /// `MaybeSent`: the head (with this status, if any) arrived and then the reply broke;
     /// the body bytes that did arrive are kept.
     Cut(Option<u16>, Vec<u8>),
@@ -85,29 +88,29 @@ fn rows() -> Vec<Row> {
     let utf16: Vec<u8> = "{\"detail\":\"x\"}".encode_utf16().flat_map(u16::to_le_bytes).collect();
     vec![
         // --- 2xx that the spec does not list: success, whatever the body.
-        row("200 with HTML", send(response(200, &[], &html)), Expect::Ok(200, html.clone(), false)),
-        row("201 empty", send(response(201, &[], b"")), Expect::Ok(201, vec![], false)),
+        row("200 with HTML", send(response(200, &[], &html)), Expect::Invalid(200, html.clone())),
+        row("201 empty", send(response(201, &[], b"")), Expect::Invalid(201, vec![])),
         row(
             "203 non-authoritative JSON",
             send(response(203, &[("content-type", "application/json")], &accepted)),
             Expect::Ok(203, accepted.clone(), false),
         ),
-        row("204 no content", send(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()), Expect::Ok(204, vec![], false)),
+        row("204 no content", send(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec()), Expect::Invalid(204, vec![])),
         row(
             "204 that claims a body: HTTP says it has none",
             send(b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n\r\nhello".to_vec()),
-            Expect::Ok(204, vec![], false),
+            Expect::Invalid(204, vec![]),
         ),
-        row("205 reset content", send(response(205, &[], b"")), Expect::Ok(205, vec![], false)),
+        row("205 reset content", send(response(205, &[], b"")), Expect::Invalid(205, vec![])),
         row(
             "206 partial content",
             send(response(206, &[("content-range", "bytes 0-3/99")], b"{\"st")),
-            Expect::Ok(206, b"{\"st".to_vec(), false),
+            Expect::Invalid(206, b"{\"st".to_vec()),
         ),
         row(
             "299 unknown success, not UTF-8",
             send(response(299, &[], not_utf8)),
-            Expect::Ok(299, not_utf8.to_vec(), false),
+            Expect::Invalid(299, not_utf8.to_vec()),
         ),
         row(
             "202 chunked with a trailer",
@@ -390,6 +393,18 @@ fn check(result: &Result<phala_cloud::EnvsUpdateAccepted, UpdateEnvsError>, expe
             }
             Ok(())
         }
+        (Err(e @ UpdateEnvsError::InvalidReply(invalid)), Expect::Invalid(status, body)) => {
+            if invalid.status().as_u16() != *status || e.status().map(|s| s.as_u16()) != Some(*status) {
+                return Err(format!("status {}", invalid.status()));
+            }
+            if invalid.raw_body() != body || e.raw_body() != Some(invalid.raw_body()) {
+                return Err(format!("raw body {:?}", String::from_utf8_lossy(invalid.raw_body())));
+            }
+            if !e.may_have_been_applied() || e.is_retryable() {
+                return Err("an unproven 2xx must say it may have been applied, and not be retryable".into());
+            }
+            Ok(())
+        }
         (Err(e @ UpdateEnvsError::MaybeSent(t)), Expect::Cut(status, partial)) => {
             if !e.may_have_been_applied() || e.is_retryable() {
                 return Err("a cut reply must say it may have been applied, and not be retryable".into());
@@ -434,7 +449,7 @@ async fn odd_replies_details() {
     })
     .await;
     let e = client(&server.base_url).update_cvm_envs(CVM, &body()).await.unwrap_err();
-    let UpdateEnvsError::RegistrationRequired(r) = &e else { panic!("{e:?}") };
+    let Some(r) = e.registration_required() else { panic!("{e:?}") };
     assert_eq!(r.data.as_ref().unwrap_err(), "the body exceeded the response-size cap");
     assert!(e.to_string().contains("phase-1 data is unreadable"), "{e}");
 
@@ -480,9 +495,18 @@ async fn every_status_the_spec_does_not_list() {
                     assert!(e.is_unexpected_status() && e.status().map(|s| s.as_u16()) == Some(101), "{status}: {e:?}");
                 }
                 100..=199 => assert!(result.unwrap_err().is_maybe_sent(), "{status}"),
-                200..=299 => {
+                202 => {
                     let accepted = result.unwrap_or_else(|e| panic!("{status}: {e:?}"));
                     assert_eq!((accepted.http_status.as_u16(), &accepted.raw_body[..]), (status, &sent[..]));
+                }
+                // Not the spec's 202 and no correlation_id: not proven accepted.
+                200..=299 => {
+                    let e = result.unwrap_err();
+                    assert!(e.is_invalid_reply() && e.may_have_been_applied(), "{status}: {e:?}");
+                    assert_eq!(
+                        (e.status().map(|s| s.as_u16()), e.raw_body().map(|b| &b[..])),
+                        (Some(status), Some(&sent[..]))
+                    );
                 }
                 _ => {
                     let e = result.unwrap_err();

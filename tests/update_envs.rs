@@ -70,18 +70,34 @@ async fn accepted_fixtures() {
 }
 
 #[tokio::test]
-async fn any_2xx_is_success_whatever_its_body() {
+async fn a_202_is_accepted_whatever_its_body_another_2xx_only_with_a_correlation_id() {
     for (status, body) in [
         (200, &b"{\"correlation_id\":\"x\",\"extra_field\":[1]}"[..]),
-        (201, b""),
+        (201, b"{\"correlation_id\":\"y\"}"),
         (202, b"<html>ok</html>"),
         (202, b"{\"status\":1,\"allowed_envs_changed\":\"yes\"}"),
-        (204, b""),
+        (202, b""),
         (202, b"{\"truncat"),
     ] {
         let ok = reply(status, body, &[]).await.unwrap_or_else(|e| panic!("{status} {body:?}: {e}"));
         assert_eq!(ok.http_status, status);
         assert_eq!(ok.raw_body, body);
+    }
+    // A wrong PHALA_CLOUD_API_PREFIX that lands on a web page, an empty 200, a 204: the server
+    // took the request, so the update may have been applied, and nothing proves it was.
+    for (status, body) in [
+        (200, &b"<!doctype html><title>Phala Cloud</title>"[..]),
+        (200, b""),
+        (204, b""),
+        (200, b"{\"correlation_id\":\"\"}"),
+        (201, b"[{\"correlation_id\":\"x\"}]"),
+    ] {
+        let e = reply(status, body, &[]).await.unwrap_err();
+        let UpdateEnvsError::InvalidReply(invalid) = &e else { panic!("{status} {body:?}: {e:?}") };
+        assert_eq!((invalid.status().as_u16(), &invalid.raw_body()[..]), (status, body));
+        assert!(e.may_have_been_applied() && !e.is_retryable() && !e.is_not_sent());
+        let shown = e.to_string();
+        assert!(shown.contains("base URL") && shown.contains("may have acted on it"), "{shown}");
     }
     let ok = reply(200, b"{\"correlation_id\":\"x\",\"extra_field\":[1]}", &[]).await.unwrap();
     assert_eq!(ok.correlation_id.as_deref(), Some("x"));
@@ -235,7 +251,7 @@ async fn malformed_bodies_keep_their_status_variant_and_bytes() {
         assert_eq!(e.raw_body().unwrap(), body);
         if status == 465 {
             // Every 465 body above is missing or mangles the hash or app id.
-            let UpdateEnvsError::RegistrationRequired(r) = &e else { unreachable!() };
+            let Some(r) = e.registration_required() else { unreachable!() };
             assert!(e.phase1().is_none() && r.data.is_err(), "{body:?}");
         }
     }

@@ -123,7 +123,7 @@ impl<'a> EnvUpdate<'a> {
     /// On 466 it starts again from phase 1, once (and once more when the 466 follows a lost
     /// phase-2 reply, which may have spent the hash itself). A 409 follows the client's
     /// [`ConflictRetry`](crate::ConflictRetry). A phase 2 whose reply is lost
-    /// ([`UpdateEnvsError::MaybeSent`] or [`NotSent`](UpdateEnvsError::NotSent)) is sent again
+    /// ([`SdkError::MaybeSent`](crate::SdkError::MaybeSent) or [`NotSent`](crate::SdkError::NotSent)) is sent again
     /// with the same transaction; registration is never repeated for a hash it already
     /// registered. Every other error returns at once.
     pub async fn run<R: ComposeHashRegistrar>(self, registrar: R) -> Result<UpdateOutcome, FlowError<R::Error>> {

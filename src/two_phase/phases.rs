@@ -3,9 +3,10 @@
 
 use crate::client::Client;
 use crate::envcrypt::{EncryptedEnv, EnvCryptError};
+use crate::error::SdkError;
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::types::UpdateCvmEnvsBody;
-use crate::update_envs::{EnvsUpdateAccepted, Phase1Data, UpdateEnvsError, check_request};
+use crate::update_envs::{EnvsUpdateAccepted, Phase1Data, UpdateEnvsError, UpdateEnvsKind, check_request};
 
 /// A checked phase-1 request: the CVM id, the encrypted env and the allowed env names.
 #[derive(Debug, Clone)]
@@ -106,7 +107,7 @@ impl PendingUpdate {
     /// given as text is checked (32 bytes of hex, `0x` optional) before anything is sent.
     ///
     /// Confirming again with the same transaction is safe (the same phase 2 is sent again);
-    /// that is what to do after [`UpdateEnvsError::MaybeSent`].
+    /// that is what to do after [`SdkError::MaybeSent`].
     pub async fn confirm<T>(&self, client: &Client, transaction_hash: T) -> Result<EnvsUpdateAccepted, UpdateEnvsError>
     where
         T: TryInto<TransactionHash>,
@@ -120,19 +121,18 @@ impl PendingUpdate {
 impl Client {
     /// Sends phase 1 of an env update. A 465 with readable phase-1 data becomes
     /// [`Phase1Outcome::RegistrationRequired`]; every other error, including a 465 whose body
-    /// cannot be read (it stays [`UpdateEnvsError::RegistrationRequired`], with its raw body),
+    /// cannot be read (it stays [`UpdateEnvsKind::RegistrationRequired`], with its raw body),
     /// is returned as it is.
     pub async fn begin_env_update(&self, request: &EnvUpdateRequest) -> Result<Phase1Outcome, UpdateEnvsError> {
         match self.update_cvm_envs(&request.cvm_id, &request.body).await {
             Ok(accepted) => Ok(Phase1Outcome::Accepted(accepted)),
-            Err(UpdateEnvsError::RegistrationRequired(r)) => match r.data {
+            Err(SdkError::Service(UpdateEnvsKind::RegistrationRequired(r))) => match r.data {
                 Ok(data) => {
                     Ok(Phase1Outcome::RegistrationRequired(Box::new(PendingUpdate { request: request.clone(), data })))
                 }
-                Err(why) => Err(UpdateEnvsError::RegistrationRequired(Box::new(crate::RegistrationRequired {
-                    http: r.http,
-                    data: Err(why),
-                }))),
+                Err(why) => Err(SdkError::Service(UpdateEnvsKind::RegistrationRequired(Box::new(
+                    crate::RegistrationRequired { http: r.http, data: Err(why) },
+                )))),
             },
             Err(e) => Err(e),
         }

@@ -1,26 +1,27 @@
-//! [`UpdateEnvsError`]: every way `PATCH /api/v1/cvms/{cvm_id}/envs` can fail.
+//! [`UpdateEnvsError`]: every way `PATCH /api/v1/cvms/{cvm_id}/envs` can fail, as the shared
+//! [`SdkError`] with the operation's own [`UpdateEnvsKind`].
 
-use bytes::Bytes;
-use http::StatusCode;
 use std::fmt;
 
 use super::phase1::Phase1Data;
-use crate::error::{Delivery, ErrorEnvelope, HttpError, TransportError};
+use crate::error::{ErrorEnvelope, HttpError, SdkError, ServiceErrorKind};
 use crate::types::ValidationError;
-use crate::validate::InputError;
 
-/// The error of [`Client::update_cvm_envs`](crate::Client::update_cvm_envs): one variant per
-/// status the spec lists, one for any other status, input refused before sending, and
-/// transport failures split by whether the request may have reached the server.
+/// The error of [`Client::update_cvm_envs`](crate::Client::update_cvm_envs): the shared
+/// [`SdkError`] shape with [`UpdateEnvsKind`], a variant per error status the spec lists and
+/// one for any other status. Input refused before sending and transport failures (split by
+/// whether the request may have reached the server) are [`SdkError`]'s own variants.
 ///
-/// Every HTTP variant keeps the whole reply ([`http`](Self::http)): status, headers, raw body
-/// and parsed envelope, even when the body is empty, HTML or cut off.
+/// Every HTTP error keeps the whole reply ([`http`](SdkError::http)): status, headers, raw
+/// body and parsed envelope, even when the body is empty, HTML or cut off.
+pub type UpdateEnvsError = SdkError<UpdateEnvsKind>;
+
+/// What an error reply of `PATCH /api/v1/cvms/{cvm_id}/envs` means: one variant per status
+/// the spec lists, and [`UnexpectedStatus`](Self::UnexpectedStatus) for the rest. Its
+/// `Display` says what to do next.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum UpdateEnvsError {
-    /// The request was refused before sending (nothing was sent).
-    #[error(transparent)]
-    InvalidInput(#[from] InputError),
+pub enum UpdateEnvsKind {
     /// 401: no valid API key.
     #[error("{0}; check the API key ({key})", key = crate::client::API_KEY_ENV)]
     Unauthorized(HttpError),
@@ -33,12 +34,12 @@ pub enum UpdateEnvsError {
     /// 409: another operation on this CVM is in progress. Safe to retry later.
     #[error("{0}; wait for the running operation to finish, then retry")]
     Conflict(HttpError),
-    /// 422: the body broke the schema; [`validation_errors`](Self::validation_errors) lists
-    /// the fields.
+    /// 422: the body broke the schema; [`validation_errors`](SdkError::validation_errors)
+    /// lists the fields.
     #[error("{0}")]
     Validation(HttpError),
     /// 465 (phase 1): the compose hash must be registered on-chain before the update can
-    /// go on. [`phase1`](Self::phase1) holds what to register.
+    /// go on. [`phase1`](SdkError::phase1) holds what to register.
     #[error("{}", RegistrationDisplay(.0))]
     RegistrationRequired(Box<RegistrationRequired>),
     /// 466: the compose hash is unknown or expired.
@@ -58,13 +59,6 @@ pub enum UpdateEnvsError {
     /// A status the spec does not list for this operation.
     #[error("{0} (a status not in the API spec)")]
     UnexpectedStatus(HttpError),
-    /// The request failed before it was sent: safe to send again.
-    #[error(transparent)]
-    NotSent(TransportError),
-    /// The request failed after it may have reached the server (connection broke, timeout,
-    /// reply cut off): the server may have acted on it.
-    #[error(transparent)]
-    MaybeSent(TransportError),
 }
 
 /// The 465 reply and its phase-1 data.
@@ -95,9 +89,9 @@ impl fmt::Display for RegistrationDisplay<'_> {
     }
 }
 
-impl UpdateEnvsError {
+impl ServiceErrorKind for UpdateEnvsKind {
     /// Maps a non-2xx reply to its variant.
-    pub(crate) fn from_http(http: HttpError) -> Self {
+    fn from_reply(http: HttpError) -> Self {
         match http.status().as_u16() {
             401 => Self::Unauthorized(http),
             403 => Self::Forbidden(http),
@@ -120,15 +114,7 @@ impl UpdateEnvsError {
         }
     }
 
-    pub(crate) fn from_transport(e: TransportError) -> Self {
-        match e.delivery() {
-            Delivery::NotSent => Self::NotSent(e),
-            Delivery::MaybeSent => Self::MaybeSent(e),
-        }
-    }
-
-    /// The HTTP reply, for every variant that has one.
-    pub fn http(&self) -> Option<&HttpError> {
+    fn reply(&self) -> &HttpError {
         match self {
             Self::Unauthorized(h)
             | Self::Forbidden(h)
@@ -139,45 +125,25 @@ impl UpdateEnvsError {
             | Self::TransactionVerificationFailed(h)
             | Self::ComposeHashNotAllowed(h)
             | Self::ServerError(h)
-            | Self::UnexpectedStatus(h) => Some(h),
-            Self::RegistrationRequired(r) => Some(&r.http),
-            Self::InvalidInput(_) | Self::NotSent(_) | Self::MaybeSent(_) => None,
+            | Self::UnexpectedStatus(h) => h,
+            Self::RegistrationRequired(r) => &r.http,
         }
     }
+}
 
-    /// The HTTP status, when a reply (or its head) arrived.
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            Self::NotSent(t) | Self::MaybeSent(t) => t.status(),
-            _ => self.http().map(HttpError::status),
+/// What only the env update's errors can say.
+impl SdkError<UpdateEnvsKind> {
+    /// The 465 reply and its phase-1 data (readable or not).
+    pub fn registration_required(&self) -> Option<&RegistrationRequired> {
+        match self.kind() {
+            Some(UpdateEnvsKind::RegistrationRequired(r)) => Some(r),
+            _ => None,
         }
-    }
-
-    /// The request id (body `request_id`, else header `X-Request-ID`; for a reply cut off
-    /// after its head, the header).
-    pub fn request_id(&self) -> Option<&str> {
-        match self {
-            Self::NotSent(t) | Self::MaybeSent(t) => t.request_id(),
-            _ => self.http().and_then(HttpError::request_id),
-        }
-    }
-
-    /// The raw body bytes of the reply.
-    pub fn raw_body(&self) -> Option<&Bytes> {
-        self.http().map(HttpError::raw_body)
-    }
-
-    /// The parsed error envelope of the reply.
-    pub fn envelope(&self) -> Option<&ErrorEnvelope> {
-        self.http().map(HttpError::envelope)
     }
 
     /// The phase-1 data of a 465 whose body could be read.
     pub fn phase1(&self) -> Option<&Phase1Data> {
-        match self {
-            Self::RegistrationRequired(r) => r.data.as_ref().ok(),
-            _ => None,
-        }
+        self.registration_required().and_then(|r| r.data.as_ref().ok())
     }
 
     /// The field errors of a 422 (empty for other variants or an unreadable body).
@@ -193,20 +159,15 @@ impl UpdateEnvsError {
     pub fn is_retryable(&self) -> bool {
         self.is_conflict() || self.is_not_sent()
     }
-
-    /// The server may have acted on the request although no reply says so.
-    pub fn may_have_been_applied(&self) -> bool {
-        self.is_maybe_sent()
-    }
 }
 
 macro_rules! predicates {
     ($($(#[$doc:meta])* $name:ident => $variant:ident),* $(,)?) => {
-        impl UpdateEnvsError {
+        impl SdkError<UpdateEnvsKind> {
             $(
                 $(#[$doc])*
                 pub fn $name(&self) -> bool {
-                    matches!(self, Self::$variant(..))
+                    matches!(self.kind(), Some(UpdateEnvsKind::$variant(..)))
                 }
             )*
         }
@@ -214,8 +175,6 @@ macro_rules! predicates {
 }
 
 predicates! {
-    /// Refused before sending.
-    is_invalid_input => InvalidInput,
     /// 401.
     is_unauthorized => Unauthorized,
     /// 403.
@@ -238,8 +197,4 @@ predicates! {
     is_server_error => ServerError,
     /// A status not in the spec.
     is_unexpected_status => UnexpectedStatus,
-    /// Failed before sending.
-    is_not_sent => NotSent,
-    /// Failed after it may have been sent.
-    is_maybe_sent => MaybeSent,
 }

@@ -1,26 +1,26 @@
 //! `PATCH /api/v1/cvms/{cvm_id}/envs`: one request, its typed success, its typed errors.
 //!
-//! The request body is the generated [`UpdateCvmEnvsBody`]; the reply is classified here
-//! rather than by the generated method, because progenitor's response handling drops what a
-//! caller of this endpoint needs: it parses 202 and 422 bodies without keeping the raw bytes,
-//! and a body that fails to parse becomes `InvalidResponsePayload` without its status (so a
-//! 202 with an odd body would look like a failed 422). [`classify`] keeps status, headers and
-//! raw body for every outcome.
+//! The request is the generated `update_cvm_envs`, sent through the crate's hooks like every
+//! operation. The reply is classified here from the raw reply the hooks keep, not from what
+//! progenitor parsed: its response handling drops what a caller of this endpoint needs (it
+//! parses 202 and 422 bodies without keeping the raw bytes, and a body that fails to parse
+//! becomes `InvalidResponsePayload` without its status, so a 202 with an odd body would look
+//! like a failed 422). [`classify`] keeps status, headers and raw body for every outcome.
 
 mod error;
 mod phase1;
 
-pub use error::{RegistrationRequired, UpdateEnvsError};
+pub use error::{RegistrationRequired, UpdateEnvsError, UpdateEnvsKind};
 pub use phase1::{KmsInfo, Phase1Data};
 
-use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_TYPE, USER_AGENT};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use crate::client::Client;
-use crate::error::{HttpError, TransportError};
+use crate::dispatch;
+use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind};
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::types::UpdateCvmEnvsBody;
 use crate::validate::{self, InputError};
@@ -29,7 +29,7 @@ use crate::validate::{self, InputError};
 pub const PATH: &str = "/api/v1/cvms/{cvm_id}/envs";
 
 /// Every status [`classify`] maps to its own outcome: 202 (any 2xx) and each error status
-/// the spec lists. Anything else is [`UpdateEnvsError::UnexpectedStatus`].
+/// the spec lists. Anything else is [`UpdateEnvsKind::UnexpectedStatus`].
 pub const MAPPED_STATUSES: &[u16] = &[202, 401, 403, 404, 409, 422, 465, 466, 467, 468, 500];
 
 /// A 2xx reply: the update was accepted and runs in the background.
@@ -103,16 +103,41 @@ impl EnvsUpdateAccepted {
 /// Turns a reply into the typed result. Pure and total: any status, headers and body give
 /// an outcome that keeps the status and the raw body. `body_truncated` says `body` holds only
 /// the first bytes of a longer body.
+///
+/// Acceptance is proven, not assumed: a 202 (the spec's success status) is accepted whatever
+/// its body; any other 2xx only when its body is a JSON object carrying the spec's
+/// `correlation_id`. A 200 HTML page from a wrong base URL, an empty 200 or a 204 is
+/// [`SdkError::InvalidReply`]: the update may have been applied, and nothing says it was.
 pub fn classify(
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
     body_truncated: bool,
 ) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
-    if status.is_success() {
-        Ok(EnvsUpdateAccepted::parse(status, &headers, body, body_truncated))
-    } else {
-        Err(UpdateEnvsError::from_http(HttpError::new(status, headers, body, body_truncated)))
+    if !status.is_success() {
+        return Err(SdkError::Service(UpdateEnvsKind::from_reply(HttpError::new(
+            status,
+            headers,
+            body,
+            body_truncated,
+        ))));
+    }
+    if status != StatusCode::ACCEPTED && (body_truncated || !carries_success_fields(&body)) {
+        let reason = format!(
+            "HTTP {} is not the spec's 202, and its body is not a JSON object with a correlation_id",
+            status.as_u16()
+        );
+        return Err(SdkError::InvalidReply(InvalidReply::new(status, headers, body, body_truncated, reason)));
+    }
+    Ok(EnvsUpdateAccepted::parse(status, &headers, body, body_truncated))
+}
+
+/// The body is a JSON object with a non-empty string `correlation_id`, as the spec's 202
+/// describes (read as [`EnvsUpdateAccepted::parse`] reads it, so an accepted reply has it).
+fn carries_success_fields(body: &[u8]) -> bool {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => map.get("correlation_id").and_then(Value::as_str).is_some_and(|c| !c.is_empty()),
+        _ => false,
     }
 }
 
@@ -147,7 +172,7 @@ impl Client {
     /// body carries `compose_hash` and `transaction_hash`).
     ///
     /// The request is checked first ([`check_request`]); bad input returns
-    /// [`UpdateEnvsError::InvalidInput`] with nothing sent. A 409 is retried only if the
+    /// [`SdkError::InvalidInput`] with nothing sent. A 409 is retried only if the
     /// client was built with [`retry_on_conflict`](crate::ClientBuilder::retry_on_conflict);
     /// nothing else is retried.
     pub async fn update_cvm_envs(
@@ -156,13 +181,12 @@ impl Client {
         body: &UpdateCvmEnvsBody,
     ) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
         check_request(cvm_id, body)?;
-        let payload = Bytes::from(serde_json::to_vec(body).expect("the body serializes to JSON"));
         let phase = if body.compose_hash.is_some() { 2 } else { 1 };
         let span = tracing::info_span!("update_cvm_envs", cvm_id, phase, status = tracing::field::Empty);
         async {
             let mut attempt = 1;
             loop {
-                let result = self.send_update(cvm_id, payload.clone()).await;
+                let result = self.send_update(cvm_id, body).await;
                 let status = match &result {
                     Ok(accepted) => Some(accepted.http_status),
                     Err(e) => e.status(),
@@ -171,7 +195,7 @@ impl Client {
                     tracing::Span::current().record("status", status.as_u16());
                 }
                 let retry = match (&result, &self.inner.conflict_retry) {
-                    (Err(UpdateEnvsError::Conflict(http)), Some(policy)) => {
+                    (Err(SdkError::Service(UpdateEnvsKind::Conflict(http))), Some(policy)) => {
                         policy.delay(attempt, http.retry_after(), rand::random::<f64>())
                     }
                     _ => None,
@@ -191,57 +215,11 @@ impl Client {
         .await
     }
 
-    /// One PATCH, no retries.
-    async fn send_update(&self, cvm_id: &str, payload: Bytes) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
-        let inner = &self.inner;
-        let (before, after) = PATH.split_once("{cvm_id}").expect("PATH has the cvm_id parameter");
-        let url = [self.base_url(), before, &progenitor_client::encode_path(cvm_id), after].concat();
-        let mut request = self
-            .http()
-            .patch(url)
-            .header("x-api-key", inner.api_key.clone())
-            .header("x-phala-version", inner.api_version.clone())
-            .header(USER_AGENT, HeaderValue::from_static(crate::client::user_agent()))
-            .header(ACCEPT, HeaderValue::from_static("application/json"))
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(payload);
-        if let Some(timeout) = inner.timeout {
-            request = request.timeout(timeout);
-        }
-        let mut response =
-            request.send().await.map_err(|e| UpdateEnvsError::from_transport(TransportError::sending(e)))?;
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
-        match read_capped(response, inner.max_response_body).await {
-            Ok((body, truncated)) => classify(status, headers, body, truncated),
-            // The head arrived, the body broke: keep what came.
-            Err((e, partial)) => Err(UpdateEnvsError::from_transport(
-                TransportError::reading_body(status, e).with_reply(headers, partial),
-            )),
-        }
+    /// One PATCH through the generated operation, no retries.
+    async fn send_update(&self, cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
+        let (result, captured) = dispatch::capture(self.api().update_cvm_envs(cvm_id, body)).await;
+        // What progenitor parsed is not used: the raw reply is classified, leniently.
+        let (_, raw) = dispatch::settle(result, captured)?;
+        classify(raw.status, raw.headers, raw.body, raw.truncated)
     }
-}
-
-/// Reads at most `cap` bytes of the body; a longer body is cut there and not read further.
-/// On a failure, the error comes with the bytes read before it.
-pub(crate) async fn read_capped(
-    mut response: reqwest::Response,
-    cap: usize,
-) -> Result<(Bytes, bool), (reqwest::Error, Bytes)> {
-    let hint = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
-    let mut buf = BytesMut::with_capacity(hint);
-    loop {
-        let chunk = match response.chunk().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => return Err((e, buf.freeze())),
-        };
-        let room = cap - buf.len();
-        if chunk.len() > room {
-            buf.extend_from_slice(&chunk[..room]);
-            return Ok((buf.freeze(), true));
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok((buf.freeze(), false))
 }

@@ -411,6 +411,11 @@ fn next_step(e: &phala_cloud::UpdateEnvsError) -> Option<String> {
         )
     } else if e.is_maybe_sent() {
         Some("the server may have applied the update: run the same command again to make sure".into())
+    } else if e.is_invalid_reply() {
+        Some(
+            "the server may have applied the update: check that PHALA_CLOUD_API_PREFIX is the Phala Cloud API, then run the same command again"
+                .into(),
+        )
     } else if e.is_server_error() || e.is_unexpected_status() {
         Some(format!("the server failed{request_id}: try again later, and quote the request id if you contact support"))
     } else if e.is_validation() {

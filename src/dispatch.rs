@@ -1,0 +1,315 @@
+//! The one sending path. Every generated operation runs through progenitor's hooks here
+//! ([`Hooks`]): the request timeout, the response-size cap, a tracing span named by the
+//! operationId, request-id capture, and a copy of the raw reply for the caller. [`settle`]
+//! turns a generated call's result and that copy into [`SdkError`], so that nothing the
+//! server said is lost where progenitor's own `Error` drops it (a consumed error body, the
+//! status of a success whose body did not parse).
+//!
+//! The copy travels in a task-local slot that [`capture`] opens around one call: the hooks
+//! are shared by every call of a client, the slot belongs to one call only.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, StatusCode};
+use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
+use tracing::Instrument;
+
+use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind, TransportError};
+use crate::generated;
+use crate::validate::InputError;
+
+/// What the crate adds to every generated operation, as progenitor's client "inner type":
+/// the request timeout and the response-size cap. Built by [`ClientBuilder`](crate::ClientBuilder);
+/// the API key, `X-Phala-Version` and user agent are on the `reqwest::Client` itself.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) max_response_body: usize,
+}
+
+/// The reply as it came off the wire, before progenitor parsed it.
+#[derive(Clone)]
+pub(crate) struct RawReply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+    /// The body exceeded the response-size cap: `body` is its first bytes.
+    pub(crate) truncated: bool,
+}
+
+impl RawReply {
+    fn into_http_error(self) -> HttpError {
+        HttpError::new(self.status, self.headers, self.body, self.truncated)
+    }
+}
+
+/// What the hooks saw of one call's reply.
+pub(crate) enum Captured {
+    /// The whole reply (its body possibly cut at the cap).
+    Reply(RawReply),
+    /// The head arrived, then reading the body failed.
+    BrokenBody { status: StatusCode, headers: HeaderMap, partial: Bytes },
+}
+
+tokio::task_local! {
+    static CAPTURE: RefCell<Option<Captured>>;
+}
+
+fn record(captured: Captured) {
+    // Outside `capture` (a call made straight on `Client::api()`) there is no slot: the
+    // caller gets progenitor's result alone.
+    let _ = CAPTURE.try_with(|slot| *slot.borrow_mut() = Some(captured));
+}
+
+/// Runs one generated call and returns its result with what the hooks saw of its reply.
+pub(crate) async fn capture<F: Future>(call: F) -> (F::Output, Option<Captured>) {
+    CAPTURE
+        .scope(RefCell::new(None), async {
+            let output = call.await;
+            let captured = CAPTURE.with(|slot| slot.borrow_mut().take());
+            (output, captured)
+        })
+        .await
+}
+
+/// A generated call's outcome with the raw reply: `Ok` for a 2xx (with the parsed value, or
+/// progenitor's reason it did not parse), `Err` for everything else.
+pub(crate) type Settled<T> = (Result<ResponseValue<T>, String>, RawReply);
+
+/// Turns a generated call's result and the captured reply into the crate's error shape.
+/// A non-2xx reply becomes `K` from the whole reply, whatever progenitor made of it.
+pub(crate) fn settle<T, E, K: ServiceErrorKind>(
+    result: Result<ResponseValue<T>, progenitor_client::Error<E>>,
+    captured: Option<Captured>,
+) -> Result<Settled<T>, SdkError<K>> {
+    use progenitor_client::Error as Generated;
+    match (captured, result) {
+        (Some(Captured::Reply(raw)), _) if !raw.status.is_success() => {
+            Err(SdkError::Service(K::from_reply(raw.into_http_error())))
+        }
+        (Some(Captured::Reply(raw)), _) if raw.truncated => {
+            Ok((Err("the body exceeded the response-size cap".to_owned()), raw))
+        }
+        (Some(Captured::Reply(raw)), result) => {
+            let parsed = result.map_err(|e| match e {
+                Generated::InvalidResponsePayload(_, e) => e.to_string(),
+                Generated::UnexpectedResponse(_) => "a success status the spec does not list".to_owned(),
+                Generated::ResponseBodyError(e) => e.to_string(),
+                _ => "the reply could not be read as the spec describes".to_owned(),
+            });
+            Ok((parsed, raw))
+        }
+        (Some(Captured::BrokenBody { status, headers, partial }), Err(Generated::CommunicationError(e))) => {
+            Err(SdkError::from_transport(TransportError::reading_body(status, e).with_reply(headers, partial)))
+        }
+        (None, Err(Generated::CommunicationError(e))) => Err(SdkError::from_transport(TransportError::sending(e))),
+        (None, Err(Generated::InvalidRequest(why) | Generated::Custom(why))) => {
+            Err(SdkError::InvalidInput(InputError::new("request", why)))
+        }
+        // The hooks record every reply and every failure after the head, so these arise only
+        // from a future that did not run through this client's hooks.
+        (_, _) => Err(SdkError::InvalidInput(InputError::new(
+            "call",
+            "the call did not go through this client's generated operations (see Client::send)",
+        ))),
+    }
+}
+
+/// The reply's `X-Request-ID` header.
+pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
+    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+}
+
+impl ClientHooks<Hooks> for generated::Client {
+    /// Drops progenitor's `api-version` header (the service reads `X-Phala-Version`, set on the
+    /// `reqwest::Client`) and applies the request timeout.
+    async fn pre<E>(
+        &self,
+        request: &mut reqwest::Request,
+        _info: &OperationInfo,
+    ) -> Result<(), progenitor_client::Error<E>> {
+        request.headers_mut().remove("api-version");
+        if request.timeout().is_none() {
+            *request.timeout_mut() = self.inner().timeout;
+        }
+        Ok(())
+    }
+
+    /// Sends the request in a span named by the operationId, reads the body up to the cap,
+    /// keeps a copy for [`capture`], and hands progenitor the same reply. A body over the cap
+    /// reaches progenitor as a body error, so it is refused on every path.
+    async fn exec(&self, request: reqwest::Request, info: &OperationInfo) -> reqwest::Result<reqwest::Response> {
+        let span = tracing::info_span!(
+            "phala_cloud.request",
+            otel.name = info.operation_id,
+            operation_id = info.operation_id,
+            method = %request.method(),
+            status = tracing::field::Empty,
+            request_id = tracing::field::Empty,
+        );
+        let cap = self.inner().max_response_body;
+        async move {
+            let response = self.client().execute(request).await?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let span = tracing::Span::current();
+            span.record("status", status.as_u16());
+            if let Some(id) = header_request_id(&headers) {
+                span.record("request_id", id);
+            }
+            match read_capped(response, cap).await {
+                Ok((body, truncated)) => {
+                    tracing::debug!(bytes = body.len(), truncated, "reply read");
+                    record(Captured::Reply(RawReply {
+                        status,
+                        headers: headers.clone(),
+                        body: body.clone(),
+                        truncated,
+                    }));
+                    Ok(rebuild(status, headers, body, truncated, cap))
+                }
+                Err((e, partial)) => {
+                    tracing::debug!(bytes = partial.len(), "reply body broke off");
+                    record(Captured::BrokenBody { status, headers, partial });
+                    Err(e)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The body exceeded the client's response-size cap.
+#[derive(Debug, thiserror::Error)]
+#[error("the response body exceeds the client's cap of {cap} bytes")]
+struct BodyTooLarge {
+    cap: usize,
+}
+
+/// The reply again, for progenitor to parse; a body over the cap as a stream that fails.
+fn rebuild(status: StatusCode, headers: HeaderMap, body: Bytes, truncated: bool, cap: usize) -> reqwest::Response {
+    let body = if truncated {
+        let failing = futures_util::stream::once(async move { Err::<Bytes, _>(BodyTooLarge { cap }) });
+        reqwest::Body::wrap_stream(failing)
+    } else {
+        reqwest::Body::from(body)
+    };
+    let mut response = http::Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    reqwest::Response::from(response)
+}
+
+/// Reads at most `cap` bytes of the body; a longer body is cut there and not read further.
+/// On a failure, the error comes with the bytes read before it.
+pub(crate) async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<(Bytes, bool), (reqwest::Error, Bytes)> {
+    let hint = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
+    let mut buf = BytesMut::with_capacity(hint);
+    loop {
+        let chunk = match response.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => return Err((e, buf.freeze())),
+        };
+        let room = cap - buf.len();
+        if chunk.len() > room {
+            buf.extend_from_slice(&chunk[..room]);
+            return Ok((buf.freeze(), true));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), false))
+}
+
+/// A 2xx reply of a generated operation: the value the spec describes, with the reply it came
+/// in (status, headers, raw body).
+pub struct Reply<T> {
+    value: T,
+    raw: RawReply,
+}
+
+impl<T> Reply<T> {
+    pub(crate) fn new(value: T, raw: RawReply) -> Self {
+        Self { value, raw }
+    }
+
+    /// The parsed value.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// The HTTP status (a 2xx).
+    pub fn status(&self) -> StatusCode {
+        self.raw.status
+    }
+
+    /// The response headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.raw.headers
+    }
+
+    /// The request id from the `X-Request-ID` header.
+    pub fn request_id(&self) -> Option<&str> {
+        header_request_id(&self.raw.headers)
+    }
+
+    /// The body as received.
+    pub fn raw_body(&self) -> &Bytes {
+        &self.raw.body
+    }
+}
+
+impl<T> std::ops::Deref for Reply<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for Reply<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("status", &self.raw.status)
+            .field("request_id", &self.request_id())
+            .field("value", &self.value)
+            .finish()
+    }
+}
+
+impl crate::Client {
+    /// Runs one generated operation of [`api()`](crate::Client::api) and returns its value
+    /// with the reply, or an [`SdkError`] that keeps everything the server said:
+    ///
+    /// ```no_run
+    /// # async fn run(client: phala_cloud::Client) -> Result<(), phala_cloud::SdkError> {
+    /// let cvm = client.send(|api| api.handle_get_cvm("my-cvm-id")).await?;
+    /// println!("{:?} (request id {:?})", cvm.status(), cvm.request_id());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Calling `client.api().op(…)` directly sends the same request through the same hooks,
+    /// with progenitor's `Error` as the result: a body over the cap fails there too, but an
+    /// error reply's raw body and a success's status on a parse failure are only kept here.
+    pub async fn send<'a, T, E, F, Fut>(&'a self, call: F) -> Result<Reply<T>, SdkError<HttpError>>
+    where
+        F: FnOnce(&'a generated::Client) -> Fut,
+        Fut: Future<Output = Result<ResponseValue<T>, progenitor_client::Error<E>>>,
+    {
+        let (result, captured) = capture(call(self.api())).await;
+        let (parsed, raw) = settle(result, captured)?;
+        match parsed {
+            Ok(value) => Ok(Reply::new(value.into_inner(), raw)),
+            Err(reason) => {
+                Err(SdkError::InvalidReply(InvalidReply::new(raw.status, raw.headers, raw.body, raw.truncated, reason)))
+            }
+        }
+    }
+}
