@@ -158,8 +158,13 @@ impl<K: ServiceErrorKind> SdkError<K> {
 
 /// A 2xx reply whose body does not parse as the operation's success type in the spec, or
 /// that exceeded the response-size cap. Status, headers and raw body are kept.
+///
+/// Boxed inside, like [`HttpError`], so that error enums holding it stay small.
 #[derive(Clone)]
-pub struct InvalidReply {
+pub struct InvalidReply(Box<InvalidReplyParts>);
+
+#[derive(Clone)]
+struct InvalidReplyParts {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -175,44 +180,44 @@ impl InvalidReply {
         body_truncated: bool,
         reason: String,
     ) -> Self {
-        Self { status, headers, body, body_truncated, reason }
+        Self(Box::new(InvalidReplyParts { status, headers, body, body_truncated, reason }))
     }
 
     /// The HTTP status (a 2xx).
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The response headers.
     pub fn headers(&self) -> &HeaderMap {
-        &self.headers
+        &self.0.headers
     }
 
     /// The body as received (its first bytes only when [`body_truncated`](Self::body_truncated)).
     pub fn raw_body(&self) -> &Bytes {
-        &self.body
+        &self.0.body
     }
 
     /// The body was longer than the client's response-size cap and was not read to its end.
     pub fn body_truncated(&self) -> bool {
-        self.body_truncated
+        self.0.body_truncated
     }
 
     /// The `X-Request-ID` header.
     pub fn request_id(&self) -> Option<&str> {
-        self.headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok())
     }
 
     /// Why the body was not accepted (the parser's message; it may quote part of the body).
     pub fn reason(&self) -> &str {
-        &self.reason
+        &self.0.reason
     }
 }
 
 impl fmt::Display for InvalidReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the HTTP {} reply ", self.status.as_u16())?;
-        if self.body_truncated {
+        write!(f, "the HTTP {} reply ", self.status().as_u16())?;
+        if self.body_truncated() {
             f.write_str("exceeded the response-size cap")?;
         } else {
             f.write_str("does not match the API spec (is the base URL the Phala Cloud API?)")?;
@@ -224,10 +229,10 @@ impl fmt::Display for InvalidReply {
 impl fmt::Debug for InvalidReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InvalidReply")
-            .field("status", &self.status)
+            .field("status", &self.status())
             .field("request_id", &self.request_id())
-            .field("body_len", &self.body.len())
-            .field("body_truncated", &self.body_truncated)
+            .field("body_len", &self.raw_body().len())
+            .field("body_truncated", &self.body_truncated())
             .finish()
     }
 }
