@@ -299,7 +299,7 @@ fn assignments() {
 }
 
 #[test]
-fn dotenv_syntax_follows_dotenvy() {
+fn dotenv_syntax() {
     let text = r#"
 # a comment line
 PLAIN=value
@@ -330,9 +330,117 @@ REF=${PLAIN}-suffix
         ("ESCAPES", "a\nb"),
         ("MULTI", "first line\nsecond line"),
         ("MULTI_SINGLE", "one\ntwo"),
-        ("REF", "value-suffix"),
+        // No substitution: a reference to an earlier name stays as written.
+        ("REF", "${PLAIN}-suffix"),
     ];
     assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+}
+
+/// A dotenv file is data: `$NAME` and `${NAME}` are never replaced, not from this process's
+/// environment (where the owner's wallet key may be) nor from names defined earlier.
+#[test]
+fn dotenv_values_are_literal_even_when_the_variable_is_set() {
+    let path = std::env::var("PATH").expect("PATH is set in the test's environment");
+    assert!(!path.is_empty());
+    let env = EnvVars::from_dotenv_str("A=$PATH\nB=${PATH}\nC=\"x${PATH}y\"\n").unwrap();
+    assert_eq!(env.iter().collect::<Vec<_>>(), [("A", "$PATH"), ("B", "${PATH}"), ("C", "x${PATH}y")]);
+
+    let text = r#"
+A=$PATH
+B=${PATH}
+C="x${PATH}y"
+D=pa$sw0rd
+E="pa$sw0rd"
+F='pa$sw0rd'
+G=${A}
+H=$
+I="\$PATH"
+J=${PATH
+"#;
+    let env = EnvVars::from_dotenv_str(text).unwrap();
+    let expected = [
+        ("A", "$PATH"),
+        ("B", "${PATH}"),
+        ("C", "x${PATH}y"),
+        ("D", "pa$sw0rd"),
+        ("E", "pa$sw0rd"),
+        ("F", "pa$sw0rd"),
+        ("G", "${A}"),
+        ("H", "$"),
+        ("I", "$PATH"),
+        ("J", "${PATH"),
+    ];
+    assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+    for (_, value) in env.iter() {
+        assert!(!value.contains(path.as_str()), "the process environment leaked into a value: {value}");
+    }
+}
+
+#[test]
+fn dotenv_quotes_escapes_and_line_endings() {
+    let text = concat!(
+        "UNQUOTED_SPACES=hello big world  \n",
+        "HASH_NO_SPACE=a#b\n",
+        "TAB_COMMENT=value\t# comment\n",
+        "BACKSLASHES=C:\\new\\path\n",
+        "QUOTE_INSIDE=it's \"fine\"\n",
+        "DQ_ESCAPES=\"tab\\there\\r\\n \\\\ \\\" \\' \\$ \\d\"\n",
+        "SQ_LITERAL='no \\n escapes \\ here'\n",
+        "DQ_COMMENT=\"quoted\" # comment\n",
+        "SQ_COMMENT='quoted'# comment\n",
+        "EMPTY_DQ=\"\"\n",
+        "EMPTY_SQ=''\n",
+        "EMPTY_COMMENT= # only a comment\n",
+        "export=is a name\n",
+        "export   SPACED_EXPORT  =  x  \n",
+        "CRLF=windows\r\n",
+        "CRLF_DQ=\"quoted\"\r\n",
+        "\r\n",
+        "  # indented comment\n",
+        "MULTI_ESC=\"line one\\nline two\nline three\"\n",
+        "LAST=no newline at the end",
+    );
+    let env = EnvVars::from_dotenv_str(text).unwrap();
+    let expected = [
+        ("UNQUOTED_SPACES", "hello big world"),
+        ("HASH_NO_SPACE", "a#b"),
+        ("TAB_COMMENT", "value"),
+        ("BACKSLASHES", "C:\\new\\path"),
+        ("QUOTE_INSIDE", "it's \"fine\""),
+        ("DQ_ESCAPES", "tab\there\r\n \\ \" ' $ \\d"),
+        ("SQ_LITERAL", "no \\n escapes \\ here"),
+        ("DQ_COMMENT", "quoted"),
+        ("SQ_COMMENT", "quoted"),
+        ("EMPTY_DQ", ""),
+        ("EMPTY_SQ", ""),
+        ("EMPTY_COMMENT", ""),
+        ("export", "is a name"),
+        ("SPACED_EXPORT", "x"),
+        ("CRLF", "windows"),
+        ("CRLF_DQ", "quoted"),
+        ("MULTI_ESC", "line one\nline two\nline three"),
+        ("LAST", "no newline at the end"),
+    ];
+    assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn dotenv_syntax_errors_say_where_and_what() {
+    let cases = [
+        (format!("A=1\nB=\"{CANARY}\nmore\n"), 2, "double quote"),
+        (format!("A=1\n\nB='{CANARY}\n"), 3, "single quote"),
+        (format!("A=1\nB=\"{CANARY}\"trailing\n"), 2, "after the closing quote"),
+        (format!("A=1\nB {CANARY}\n"), 2, "`=`"),
+        (format!("A=1\n-B={CANARY}\n"), 2, "env name"),
+    ];
+    for (text, line, says) in cases {
+        let e = EnvVars::from_dotenv_str(&text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(&format!("line {line}")), "{text:?}: {shown}");
+        assert!(shown.contains(says), "{text:?}: {shown}");
+        assert!(shown.contains("after `A`"), "{text:?}: {shown}");
+        assert_no_canary(&all_text(&e));
+    }
 }
 
 #[test]
