@@ -479,6 +479,59 @@ fn dotenv_file() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `from_dotenv_file` reads a regular file of bounded size, and refuses anything else before
+/// reading it: a FIFO (which would block), a device such as `/dev/zero` (endless), a directory, or
+/// a file larger than the CVM's limit could ever use.
+#[cfg(unix)]
+#[test]
+fn dotenv_file_must_be_a_bounded_regular_file() {
+    let dir = std::env::temp_dir().join(format!("phala-envcrypt-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A FIFO nobody writes to: opening it for reading would block forever.
+    let fifo = dir.join("fifo.env");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(EnvVars::from_dotenv_file(&path).map_err(|e| e.to_string()));
+    });
+    let result = rx.recv_timeout(Duration::from_secs(5)).expect("a FIFO is refused at once, not waited on");
+    let e = result.unwrap_err();
+    assert!(e.contains("fifo.env") && e.contains("not a regular file"), "{e}");
+
+    let e = EnvVars::from_dotenv_file("/dev/zero").unwrap_err();
+    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { path } if path.as_os_str() == "/dev/zero"), "{e:?}");
+    assert!(e.to_string().contains("/dev/zero") && e.to_string().contains("regular file"), "{e}");
+
+    let e = EnvVars::from_dotenv_file(&dir).unwrap_err();
+    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { .. }), "{e:?}");
+
+    // One byte over the cap is refused by its size, before it is read.
+    let max = phala_cloud::envcrypt::MAX_DOTENV_FILE_BYTES;
+    assert_eq!(max, 2 * 1024 * 1024);
+    let big = dir.join("big.env");
+    std::fs::write(&big, vec![b'#'; max as usize + 1]).unwrap();
+    let e = EnvVars::from_dotenv_file(&big).unwrap_err();
+    assert!(
+        matches!(&e, EnvCryptError::DotenvFileTooLarge { len, max: m, .. } if *len == max + 1 && *m == max),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("big.env") && e.to_string().contains(&max.to_string()), "{e}");
+    // At the cap it is read (a file of comments is an empty env).
+    std::fs::write(&big, vec![b'#'; max as usize]).unwrap();
+    assert!(EnvVars::from_dotenv_file(&big).unwrap().is_empty());
+
+    // A symlink to a regular file is followed.
+    let target = dir.join("real.env");
+    std::fs::write(&target, "A=1\n").unwrap();
+    let link = dir.join("link.env");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(EnvVars::from_dotenv_file(&link).unwrap().get("A"), Some("1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn secrets_stay_out_of_debug() {
     let env = sample_env();

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 use zeroize::Zeroizing;
@@ -16,6 +17,10 @@ pub const MAX_ENV_VALUE_BYTES: usize = 128 * 1024;
 /// Most bytes of names and values together a CVM accepts. Names are counted too, which is the
 /// conservative reading of the CVM's "1 MiB in all".
 pub const MAX_ENV_TOTAL_BYTES: usize = 1024 * 1024;
+/// Largest dotenv file [`EnvVars::from_dotenv_file`] reads: the CVM's [`MAX_ENV_TOTAL_BYTES`]
+/// plus as much again for names, quotes, comments and blank lines.
+pub const MAX_DOTENV_FILE_BYTES: u64 = 2 * 1024 * 1024;
+
 #[derive(Clone, PartialEq, Eq)]
 struct Entry {
     key: String,
@@ -145,12 +150,44 @@ impl EnvVars {
         }
     }
 
-    /// Reads a dotenv file and parses it as [`from_dotenv_str`](Self::from_dotenv_str) does. The
-    /// file's bytes are read into one buffer of the file's size and wiped afterwards.
+    /// Reads a dotenv file and parses it as [`from_dotenv_str`](Self::from_dotenv_str) does.
+    ///
+    /// The file must be a regular file (a symlink to one is followed) of at most
+    /// [`MAX_DOTENV_FILE_BYTES`]: a FIFO, a device such as `/dev/zero`, a directory or a larger
+    /// file is refused before anything is read from it. The bytes are read into one buffer of the
+    /// file's size, never more than the limit even if the file grows meanwhile, and wiped
+    /// afterwards.
     pub fn from_dotenv_file(path: impl AsRef<Path>) -> Result<Self, EnvCryptError> {
         let path = path.as_ref();
         let io_err = |source| EnvCryptError::Io { path: path.to_path_buf(), source };
-        let bytes = Zeroizing::new(std::fs::read(path).map_err(io_err)?);
+        // Checked on the path first: opening a FIFO for reading blocks until a writer appears.
+        let check = |metadata: std::fs::Metadata| {
+            if !metadata.is_file() {
+                return Err(EnvCryptError::DotenvFileNotRegular { path: path.to_path_buf() });
+            }
+            if metadata.len() > MAX_DOTENV_FILE_BYTES {
+                return Err(EnvCryptError::DotenvFileTooLarge {
+                    path: path.to_path_buf(),
+                    len: metadata.len(),
+                    max: MAX_DOTENV_FILE_BYTES,
+                });
+            }
+            Ok(metadata.len())
+        };
+        check(std::fs::metadata(path).map_err(io_err)?)?;
+        let file = std::fs::File::open(path).map_err(io_err)?;
+        // And again on what was opened, in case the path was replaced in between.
+        let len = check(file.metadata().map_err(io_err)?)?;
+        let capacity = usize::try_from(len).unwrap_or(usize::MAX).saturating_add(1);
+        let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
+        file.take(MAX_DOTENV_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
+        if bytes.len() as u64 > MAX_DOTENV_FILE_BYTES {
+            return Err(EnvCryptError::DotenvFileTooLarge {
+                path: path.to_path_buf(),
+                len: bytes.len() as u64,
+                max: MAX_DOTENV_FILE_BYTES,
+            });
+        }
         let text = std::str::from_utf8(&bytes)
             .map_err(|_| io_err(std::io::Error::new(std::io::ErrorKind::InvalidData, "the file is not UTF-8")))?;
         Self::from_dotenv_str(text)
