@@ -56,6 +56,9 @@ fn temp_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Variables of ours to set for one run.
+type Env = Vec<(&'static str, String)>;
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -172,7 +175,6 @@ async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
     let sim = offline_sim(SimulatorConfig::default()).await;
     let good = api_env(&sim);
     let secret = format!("S={CANARY}");
-    type Env = Vec<(&'static str, String)>;
     let cases: Vec<(&str, Vec<String>, Env, i32, &str)> = vec![
         ("bad env name", update_args(&sim, "cvm-central", &["-e", "1BAD=x"]), good.clone(), 2, "not a valid env name"),
         (
@@ -349,7 +351,7 @@ async fn secret_flags_taking_values_are_refused_without_echoing_them() {
     let key = format!("0x{CANARY}");
     let update = |extra: &[&str]| update_args(&sim, "cvm-central", &[&["-e", "A=1"], extra].concat());
     let deploy = vec![("DEPLOYER_KEY", "11".repeat(32))];
-    let cases: Vec<(Vec<String>, Vec<(&'static str, String)>, &str, &str, &str)> = vec![
+    let cases: Vec<(Vec<String>, Env, &str, &str, &str)> = vec![
         (update(&["--private-key", &key]), api_env(&sim), "--private-key", "PRIVATE_KEY", "--private-key-file"),
         (
             update(&[&format!("--private-key={key}")]),
@@ -510,7 +512,7 @@ async fn a_bad_rpc_url_is_refused_without_echoing_it() {
     let bad = format!("http//rpc.example/v2/{canary}");
     let with_rpc_var = [api_env(&sim), vec![("ETH_RPC_URL", bad.clone())]].concat();
     let deploy = vec![("DEPLOYER_KEY", "11".repeat(32))];
-    let cases: Vec<(Vec<String>, Vec<(&'static str, String)>, &str)> = vec![
+    let cases: Vec<(Vec<String>, Env, &str)> = vec![
         (update_args(&sim, "cvm-central", &["-e", "A=1", "--rpc-url", &bad]), api_env(&sim), "--rpc-url"),
         (update_args(&sim, "cvm-central", &["-e", "A=1"]), with_rpc_var, "ETH_RPC_URL"),
         (
