@@ -27,6 +27,38 @@ async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
     .unwrap()
 }
 
+/// Runs the binary as [`cli`] does, with `stdin` as its standard input.
+async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: String) -> Output {
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phala-cloud"));
+        for var in ["PHALA_CLOUD_API_KEY", "PHALA_CLOUD_API_PREFIX", "PRIVATE_KEY", "ETH_RPC_URL", "DEPLOYER_KEY"] {
+            cmd.env_remove(var);
+        }
+        cmd.args(args)
+            .envs(envs)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // The binary may exit before reading stdin; a broken pipe then is fine.
+        let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// A fresh directory for one test's files.
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("phala-cli-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Variables of ours to set for one run.
+type Env = Vec<(&'static str, String)>;
+
 fn args(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
@@ -143,7 +175,6 @@ async fn each_error_class_has_its_exit_code_and_says_what_to_do() {
     let sim = offline_sim(SimulatorConfig::default()).await;
     let good = api_env(&sim);
     let secret = format!("S={CANARY}");
-    type Env = Vec<(&'static str, String)>;
     let cases: Vec<(&str, Vec<String>, Env, i32, &str)> = vec![
         ("bad env name", update_args(&sim, "cvm-central", &["-e", "1BAD=x"]), good.clone(), 2, "not a valid env name"),
         (
@@ -276,4 +307,227 @@ async fn encrypt_and_verify_pubkey() {
     let bad = cli(args(&[&base[..], &["--kms-pubkey", wrong]].concat()), vec![]).await;
     assert_eq!(bad.status.code(), Some(6));
     assert!(text(&bad).1.contains("do not encrypt to this key"), "{:?}", text(&bad));
+}
+
+/// A .env file is data: `${PRIVATE_KEY}` in it is sent as written, even with the owner's key in
+/// PRIVATE_KEY, and `pa$sw0rd` is not altered.
+#[tokio::test]
+async fn env_file_values_are_literal_not_expanded_from_the_environment() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let dir = temp_dir("literal");
+    let file = dir.join("app.env");
+    std::fs::write(&file, "DEBUG=${PRIVATE_KEY}\nPASS=pa$sw0rd\nQUOTED=\"$PRIVATE_KEY\"\n").unwrap();
+    let key = "5a".repeat(32);
+    let mut env = api_env(&sim);
+    env.push(("PRIVATE_KEY", key.clone()));
+    let out = cli(update_args(&sim, "cvm-central", &["--env-file", file.to_str().unwrap()]), env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_no_secret(&out, &[&key, API_KEY_CANARY]);
+    let seen = sim.cvm_env("cvm-central").unwrap();
+    assert_eq!(
+        seen.iter().collect::<Vec<_>>(),
+        [("DEBUG", "${PRIVATE_KEY}"), ("PASS", "pa$sw0rd"), ("QUOTED", "$PRIVATE_KEY")]
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `--env-file` refuses what is not a regular file, before reading from it.
+#[cfg(unix)]
+#[tokio::test]
+async fn env_file_must_be_a_regular_file() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let out = cli(update_args(&sim, "cvm-central", &["--env-file", "/dev/zero"]), api_env(&sim)).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--env-file /dev/zero") && stderr.contains("not a regular file"), "{stderr}");
+}
+
+/// Secrets are never argument values: the flags that took them are refused, pointing to the
+/// variable and the file flag, and the value is not echoed.
+#[tokio::test]
+async fn secret_flags_taking_values_are_refused_without_echoing_them() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let key = format!("0x{CANARY}");
+    let update = |extra: &[&str]| update_args(&sim, "cvm-central", &[&["-e", "A=1"], extra].concat());
+    let deploy = vec![("DEPLOYER_KEY", "11".repeat(32))];
+    let cases: Vec<(Vec<String>, Env, &str, &str, &str)> = vec![
+        (update(&["--private-key", &key]), api_env(&sim), "--private-key", "PRIVATE_KEY", "--private-key-file"),
+        (
+            update(&[&format!("--private-key={key}")]),
+            api_env(&sim),
+            "--private-key",
+            "PRIVATE_KEY",
+            "--private-key-file",
+        ),
+        (update(&["--api-key", CANARY]), vec![], "--api-key", "PHALA_CLOUD_API_KEY", "--api-key-file"),
+        (update(&["--private-key"]), api_env(&sim), "--private-key", "PRIVATE_KEY", "--private-key-file"),
+        (
+            args(&["simulate", "--rpc-url", "http://127.0.0.1:9", "--deployer-key", &key]),
+            vec![],
+            "--deployer-key",
+            "DEPLOYER_KEY",
+            "--deployer-key-file",
+        ),
+        (
+            args(&["simulate", "--rpc-url", "http://127.0.0.1:9", "--api-key", CANARY]),
+            deploy,
+            "--api-key",
+            "PHALA_SIMULATOR_API_KEY",
+            "--api-key-file",
+        ),
+    ];
+    for (argv, env, flag, var, file_flag) in cases {
+        let out = cli(argv.clone(), env).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stdout}\n{stderr}");
+        assert!(
+            stderr.contains(&format!("{flag} no longer takes")) && stderr.contains(var) && stderr.contains(file_flag),
+            "{argv:?}: {stderr}"
+        );
+        assert_no_secret(&out, &[CANARY]);
+    }
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
+
+    // The help names the file flags and the variables, and no flag that takes a secret.
+    for argv in [args(&["envs", "update", "--help"]), args(&["simulate", "--help"])] {
+        let out = cli(argv.clone(), vec![]).await;
+        let (help, _) = text(&out);
+        assert_eq!(out.status.code(), Some(0));
+        for gone in ["--private-key ", "--private-key <", "--api-key <", "--api-key ", "--deployer-key <"] {
+            assert!(!help.contains(gone), "{argv:?} lists {gone:?}:\n{help}");
+        }
+        assert!(help.contains("--api-key-file <PATH>"), "{help}");
+    }
+    let (help, _) = text(&cli(args(&["envs", "update", "--help"]), vec![]).await);
+    assert!(help.contains("--private-key-file <PATH>") && help.contains("PRIVATE_KEY"), "{help}");
+    assert!(help.contains("PHALA_CLOUD_API_KEY"), "{help}");
+    let (help, _) = text(&cli(args(&["simulate", "--help"]), vec![]).await);
+    assert!(help.contains("--deployer-key-file <PATH>") && help.contains("DEPLOYER_KEY"), "{help}");
+}
+
+/// The owner's key from stdin and the API key from a file drive the whole flow on a chain; a
+/// file flag wins over its variable.
+#[tokio::test]
+async fn keys_from_a_file_and_from_stdin() {
+    let chain = support::anvil::LocalChain::start();
+    let config = SimulatorConfig::default()
+        .cvms([CvmSpec::onchain("cvm-1")])
+        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let sim = offline_sim(config).await;
+    let dir = temp_dir("keys");
+    let api_key_file = dir.join("api-key");
+    std::fs::write(&api_key_file, format!("  {API_KEY_CANARY}\n\n")).unwrap();
+    let key = const_hex::encode(chain.signer(0).to_bytes());
+    let env = vec![
+        ("PHALA_CLOUD_API_PREFIX", format!("{}/api/v1", sim.base_url())),
+        ("PHALA_CLOUD_API_KEY", "a-wrong-key-the-file-overrides".into()),
+        ("ETH_RPC_URL", chain.endpoint.clone()),
+    ];
+    let argv = update_args(
+        &sim,
+        "cvm-1",
+        &[
+            "-e",
+            &format!("SECRET={CANARY}"),
+            "--api-key-file",
+            api_key_file.to_str().unwrap(),
+            "--private-key-file",
+            "-",
+            "--json",
+        ],
+    );
+    let out = cli_stdin(argv, env, format!("0x{key}\nnot read\n")).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(json["transaction_hash"].as_str().unwrap().len(), 66);
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY, &key]);
+    assert_eq!(sim.cvm_env("cvm-1").unwrap().get("SECRET"), Some(CANARY));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn key_files_that_cannot_hold_a_key_are_refused_clearly() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let dir = temp_dir("badkeys");
+    let empty = dir.join("empty");
+    std::fs::write(&empty, " \n").unwrap();
+    let dotenv = dir.join("app.env");
+    std::fs::write(&dotenv, format!("A=1\nTOKEN={CANARY}\n")).unwrap();
+    let missing = dir.join("missing");
+    let prefix = vec![("PHALA_CLOUD_API_PREFIX", format!("{}/api/v1", sim.base_url()))];
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--api-key-file".into(), path(&missing)], "missing"),
+        (vec!["--api-key-file".into(), path(&empty)], "empty"),
+        (vec!["--api-key-file".into(), path(&dotenv)], "more than one line"),
+        (vec!["--api-key-file".into(), path(&dir)], "not a regular file"),
+        (vec!["--api-key-file".into(), "/dev/zero".into()], "not a regular file"),
+        (vec!["--api-key-file".into(), "-".into(), "--private-key-file".into(), "-".into()], "read stdin"),
+    ];
+    for (extra, says) in cases {
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let argv = update_args(&sim, "cvm-central", &[&["-e", "A=1"], &extra[..]].concat());
+        let out = cli(argv, prefix.clone()).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(says) && stderr.contains(extra[0]), "{extra:?}: {stderr}");
+        assert_no_secret(&out, &[CANARY]);
+    }
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// `-e NAME` takes NAME's value from the environment (as docker does), so it never shows in the
+/// process list; an unset NAME is an error that names it.
+#[tokio::test]
+async fn e_name_alone_takes_the_value_from_the_environment() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let mut env = api_env(&sim);
+    env.push(("FROM_ENV", CANARY.into()));
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "FROM_ENV", "-e", "MODE=prod"]), env.clone()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    assert_eq!(
+        sim.cvm_env("cvm-central").unwrap(),
+        EnvVars::from_pairs([("FROM_ENV", CANARY), ("MODE", "prod")]).unwrap()
+    );
+
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1", "-e", "PHALA_TEST_UNSET_NAME"]), env).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("PHALA_TEST_UNSET_NAME is not set") && stderr.contains("PHALA_TEST_UNSET_NAME=VALUE"),
+        "{stderr}"
+    );
+}
+
+/// A rejected RPC URL is not echoed: providers put API keys in its path.
+#[tokio::test]
+async fn a_bad_rpc_url_is_refused_without_echoing_it() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let canary = "RPC-KEY-CANARY-b7e1";
+    let bad = format!("http//rpc.example/v2/{canary}");
+    let with_rpc_var = [api_env(&sim), vec![("ETH_RPC_URL", bad.clone())]].concat();
+    let deploy = vec![("DEPLOYER_KEY", "11".repeat(32))];
+    let cases: Vec<(Vec<String>, Env, &str)> = vec![
+        (update_args(&sim, "cvm-central", &["-e", "A=1", "--rpc-url", &bad]), api_env(&sim), "--rpc-url"),
+        (update_args(&sim, "cvm-central", &["-e", "A=1"]), with_rpc_var, "ETH_RPC_URL"),
+        (
+            update_args(&sim, "cvm-central", &["-e", "A=1", "--rpc-url", &format!("ftp://rpc.example/{canary}")]),
+            api_env(&sim),
+            "--rpc-url",
+        ),
+        (args(&["simulate", "--rpc-url", &bad]), deploy, "--rpc-url"),
+    ];
+    for (argv, env, names) in cases {
+        let out = cli(argv.clone(), env).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{argv:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(names) && stderr.contains("http"), "{argv:?}: {stderr}");
+        assert_no_secret(&out, &[canary]);
+    }
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
 }

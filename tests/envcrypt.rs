@@ -299,7 +299,7 @@ fn assignments() {
 }
 
 #[test]
-fn dotenv_syntax_follows_dotenvy() {
+fn dotenv_syntax() {
     let text = r#"
 # a comment line
 PLAIN=value
@@ -330,9 +330,117 @@ REF=${PLAIN}-suffix
         ("ESCAPES", "a\nb"),
         ("MULTI", "first line\nsecond line"),
         ("MULTI_SINGLE", "one\ntwo"),
-        ("REF", "value-suffix"),
+        // No substitution: a reference to an earlier name stays as written.
+        ("REF", "${PLAIN}-suffix"),
     ];
     assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+}
+
+/// A dotenv file is data: `$NAME` and `${NAME}` are never replaced, not from this process's
+/// environment (where the owner's wallet key may be) nor from names defined earlier.
+#[test]
+fn dotenv_values_are_literal_even_when_the_variable_is_set() {
+    let path = std::env::var("PATH").expect("PATH is set in the test's environment");
+    assert!(!path.is_empty());
+    let env = EnvVars::from_dotenv_str("A=$PATH\nB=${PATH}\nC=\"x${PATH}y\"\n").unwrap();
+    assert_eq!(env.iter().collect::<Vec<_>>(), [("A", "$PATH"), ("B", "${PATH}"), ("C", "x${PATH}y")]);
+
+    let text = r#"
+A=$PATH
+B=${PATH}
+C="x${PATH}y"
+D=pa$sw0rd
+E="pa$sw0rd"
+F='pa$sw0rd'
+G=${A}
+H=$
+I="\$PATH"
+J=${PATH
+"#;
+    let env = EnvVars::from_dotenv_str(text).unwrap();
+    let expected = [
+        ("A", "$PATH"),
+        ("B", "${PATH}"),
+        ("C", "x${PATH}y"),
+        ("D", "pa$sw0rd"),
+        ("E", "pa$sw0rd"),
+        ("F", "pa$sw0rd"),
+        ("G", "${A}"),
+        ("H", "$"),
+        ("I", "$PATH"),
+        ("J", "${PATH"),
+    ];
+    assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+    for (_, value) in env.iter() {
+        assert!(!value.contains(path.as_str()), "the process environment leaked into a value: {value}");
+    }
+}
+
+#[test]
+fn dotenv_quotes_escapes_and_line_endings() {
+    let text = concat!(
+        "UNQUOTED_SPACES=hello big world  \n",
+        "HASH_NO_SPACE=a#b\n",
+        "TAB_COMMENT=value\t# comment\n",
+        "BACKSLASHES=C:\\new\\path\n",
+        "QUOTE_INSIDE=it's \"fine\"\n",
+        "DQ_ESCAPES=\"tab\\there\\r\\n \\\\ \\\" \\' \\$ \\d\"\n",
+        "SQ_LITERAL='no \\n escapes \\ here'\n",
+        "DQ_COMMENT=\"quoted\" # comment\n",
+        "SQ_COMMENT='quoted'# comment\n",
+        "EMPTY_DQ=\"\"\n",
+        "EMPTY_SQ=''\n",
+        "EMPTY_COMMENT= # only a comment\n",
+        "export=is a name\n",
+        "export   SPACED_EXPORT  =  x  \n",
+        "CRLF=windows\r\n",
+        "CRLF_DQ=\"quoted\"\r\n",
+        "\r\n",
+        "  # indented comment\n",
+        "MULTI_ESC=\"line one\\nline two\nline three\"\n",
+        "LAST=no newline at the end",
+    );
+    let env = EnvVars::from_dotenv_str(text).unwrap();
+    let expected = [
+        ("UNQUOTED_SPACES", "hello big world"),
+        ("HASH_NO_SPACE", "a#b"),
+        ("TAB_COMMENT", "value"),
+        ("BACKSLASHES", "C:\\new\\path"),
+        ("QUOTE_INSIDE", "it's \"fine\""),
+        ("DQ_ESCAPES", "tab\there\r\n \\ \" ' $ \\d"),
+        ("SQ_LITERAL", "no \\n escapes \\ here"),
+        ("DQ_COMMENT", "quoted"),
+        ("SQ_COMMENT", "quoted"),
+        ("EMPTY_DQ", ""),
+        ("EMPTY_SQ", ""),
+        ("EMPTY_COMMENT", ""),
+        ("export", "is a name"),
+        ("SPACED_EXPORT", "x"),
+        ("CRLF", "windows"),
+        ("CRLF_DQ", "quoted"),
+        ("MULTI_ESC", "line one\nline two\nline three"),
+        ("LAST", "no newline at the end"),
+    ];
+    assert_eq!(env.iter().collect::<Vec<_>>(), expected);
+}
+
+#[test]
+fn dotenv_syntax_errors_say_where_and_what() {
+    let cases = [
+        (format!("A=1\nB=\"{CANARY}\nmore\n"), 2, "double quote"),
+        (format!("A=1\n\nB='{CANARY}\n"), 3, "single quote"),
+        (format!("A=1\nB=\"{CANARY}\"trailing\n"), 2, "after the closing quote"),
+        (format!("A=1\nB {CANARY}\n"), 2, "`=`"),
+        (format!("A=1\n-B={CANARY}\n"), 2, "env name"),
+    ];
+    for (text, line, says) in cases {
+        let e = EnvVars::from_dotenv_str(&text).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.contains(&format!("line {line}")), "{text:?}: {shown}");
+        assert!(shown.contains(says), "{text:?}: {shown}");
+        assert!(shown.contains("after `A`"), "{text:?}: {shown}");
+        assert_no_canary(&all_text(&e));
+    }
 }
 
 #[test]
@@ -368,6 +476,59 @@ fn dotenv_file() {
 
     std::fs::write(&path, b"A=\xff\xfe\n").unwrap();
     assert!(matches!(EnvVars::from_dotenv_file(&path), Err(EnvCryptError::Io { .. })));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `from_dotenv_file` reads a regular file of bounded size, and refuses anything else before
+/// reading it: a FIFO (which would block), a device such as `/dev/zero` (endless), a directory, or
+/// a file larger than the CVM's limit could ever use.
+#[cfg(unix)]
+#[test]
+fn dotenv_file_must_be_a_bounded_regular_file() {
+    let dir = std::env::temp_dir().join(format!("phala-envcrypt-special-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // A FIFO nobody writes to: opening it for reading would block forever.
+    let fifo = dir.join("fifo.env");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("mkfifo runs");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(EnvVars::from_dotenv_file(&path).map_err(|e| e.to_string()));
+    });
+    let result = rx.recv_timeout(Duration::from_secs(5)).expect("a FIFO is refused at once, not waited on");
+    let e = result.unwrap_err();
+    assert!(e.contains("fifo.env") && e.contains("not a regular file"), "{e}");
+
+    let e = EnvVars::from_dotenv_file("/dev/zero").unwrap_err();
+    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { path } if path.as_os_str() == "/dev/zero"), "{e:?}");
+    assert!(e.to_string().contains("/dev/zero") && e.to_string().contains("regular file"), "{e}");
+
+    let e = EnvVars::from_dotenv_file(&dir).unwrap_err();
+    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { .. }), "{e:?}");
+
+    // One byte over the cap is refused by its size, before it is read.
+    let max = phala_cloud::envcrypt::MAX_DOTENV_FILE_BYTES;
+    assert_eq!(max, 2 * 1024 * 1024);
+    let big = dir.join("big.env");
+    std::fs::write(&big, vec![b'#'; max as usize + 1]).unwrap();
+    let e = EnvVars::from_dotenv_file(&big).unwrap_err();
+    assert!(
+        matches!(&e, EnvCryptError::DotenvFileTooLarge { len, max: m, .. } if *len == max + 1 && *m == max),
+        "{e:?}"
+    );
+    assert!(e.to_string().contains("big.env") && e.to_string().contains(&max.to_string()), "{e}");
+    // At the cap it is read (a file of comments is an empty env).
+    std::fs::write(&big, vec![b'#'; max as usize]).unwrap();
+    assert!(EnvVars::from_dotenv_file(&big).unwrap().is_empty());
+
+    // A symlink to a regular file is followed.
+    let target = dir.join("real.env");
+    std::fs::write(&target, "A=1\n").unwrap();
+    let link = dir.join("link.env");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    assert_eq!(EnvVars::from_dotenv_file(&link).unwrap().get("A"), Some("1"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

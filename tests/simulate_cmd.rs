@@ -1,5 +1,5 @@
 //! `phala-cloud simulate` as a separate process: one JSON line on stdout that a client in any
-//! language can use, offline mode said on stderr, a real chain with `--rpc-url --deployer-key`.
+//! language can use, offline mode said on stderr, a real chain with `--rpc-url` and `DEPLOYER_KEY`.
 #![cfg(feature = "cli")]
 
 mod support;
@@ -90,10 +90,11 @@ async fn with_a_chain_it_deploys_an_app_contract_owned_by_the_deployer() {
 #[test]
 fn a_bad_deployer_key_is_refused_without_echoing_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_phala-cloud"))
-        .args(["simulate", "--rpc-url", "http://127.0.0.1:9", "--deployer-key", "0xnot-a-key-SECRET"])
+        .args(["simulate", "--rpc-url", "http://127.0.0.1:9"])
+        .env("DEPLOYER_KEY", "0xnot-a-key-SECRET")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("--deployer-key") && !stderr.contains("SECRET"), "{stderr}");
+    assert!(stderr.contains("DEPLOYER_KEY") && !stderr.contains("SECRET"), "{stderr}");
 }

@@ -31,8 +31,9 @@
 //! `<redacted>` by `Debug`, and never appear in `Display` or in an error (env names do, since they
 //! are not secret). [`encrypt`] writes the JSON plaintext straight into one buffer sized exactly
 //! up front (so it never reallocates), encrypts it in place and wipes it on every error path; the
-//! ephemeral secret and the shared secret are wiped on drop. What this cannot reach: copies a
-//! caller keeps, the dotenv parser's internal buffers, and register or stack spills.
+//! ephemeral secret and the shared secret are wiped on drop. The dotenv parser decodes each value
+//! into one buffer sized up front, and a dotenv file is read into one buffer that is wiped. What
+//! this cannot reach: copies a caller keeps, and register or stack spills.
 //!
 //! # KMS signature
 //! With a contract-owned KMS the recipient key comes from `GET /api/v1/kms/{slug}/pubkey/{app_id}`
@@ -45,7 +46,7 @@ mod json;
 mod kms_sig;
 
 pub use encrypt::{EncryptedEnv, RecipientPublicKey, RecipientSecretKey, decrypt, decrypt_bytes, encrypt};
-pub use env_vars::{EnvVars, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES};
+pub use env_vars::{EnvVars, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES};
 pub use kms_sig::{
     K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS, KMS_SIGNATURE_MAX_SKEW_SECS, KMS_SIGNATURE_PREFIX, SignedEnvPubkey,
 };
@@ -115,12 +116,39 @@ pub enum EnvCryptError {
         index: usize,
     },
     /// Dotenv text the parser rejects. The offending line is not shown: it may hold a secret.
-    #[error("dotenv parse error at character {position} of the entry {}", describe_after(after_key.as_deref()))]
+    #[error(
+        "dotenv syntax error on line {line}, column {column} ({}; the line is not shown, it may hold a secret): {reason}",
+        describe_after(after_key.as_deref())
+    )]
     Dotenv {
         /// The last name parsed before the error, if any.
         after_key: Option<String>,
-        /// Character offset of the error within the offending (logical) line.
-        position: usize,
+        /// 1-based line of the error (for an unterminated quote, the line it opens on).
+        line: usize,
+        /// 1-based column of the error, in characters.
+        column: usize,
+        /// What is wrong and what to write instead.
+        reason: &'static str,
+    },
+    /// A dotenv file is not a regular file: a FIFO, a device (`/dev/zero`), a socket or a
+    /// directory. Nothing was read from it.
+    #[error("dotenv file {} is not a regular file (a FIFO, a device or a directory): give the path of a file", path.display())]
+    DotenvFileNotRegular {
+        /// The path given.
+        path: std::path::PathBuf,
+    },
+    /// A dotenv file is larger than [`MAX_DOTENV_FILE_BYTES`]. Nothing was parsed.
+    #[error(
+        "dotenv file {} is {len} bytes, more than the {max} read (a CVM takes at most {MAX_ENV_TOTAL_BYTES} bytes of env): check the path, or split the env",
+        path.display()
+    )]
+    DotenvFileTooLarge {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// Its size in bytes (at least `max + 1` if it grew while being read).
+        len: u64,
+        /// The limit, [`MAX_DOTENV_FILE_BYTES`].
+        max: u64,
     },
     /// A dotenv file could not be read.
     #[error("cannot read dotenv file {}", path.display())]
@@ -206,8 +234,8 @@ pub enum EnvCryptError {
 
 fn describe_after(after_key: Option<&str>) -> String {
     match after_key {
-        Some(key) => format!("after `{key}`"),
-        None => "at the start".to_string(),
+        Some(key) => format!("in the entry after `{key}`"),
+        None => "in the first entry".to_string(),
     }
 }
 

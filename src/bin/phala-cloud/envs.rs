@@ -1,15 +1,17 @@
 //! `phala-cloud envs …`: update (the whole two-phase flow), encrypt, verify-pubkey.
 
+use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use phala_cloud::envcrypt::{EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
+use phala_cloud::envcrypt::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
 use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome};
 use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
 use serde_json::json;
 
-use crate::{Failure, exit, secret_arg};
+use crate::secret_arg::{self, Removed, Secret};
+use crate::{Failure, exit};
 
 /// Env updates and encryption.
 #[derive(clap::Subcommand)]
@@ -27,11 +29,13 @@ pub enum EnvsCommand {
 #[derive(clap::Args)]
 #[group(required = true, multiple = false)]
 pub struct EnvSource {
-    /// An env var, KEY=VALUE (repeatable). Values given here show in the process list and
-    /// shell history: prefer --env-file for secrets.
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    /// An env var (repeatable): KEY=VALUE, or KEY alone to take the value of the variable KEY
+    /// from this environment, as docker does. A value written here shows in the process list
+    /// and shell history: give secrets as `-e KEY` or in --env-file.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
-    /// A dotenv file (comments, quotes and `export` allowed).
+    /// A dotenv file, at most 2 MiB: comments, `export`, quotes; values are taken literally
+    /// (`$NAME` is not expanded).
     #[arg(long, value_name = "FILE")]
     env_file: Option<PathBuf>,
 }
@@ -40,11 +44,50 @@ impl EnvSource {
     fn load(&self) -> Result<EnvVars, Failure> {
         match &self.env_file {
             Some(path) => EnvVars::from_dotenv_file(path)
-                .map_err(|e| Failure::usage(format!("--env-file {}: {e}", path.display()))),
-            None => EnvVars::from_assignments(&self.env).map_err(|e| Failure::usage(format!("-e: {e}"))),
+                .map_err(|e| Failure::usage(format!("--env-file {}: {}", path.display(), crate::error_chain(&e)))),
+            None => env_from_args(&self.env),
         }
     }
 }
+
+/// The `-e` arguments: `KEY=VALUE`, split at the first `=`, or `KEY`, whose value is taken from
+/// this process's environment. Values are never shown; names are, as they are not secret.
+fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
+    let mut env = EnvVars::new();
+    for (index, arg) in args.iter().enumerate() {
+        let pushed = match arg.split_once('=') {
+            Some((key, value)) if phala_cloud::validate::is_valid_env_key(key) => env.push(key, value),
+            Some(_) => Err(EnvCryptError::InvalidAssignmentKey { index }),
+            None if phala_cloud::validate::is_valid_env_key(arg) => match std::env::var(arg) {
+                Ok(value) => env.push(arg.as_str(), value),
+                Err(std::env::VarError::NotPresent) => {
+                    return Err(Failure::usage(format!(
+                        "-e {arg}: {arg} is not set in the environment: export {arg} first, or give -e {arg}=VALUE"
+                    )));
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(Failure::usage(format!(
+                        "-e {arg}: the value of {arg} in the environment is not valid UTF-8"
+                    )));
+                }
+            },
+            None => {
+                return Err(Failure::usage(format!(
+                    "-e: {}, nor the name of a variable (not shown: it may be a secret): \
+                     give -e KEY=VALUE, or -e KEY to take the value of the variable KEY",
+                    EnvCryptError::MissingEquals { index }
+                )));
+            }
+        };
+        pushed.map_err(|e| Failure::usage(format!("-e: {e}")))?;
+    }
+    Ok(env)
+}
+
+/// The secret flags of earlier versions, which took the secret as their value.
+const REMOVED_PRIVATE_KEY: Removed =
+    Removed { flag: "--private-key", var: "PRIVATE_KEY", file_flag: "--private-key-file" };
+const REMOVED_API_KEY: Removed = Removed { flag: "--api-key", var: "PHALA_CLOUD_API_KEY", file_flag: "--api-key-file" };
 
 /// `envs update`.
 #[derive(clap::Args)]
@@ -60,26 +103,35 @@ pub struct UpdateArgs {
     /// include every encrypted name: a CVM drops values whose name is not allowed.
     #[arg(long, value_name = "K,…", value_delimiter = ',')]
     env_keys: Option<Vec<String>>,
-    /// Private key of the app contract's owner, to register the compose hash. Prefer the
-    /// PRIVATE_KEY variable: a flag shows in the process list and shell history.
-    #[arg(long, env = "PRIVATE_KEY", value_name = "KEY", hide_env_values = true)]
-    private_key: Option<String>,
+    /// A file holding the private key (hex) of the app contract's owner, which registers the
+    /// compose hash; `-` reads one line from stdin. Default: the PRIVATE_KEY variable. (The key
+    /// itself is never an argument: arguments show in the process list.)
+    #[arg(long, value_name = "PATH")]
+    private_key_file: Option<PathBuf>,
     /// JSON-RPC URL of the KMS chain (default: a public endpoint of the chain phase 1 names).
-    #[arg(long, env = "ETH_RPC_URL", value_name = "URL")]
-    rpc_url: Option<url::Url>,
+    /// Never shown in messages: providers put API keys in it.
+    #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
+    rpc_url: Option<OsString>,
     /// A transaction that already registered the compose hash (from a multisig, a hardware
     /// wallet…): phase 2 cites it instead of sending one.
     #[arg(long, value_name = "HASH")]
     transaction_hash: Option<TransactionHash>,
-    /// Phala Cloud API key.
-    #[arg(long, env = "PHALA_CLOUD_API_KEY", value_name = "KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    /// A file holding the Phala Cloud API key; `-` reads one line from stdin. Default: the
+    /// PHALA_CLOUD_API_KEY variable.
+    #[arg(long, value_name = "PATH")]
+    api_key_file: Option<PathBuf>,
     /// API base URL (`…/api/v1` accepted).
     #[arg(long, env = "PHALA_CLOUD_API_PREFIX", value_name = "URL")]
     api_prefix: Option<String>,
     /// Print one JSON object as the result, on stdout.
     #[arg(long)]
     json: bool,
+    /// Removed: refused, without using or showing the value.
+    #[arg(long = "private-key", hide = true, num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    removed_private_key: Vec<OsString>,
+    /// Removed: refused, without using or showing the value.
+    #[arg(long = "api-key", hide = true, num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    removed_api_key: Vec<OsString>,
 }
 
 /// `envs encrypt`.
@@ -143,14 +195,23 @@ pub async fn run(command: EnvsCommand) -> Result<(), Failure> {
 }
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
+    secret_arg::refuse_removed(&REMOVED_PRIVATE_KEY, &args.removed_private_key)?;
+    secret_arg::refuse_removed(&REMOVED_API_KEY, &args.removed_api_key)?;
+    secret_arg::one_stdin(&[
+        ("--private-key-file", args.private_key_file.as_deref()),
+        ("--api-key-file", args.api_key_file.as_deref()),
+    ])?;
+    let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = args.source.load()?;
+    let api_key = secret_arg::load(args.api_key_file.as_deref(), "--api-key-file", "PHALA_CLOUD_API_KEY")?;
+    let private_key = secret_arg::load(args.private_key_file.as_deref(), "--private-key-file", "PRIVATE_KEY")?;
     let mut builder = Client::builder();
-    match &args.api_key {
-        Some(key) => builder = builder.api_key(key.clone()),
+    match &api_key {
+        Some(key) => builder = builder.api_key(key.expose()),
         None => {
             return Err(Failure {
                 code: exit::AUTH,
-                message: "no API key: set PHALA_CLOUD_API_KEY (or --api-key) to a key from the Phala Cloud dashboard"
+                message: "no API key: set PHALA_CLOUD_API_KEY, or use --api-key-file PATH, with a key from the Phala Cloud dashboard"
                     .into(),
                 json: None,
             });
@@ -163,11 +224,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         .retry_on_conflict(phala_cloud::ConflictRetry::default())
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let registrar = CliRegistrar {
-        private_key: args.private_key.clone(),
-        rpc_url: args.rpc_url.clone(),
-        transaction_hash: args.transaction_hash,
-    };
+    let registrar = CliRegistrar { private_key, rpc_url, transaction_hash: args.transaction_hash };
     let display = Display::new(args.json);
     let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
     if let Some(keys) = args.env_keys {
@@ -288,7 +345,7 @@ impl Display {
 /// The CLI's registrar: a transaction given on the command line, else the on-chain registrar
 /// with the private key, on `--rpc-url` or the named chain's public endpoint.
 struct CliRegistrar {
-    private_key: Option<String>,
+    private_key: Option<Secret>,
     rpc_url: Option<url::Url>,
     transaction_hash: Option<TransactionHash>,
 }
@@ -297,12 +354,12 @@ struct CliRegistrar {
 #[derive(Debug, thiserror::Error)]
 enum RegisterError {
     #[error(
-        "no private key: set PRIVATE_KEY to the app owner's key (or --private-key), or register the hash yourself and pass --transaction-hash"
+        "no private key: set PRIVATE_KEY to the app owner's key, or use --private-key-file PATH, or register the hash yourself and pass --transaction-hash"
     )]
     NoKey,
     #[error("no RPC URL for chain {0}: give --rpc-url (or ETH_RPC_URL)")]
     NoRpc(String),
-    #[error("invalid private key: {0}")]
+    #[error("{0}: give the app owner's key, 64 hex digits with or without 0x")]
     BadKey(String),
     #[error("{0}")]
     Setup(String),
@@ -327,13 +384,14 @@ impl ComposeHashRegistrar for CliRegistrar {
         if let Some(tx) = self.transaction_hash {
             return Ok(tx);
         }
-        let key = self.private_key.as_deref().ok_or(RegisterError::NoKey)?;
+        let key = self.private_key.as_ref().ok_or(RegisterError::NoKey)?;
         let rpc_url = match (&self.rpc_url, data.chain_id()) {
             (Some(url), _) => url.clone(),
             (None, Some(chain)) => default_rpc(chain).ok_or_else(|| RegisterError::NoRpc(chain.to_string()))?,
             (None, None) => return Err(RegisterError::NoRpc("(not named by phase 1)".into())),
         };
-        let signer = secret_arg::private_key(key, "PRIVATE_KEY").map_err(|f| RegisterError::BadKey(f.message))?;
+        let signer =
+            secret_arg::private_key(key.expose(), key.origin()).map_err(|f| RegisterError::BadKey(f.message))?;
         let registrar = OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::Setup(e.to_string()))?;
         Ok(registrar.register(data, progress).await?)
     }
