@@ -299,13 +299,6 @@ pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
     Ok(reqwest::Client::builder().tls_backend_preconfigured(tls).redirect(reqwest::redirect::Policy::none()))
 }
 
-/// A `reqwest::Client` from [`http_client_builder`] as it is, for transports of other crates
-/// (alloy's JSON-RPC).
-#[cfg(feature = "onchain")]
-pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
-    http_client_builder()?.build().map_err(|e| ConfigError::Http(e.to_string()))
-}
-
 fn default_http_client(connect_timeout: Duration) -> Result<reqwest::Client, ConfigError> {
     http_client_builder()?.connect_timeout(connect_timeout).build().map_err(|e| ConfigError::Http(e.to_string()))
 }
