@@ -513,7 +513,7 @@ impl OnchainRegistrar {
         tracing::info!(%transaction_hash, nonce, gas_limit, max_fee, "addComposeHash signed; sending");
         match self.provider.send_raw_transaction(&envelope.encoded_2718()).await {
             Ok(_) => {}
-            Err(e) if node_says(&e, &["already known", "known transaction"]) => {
+            Err(e) if node_says(&e, &["already known", "already imported", "known transaction"]) => {
                 tracing::info!(%transaction_hash, "the node already has this transaction");
             }
             Err(e) => {
