@@ -306,7 +306,7 @@ pub(crate) fn normalize_base_url(input: &str) -> Result<String, ConfigError> {
 /// A `reqwest::ClientBuilder` set up as this crate builds its own: rustls with the *ring*
 /// provider (it builds in a fraction of aws-lc-rs's time and needs no C toolchain beyond a C
 /// compiler) and the platform's certificate verifier. Start from it to pass a customised
-/// client to [`ClientBuilder::http_client`]: with only this crate in the tree, reqwest has no
+/// client to [`ClientBuilder::http`]: with only this crate in the tree, reqwest has no
 /// process-wide TLS provider, and `reqwest::Client::new()` would panic.
 pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
     use rustls_platform_verifier::BuilderVerifierExt;
@@ -321,13 +321,6 @@ pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
     // No redirects: reqwest strips only the standard credential headers on a cross-host
     // redirect, so `X-API-Key` (and a 307/308's PATCH body) would follow to the other host.
     Ok(reqwest::Client::builder().tls_backend_preconfigured(tls).redirect(reqwest::redirect::Policy::none()))
-}
-
-/// A `reqwest::Client` from [`http_client_builder`] as it is, for transports of other crates
-/// (alloy's JSON-RPC).
-#[cfg(feature = "onchain")]
-pub(crate) fn http_client() -> Result<reqwest::Client, ConfigError> {
-    http_client_builder()?.build().map_err(|e| ConfigError::Http(e.to_string()))
 }
 
 #[cfg(test)]

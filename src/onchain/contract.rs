@@ -35,10 +35,11 @@ pub(crate) fn registers_compose_hash(
     })
 }
 
-/// A read-only provider over `rpc_url`, on this crate's TLS setup (rustls with *ring*).
+/// A read-only provider over `rpc_url`, on this crate's TLS setup (rustls with *ring*) and its
+/// bounded transport, which keeps the URL out of logs.
 pub(crate) fn read_provider(rpc_url: &url::Url) -> Result<DynProvider, crate::ConfigError> {
-    let http = crate::client::http_client()?;
-    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_reqwest(http, rpc_url.clone()).erased())
+    let transport = super::transport::RpcTransport::default_for(rpc_url)?;
+    Ok(ProviderBuilder::new().disable_recommended_fillers().connect_client(transport.rpc_client()).erased())
 }
 
 impl From<AppId> for Address {

@@ -2,13 +2,18 @@
 
 pub mod contract;
 mod registrar;
+mod transport;
 
 use alloy::primitives::Address;
 use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 
 pub use contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
-pub use registrar::{DEFAULT_MIN_BALANCE_WEI, OnchainError, OnchainRegistrar};
+pub use registrar::{
+    DEFAULT_GAS_LIMIT_CAP, DEFAULT_MAX_FEE_PER_GAS_WEI, DEFAULT_MAX_RPC_REPLY_BYTES, DEFAULT_MIN_BALANCE_WEI,
+    DEFAULT_RPC_CONNECT_TIMEOUT, DEFAULT_RPC_REQUEST_TIMEOUT, OnchainError, OnchainRegistrar,
+};
+pub use transport::HttpFailure;
 
 /// A signer from a private key given as 64 hex digits (`0x` optional). The error never shows
 /// the key; the decoded bytes are wiped.
@@ -28,9 +33,9 @@ pub fn signer_from_hex(private_key: &str) -> Result<PrivateKeySigner, crate::Con
 /// becomes its owner, and returns its address. For local chains and tests: a real app's
 /// contract is deployed by dstack's tooling.
 pub async fn deploy_app_auth(rpc_url: &url::Url, signer: PrivateKeySigner) -> Result<Address, alloy::contract::Error> {
-    let http = crate::client::http_client()
+    let transport = transport::RpcTransport::default_for(rpc_url)
         .map_err(|e| alloy::contract::Error::TransportError(alloy::transports::TransportErrorKind::custom(e)))?;
-    let provider = ProviderBuilder::new().wallet(signer).connect_reqwest(http, rpc_url.clone());
+    let provider = ProviderBuilder::new().wallet(signer).connect_client(transport.rpc_client());
     let contract = AppAuth::deploy(&provider).await?;
     Ok(*contract.address())
 }

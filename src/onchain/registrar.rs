@@ -1,19 +1,46 @@
 //! [`OnchainRegistrar`]: registers a compose hash on the app contract from a key.
 
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use alloy::network::{EthereumWallet, TxSigner};
+use alloy::eips::{BlockId, BlockNumberOrTag};
+use alloy::network::eip2718::Encodable2718;
+use alloy::network::{Ethereum, EthereumWallet, NetworkTransactionBuilder, TransactionBuilder, TxSigner};
 use alloy::primitives::{Address, B256, Signature, U256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::types::{Filter, TransactionReceipt};
+use alloy::rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest};
+use alloy::sol_types::SolCall;
+use alloy::transports::{RpcError, TransportErrorKind};
 
 use super::contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
+use super::transport::{HttpFailure, RpcTransport, http_failure};
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::two_phase::{ComposeHashRegistrar, FlowEvent, Progress};
 use crate::update_envs::Phase1Data;
 
 /// The balance the official client asks for before registering: 0.001 ETH.
 pub const DEFAULT_MIN_BALANCE_WEI: u128 = 1_000_000_000_000_000;
+
+/// The most gas a registration may take unless [`OnchainRegistrar::gas_limit_cap`] says
+/// otherwise: `addComposeHash` takes about 50 000.
+pub const DEFAULT_GAS_LIMIT_CAP: u64 = 150_000;
+
+/// The highest max fee per gas signed unless [`OnchainRegistrar::max_fee_per_gas`] says
+/// otherwise: 50 gwei, far above Base's usual base fee and Ethereum's calm one (a registration
+/// then costs at most 150 000 × 50 gwei = 0.0075 ETH).
+pub const DEFAULT_MAX_FEE_PER_GAS_WEI: u128 = 50_000_000_000;
+
+/// How long connecting to the RPC endpoint may take (the default HTTP client's setting).
+pub const DEFAULT_RPC_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long one RPC request may take, connecting included, unless
+/// [`OnchainRegistrar::rpc_request_timeout`] says otherwise.
+pub const DEFAULT_RPC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The longest RPC reply read unless [`OnchainRegistrar::max_rpc_reply_bytes`] says otherwise.
+pub const DEFAULT_MAX_RPC_REPLY_BYTES: usize = 16 << 20;
 
 /// Why a compose hash could not be registered. Never holds the private key.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +129,83 @@ pub enum OnchainError {
         /// Blocks searched back from the latest.
         searched_blocks: u64,
     },
+    /// `eth_estimateGas` asked for more gas than the cap ([`OnchainRegistrar::gas_limit_cap`]):
+    /// nothing was signed.
+    #[error(
+        "registering would take an estimated {estimate} gas, above the cap of {cap} gas (addComposeHash takes about 50 000); nothing was sent: check the app contract, or raise the cap"
+    )]
+    GasLimitTooHigh {
+        /// The node's estimate.
+        estimate: u64,
+        /// The cap.
+        cap: u64,
+    },
+    /// The chain's base fee is above the max-fee-per-gas cap ([`OnchainRegistrar::max_fee_per_gas`]):
+    /// nothing was signed.
+    #[error(
+        "the next block's base fee is {base_fee} wei per gas, above the cap of {cap} wei per gas; nothing was sent: wait for fees to fall, or raise the cap"
+    )]
+    FeeTooHigh {
+        /// The base fee per gas of the next block, as `eth_feeHistory` gives it.
+        base_fee: u128,
+        /// The cap.
+        cap: u128,
+    },
+    /// The signer would not sign the transaction (a hardware wallet refused, a remote signer
+    /// was unreachable). Nothing was sent.
+    #[error("signing the registration transaction failed")]
+    Signing {
+        /// The signer's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Sending the signed transaction failed. Its hash is known: when `maybe_sent`, the node may
+    /// have taken it, so look for it (running again finds it) before sending another.
+    #[error("sending transaction {transaction_hash} failed ({})", if *.maybe_sent { "it may have reached the chain: run again to pick it up once mined" } else { "the node refused it" })]
+    SendFailed {
+        /// The signed transaction's hash.
+        transaction_hash: TransactionHash,
+        /// The node gave no answer (a timeout, a dropped connection), as opposed to refusing it.
+        maybe_sent: bool,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An RPC call got no reply within the request timeout ([`OnchainRegistrar::rpc_request_timeout`]).
+    #[error("{step}: the RPC endpoint gave no reply within {timeout:?}")]
+    RpcTimeout {
+        /// The JSON-RPC step, e.g. `eth_getLogs`.
+        step: &'static str,
+        /// The request timeout.
+        timeout: Duration,
+    },
+    /// An RPC reply was longer than the cap ([`OnchainRegistrar::max_rpc_reply_bytes`]); it was
+    /// not read to its end.
+    #[error("{step}: the RPC reply is longer than {limit} bytes")]
+    ReplyTooLarge {
+        /// The JSON-RPC step.
+        step: &'static str,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// Another process holds the signer's lock file ([`OnchainRegistrar::lock_dir`]) for longer
+    /// than the timeout: it is registering with this key on this chain.
+    #[error("another process has held {} for {waited:?} (it is registering with this key); wait for it, then run again", path.display())]
+    LockBusy {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// How long it was waited for.
+        waited: Duration,
+    },
+    /// The signer's lock file could not be created or locked.
+    #[error("cannot lock {}", path.display())]
+    Lock {
+        /// The lock file.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// The chain could not be asked, or the transaction not sent.
     #[error("{step} failed")]
     Rpc {
@@ -113,32 +217,26 @@ pub enum OnchainError {
     },
 }
 
-/// The text of an RPC failure, with the RPC URL cut to its origin (a key may be in its path).
-#[derive(Debug)]
-struct RpcFailure(String);
-
-impl std::fmt::Display for RpcFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for RpcFailure {}
-
 impl OnchainError {
     /// The registration transaction, when one was sent before the failure: run again (or pass
     /// it to phase 2 by hand) rather than sending another.
     pub fn transaction_hash(&self) -> Option<TransactionHash> {
         match self {
             Self::Reverted { transaction_hash } | Self::Timeout { transaction_hash, .. } => Some(*transaction_hash),
-            Self::NoEvent { transaction_hash, .. } => Some(*transaction_hash),
+            Self::NoEvent { transaction_hash, .. } | Self::SendFailed { transaction_hash, .. } => {
+                Some(*transaction_hash)
+            }
             _ => None,
         }
     }
 
-    /// The chain could not be reached or answered with an error.
+    /// The chain could not be reached or answered with an error (a refused transaction
+    /// included).
     pub fn is_rpc(&self) -> bool {
-        matches!(self, Self::Rpc { .. })
+        matches!(
+            self,
+            Self::Rpc { .. } | Self::RpcTimeout { .. } | Self::ReplyTooLarge { .. } | Self::SendFailed { .. }
+        )
     }
 }
 
@@ -146,9 +244,26 @@ impl OnchainError {
 /// official client makes and more: chain id, ownership and balance before sending, and the
 /// receipt's `ComposeHashAdded` log after. A hash that is already allowed is not registered
 /// again: the transaction that registered it is found in the contract's logs.
+///
+/// # Never paying twice
+///
+/// For one signer on one chain, registrations take turns from the allow-list check to the
+/// receipt: process-wide (every `OnchainRegistrar` of this process, shared or not), and across
+/// processes when [`OnchainRegistrar::lock_dir`] is set. Besides, the transaction is sent with
+/// the nonce the signer had at the block the allow-list was read at, once the signer's pending
+/// transactions are mined: two runs that do not share a lock and both read "not allowed" send
+/// on one nonce, and only one of them can be mined.
+///
+/// # Bounded
+///
+/// Every RPC call has a request timeout and a cap on its reply; the transaction is signed here
+/// (never by the node), with a capped gas limit and a capped max fee per gas, and its hash is
+/// known before it is sent. The RPC URL is in no log line and no error (providers put API
+/// keys in its path).
 pub struct OnchainRegistrar {
     provider: DynProvider,
-    rpc_url: url::Url,
+    transport: RpcTransport,
+    wallet: EthereumWallet,
     signer: Address,
     min_balance: U256,
     confirmations: u64,
@@ -156,18 +271,43 @@ pub struct OnchainRegistrar {
     poll_interval: Duration,
     log_block_range: u64,
     log_lookback: u64,
+    gas_limit_cap: u64,
+    max_fee_per_gas: u128,
+    lock_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for OnchainRegistrar {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OnchainRegistrar")
             .field("signer", &self.signer)
+            .field("rpc", &self.transport)
             .field("min_balance", &self.min_balance)
             .field("confirmations", &self.confirmations)
             .field("timeout", &self.timeout)
             .field("poll_interval", &self.poll_interval)
+            .field("gas_limit_cap", &self.gas_limit_cap)
+            .field("max_fee_per_gas", &self.max_fee_per_gas)
+            .field("lock_dir", &self.lock_dir)
             .finish_non_exhaustive()
     }
+}
+
+/// Each (chain id, signer)'s turn to register.
+type Turns = HashMap<(u64, Address), Arc<tokio::sync::Mutex<()>>>;
+
+/// One async mutex per (chain id, signer), shared by every registrar of the process.
+fn signer_turn(chain_id: u64, signer: Address) -> Arc<tokio::sync::Mutex<()>> {
+    static TURNS: OnceLock<std::sync::Mutex<Turns>> = OnceLock::new();
+    let mut turns = TURNS.get_or_init(Default::default).lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    turns.entry((chain_id, signer)).or_default().clone()
+}
+
+/// What one attempt at sending came to.
+enum Sent {
+    /// Registered by this transaction.
+    Registered(TransactionHash),
+    /// Another transaction of the signer took the nonce first: look at the allow-list again.
+    NonceTaken(OnchainError),
 }
 
 impl OnchainRegistrar {
@@ -178,21 +318,11 @@ impl OnchainRegistrar {
         S: TxSigner<Signature> + Send + Sync + 'static,
     {
         let address = signer.address();
-        let http = crate::client::http_client()?;
-        // Nonces are asked of the chain for every transaction: alloy's default cache counts a
-        // nonce as used even when sending fails, and would leave the next registration stuck
-        // behind a gap; it also goes stale when the key signs elsewhere between runs.
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .fetch_chain_id()
-            .wallet(EthereumWallet::new(signer))
-            .connect_reqwest(http, rpc_url.clone())
-            .erased();
+        let transport = RpcTransport::default_for(&rpc_url)?;
         Ok(Self {
-            provider,
-            rpc_url,
+            provider: provider_over(&transport),
+            transport,
+            wallet: EthereumWallet::new(signer),
             signer: address,
             min_balance: U256::from(DEFAULT_MIN_BALANCE_WEI),
             confirmations: 1,
@@ -200,6 +330,9 @@ impl OnchainRegistrar {
             poll_interval: Duration::from_millis(100),
             log_block_range: 10_000,
             log_lookback: 500_000,
+            gas_limit_cap: DEFAULT_GAS_LIMIT_CAP,
+            max_fee_per_gas: DEFAULT_MAX_FEE_PER_GAS_WEI,
+            lock_dir: None,
         })
     }
 
@@ -225,7 +358,8 @@ impl OnchainRegistrar {
         self
     }
 
-    /// How long to wait for the confirmations (default 120 s).
+    /// How long to wait for the confirmations, for the signer's pending transactions and for
+    /// the turn of this signer (default 120 s). It holds however long one RPC call hangs.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -238,28 +372,116 @@ impl OnchainRegistrar {
     }
 
     /// How far back (blocks) to look for the transaction of an already allowed hash, and how
-    /// many blocks one `eth_getLogs` asks for (defaults 500 000 and 10 000).
+    /// many blocks one `eth_getLogs` asks for at first (defaults 500 000 and 10 000). A range
+    /// the endpoint refuses is halved until it is answered.
     pub fn log_search(mut self, lookback: u64, range: u64) -> Self {
         self.log_lookback = lookback;
         self.log_block_range = range.max(1);
         self
     }
 
-    /// Maps an RPC failure of `step` to [`OnchainError::Rpc`], without the RPC URL's path.
-    fn rpc<E: std::fmt::Display>(&self, step: &'static str) -> impl FnOnce(E) -> OnchainError + '_ {
-        move |e| OnchainError::Rpc {
-            step,
-            source: Box::new(RpcFailure(super::scrub_url(&e.to_string(), &self.rpc_url))),
+    /// The most gas the registration may take (default [`DEFAULT_GAS_LIMIT_CAP`]): a larger
+    /// estimate is refused with [`OnchainError::GasLimitTooHigh`] before signing.
+    pub fn gas_limit_cap(mut self, gas: u64) -> Self {
+        self.gas_limit_cap = gas;
+        self
+    }
+
+    /// The highest max fee per gas (wei) signed (default [`DEFAULT_MAX_FEE_PER_GAS_WEI`]): the
+    /// transaction's max fee is at most this, and when the next block's base fee is above it
+    /// nothing is signed ([`OnchainError::FeeTooHigh`]).
+    pub fn max_fee_per_gas(mut self, wei: u128) -> Self {
+        self.max_fee_per_gas = wei;
+        self
+    }
+
+    /// How long one RPC request may take, connecting and reading the reply included (default
+    /// [`DEFAULT_RPC_REQUEST_TIMEOUT`]); a request that takes longer fails with
+    /// [`OnchainError::RpcTimeout`].
+    pub fn rpc_request_timeout(mut self, timeout: Duration) -> Self {
+        self.transport.set_request_timeout(timeout);
+        self.provider = provider_over(&self.transport);
+        self
+    }
+
+    /// The longest RPC reply read (default [`DEFAULT_MAX_RPC_REPLY_BYTES`]); a longer one fails
+    /// with [`OnchainError::ReplyTooLarge`] without being read to its end.
+    pub fn max_rpc_reply_bytes(mut self, bytes: usize) -> Self {
+        self.transport.set_max_reply_bytes(bytes);
+        self.provider = provider_over(&self.transport);
+        self
+    }
+
+    /// The HTTP client for the RPC endpoint (its connect timeout, proxy, TLS roots), instead of
+    /// one from [`crate::http_client_builder`] with a connect timeout of
+    /// [`DEFAULT_RPC_CONNECT_TIMEOUT`]. The request timeout and the reply cap still apply.
+    pub fn http_client(mut self, client: reqwest::Client) -> Self {
+        self.transport.set_client(client);
+        self.provider = provider_over(&self.transport);
+        self
+    }
+
+    /// Takes turns with other processes too: each registration holds an advisory lock on the
+    /// file [`OnchainRegistrar::lock_path`] in `dir` (created if missing) from the allow-list
+    /// check to the receipt, so that runs in several processes with one key on one chain never
+    /// both send. Off by default (within one process, registrations take turns anyway).
+    pub fn lock_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.lock_dir = Some(dir.into());
+        self
+    }
+
+    /// The lock file for this signer on chain `chain_id`, when [`OnchainRegistrar::lock_dir`]
+    /// is set: `DIR/phala-cloud-<chain id>-<address in lowercase hex>.lock`.
+    pub fn lock_path(&self, chain_id: u64) -> Option<PathBuf> {
+        let dir = self.lock_dir.as_ref()?;
+        Some(dir.join(format!("phala-cloud-{chain_id}-{}.lock", const_hex::encode(self.signer))))
+    }
+
+    /// Maps an RPC failure of `step` to a typed [`OnchainError`]: a timeout, a reply too long,
+    /// else [`OnchainError::Rpc`] with alloy's error as the source (the transport keeps the RPC
+    /// URL out of it).
+    fn rpc<E>(&self, step: &'static str) -> impl FnOnce(E) -> OnchainError + '_
+    where
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        move |e| match http_failure(&e) {
+            Some(HttpFailure::Timeout(timeout)) => OnchainError::RpcTimeout { step, timeout: *timeout },
+            Some(HttpFailure::TooLarge { limit }) => OnchainError::ReplyTooLarge { step, limit: *limit },
+            _ => OnchainError::Rpc { step, source: Box::new(e) },
         }
     }
 
-    /// Sends `addComposeHash` after the checks, and waits for a receipt that proves it.
+    /// Waits for the signer's lock file, polling until the timeout.
+    async fn lock_file(&self, path: &Path, started: Instant) -> Result<std::fs::File, OnchainError> {
+        let locking = |source| OnchainError::Lock { path: path.to_owned(), source };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(locking)?;
+        }
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(locking)?;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => return Err(locking(e)),
+            }
+            if started.elapsed() >= self.timeout {
+                return Err(OnchainError::LockBusy { path: path.to_owned(), waited: started.elapsed() });
+            }
+            tracing::info!("another process is registering with this key; waiting for its lock");
+            tokio::time::sleep(self.poll_interval.max(Duration::from_millis(50))).await;
+        }
+    }
+
+    /// Checks ownership, balance, gas and fees, signs `addComposeHash` with `nonce`, sends it
+    /// and waits for a receipt that proves it.
     async fn send_registration(
         &self,
+        chain_id: u64,
         app: Address,
         hash: B256,
+        nonce: u64,
         progress: &Progress<'_>,
-    ) -> Result<TransactionHash, OnchainError> {
+    ) -> Result<Sent, OnchainError> {
         let contract = AppAuth::new(app, &self.provider);
         let owner = contract.owner().call().await.map_err(self.rpc("owner()"))?;
         if owner != self.signer {
@@ -269,12 +491,49 @@ impl OnchainRegistrar {
         if balance < self.min_balance {
             return Err(OnchainError::InsufficientBalance { address: self.signer, balance, minimum: self.min_balance });
         }
-        let pending = contract.addComposeHash(hash).send().await.map_err(self.rpc("sending addComposeHash"))?;
-        let transaction_hash = TransactionHash::from(*pending.tx_hash());
+        let request = TransactionRequest::default()
+            .with_from(self.signer)
+            .with_to(app)
+            .with_input(AppAuth::addComposeHashCall { composeHash: hash }.abi_encode())
+            .with_nonce(nonce)
+            .with_chain_id(chain_id);
+        let estimate = self.provider.estimate_gas(request.clone()).await.map_err(self.rpc("eth_estimateGas"))?;
+        if estimate > self.gas_limit_cap {
+            return Err(OnchainError::GasLimitTooHigh { estimate, cap: self.gas_limit_cap });
+        }
+        let gas_limit = estimate.saturating_add(estimate / 5).min(self.gas_limit_cap);
+        let (max_fee, priority_fee) = self.fees().await?;
+        let request =
+            request.with_gas_limit(gas_limit).with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(priority_fee);
+        let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &self.wallet)
+            .await
+            .map_err(|e| OnchainError::Signing { source: Box::new(e) })?;
+        let tx = envelope.trie_hash();
+        let transaction_hash = TransactionHash::from(tx);
+        tracing::info!(%transaction_hash, nonce, gas_limit, max_fee, "addComposeHash signed; sending");
+        match self.provider.send_raw_transaction(&envelope.encoded_2718()).await {
+            Ok(_) => {}
+            Err(e) if node_says(&e, &["already known", "already imported", "known transaction"]) => {
+                tracing::info!(%transaction_hash, "the node already has this transaction");
+            }
+            Err(e) => {
+                let nonce_taken = node_says(
+                    &e,
+                    &["nonce too low", "replacement transaction underpriced", "nonce has already been used"],
+                );
+                let maybe_sent = !matches!(e, RpcError::ErrorResp(_));
+                let error = OnchainError::SendFailed { transaction_hash, maybe_sent, source: Box::new(e) };
+                if nonce_taken {
+                    tracing::info!(%transaction_hash, "another transaction of the signer took the nonce");
+                    return Ok(Sent::NonceTaken(error));
+                }
+                return Err(error);
+            }
+        }
         tracing::info!(%transaction_hash, "addComposeHash sent");
         progress.emit(FlowEvent::TransactionSent { transaction_hash });
 
-        let receipt = self.wait_for_receipt(*pending.tx_hash()).await?;
+        let receipt = self.wait_for_receipt(tx).await?;
         if !receipt.status() {
             return Err(OnchainError::Reverted { transaction_hash });
         }
@@ -284,56 +543,99 @@ impl OnchainRegistrar {
         let block_number = receipt.block_number.unwrap_or_default();
         tracing::info!(%transaction_hash, block_number, "addComposeHash confirmed");
         progress.emit(FlowEvent::TransactionConfirmed { transaction_hash, block_number });
-        Ok(transaction_hash)
+        Ok(Sent::Registered(transaction_hash))
+    }
+
+    /// The max fee and the priority fee per gas to sign: the node's priority fee, and twice the
+    /// next block's base fee plus it, at most the cap; refused when the base fee is above it.
+    async fn fees(&self) -> Result<(u128, u128), OnchainError> {
+        let history = self
+            .provider
+            .get_fee_history(1, BlockNumberOrTag::Latest, &[])
+            .await
+            .map_err(self.rpc("eth_feeHistory"))?;
+        let base_fee = history.next_block_base_fee().or(history.latest_block_base_fee()).unwrap_or_default();
+        if base_fee > self.max_fee_per_gas {
+            return Err(OnchainError::FeeTooHigh { base_fee, cap: self.max_fee_per_gas });
+        }
+        let priority =
+            self.provider.get_max_priority_fee_per_gas().await.map_err(self.rpc("eth_maxPriorityFeePerGas"))?;
+        let max_fee = base_fee.saturating_mul(2).saturating_add(priority).min(self.max_fee_per_gas);
+        Ok((max_fee, priority.min(max_fee)))
     }
 
     /// Polls for the receipt every `poll_interval` until it has `confirmations`, or times out.
     /// An RPC error while waiting (a rate limit, a dropped connection) is logged and polled
-    /// past: the transaction is out, and only the timeout gives up on it.
+    /// past: the transaction is out, and only the timeout gives up on it. The timeout holds
+    /// however long one call hangs.
     async fn wait_for_receipt(&self, tx: B256) -> Result<TransactionReceipt, OnchainError> {
         let started = Instant::now();
+        let deadline = started + self.timeout;
         loop {
-            match self.receipt_with_confirmations(tx).await {
-                Ok(Some(receipt)) => return Ok(receipt),
-                Ok(None) => {}
-                Err(e) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.receipt_with_confirmations(tx)).await {
+                Ok(Ok(Some(receipt))) => return Ok(receipt),
+                Ok(Ok(None)) | Err(_) => {}
+                Ok(Err(e)) => {
                     tracing::warn!(transaction_hash = %tx, error = %e, "polling for the receipt failed; polling on")
                 }
             }
-            if started.elapsed() >= self.timeout {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(OnchainError::Timeout { transaction_hash: tx.into(), waited: started.elapsed() });
             }
-            tokio::time::sleep(self.poll_interval).await;
+            tokio::time::sleep(self.poll_interval.min(left)).await;
         }
     }
 
-    /// The receipt, once it has `confirmations`.
+    /// The receipt, once it is in a block and has `confirmations`. A receipt without a block
+    /// number (some nodes answer one for a pending transaction) is not confirmed.
     async fn receipt_with_confirmations(&self, tx: B256) -> Result<Option<TransactionReceipt>, OnchainError> {
         let Some(receipt) =
             self.provider.get_transaction_receipt(tx).await.map_err(self.rpc("eth_getTransactionReceipt"))?
         else {
             return Ok(None);
         };
+        let Some(mined_in) = receipt.block_number else {
+            return Ok(None);
+        };
         if self.confirmations <= 1 {
             return Ok(Some(receipt));
         }
-        let mined_in = receipt.block_number.unwrap_or_default();
+        // A `latest` below the receipt's block (a load-balanced endpoint whose nodes lag) only
+        // means waiting on.
         let latest = self.provider.get_block_number().await.map_err(self.rpc("eth_blockNumber"))?;
-        Ok((latest + 1 >= mined_in + self.confirmations).then_some(receipt))
+        Ok((latest.saturating_add(1) >= mined_in.saturating_add(self.confirmations)).then_some(receipt))
     }
 
     /// The latest transaction whose `ComposeHashAdded` log from `app` carries `hash`, searching
-    /// back from the latest block in ranges of `log_block_range`.
+    /// back from the latest block in ranges of `log_block_range`, halved whenever the endpoint
+    /// refuses a range. The newest range is open-ended (`latest` as the node answering it sees
+    /// it), for endpoints whose `eth_blockNumber` lags behind their `eth_getLogs`.
     async fn find_registration(&self, app: Address, hash: B256) -> Result<TransactionHash, OnchainError> {
+        let started = Instant::now();
         let latest = self.provider.get_block_number().await.map_err(self.rpc("eth_blockNumber"))?;
         let oldest = latest.saturating_sub(self.log_lookback);
-        let mut to = latest;
+        let mut range = self.log_block_range;
+        let mut to = None; // None: up to `latest`, whatever block that is by now
         loop {
-            let from = to.saturating_sub(self.log_block_range - 1).max(oldest);
-            let filter =
-                Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(from).to_block(to);
-            let logs = self.provider.get_logs(&filter).await.map_err(self.rpc("eth_getLogs"))?;
-            let found = logs.iter().rev().find(|log| log.data().data.as_ref() == hash.as_slice());
+            let top = to.unwrap_or(latest);
+            let from = top.saturating_sub(range - 1).max(oldest);
+            let filter = Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(from);
+            let filter = match to {
+                None => filter.to_block(BlockNumberOrTag::Latest),
+                Some(to) => filter.to_block(to),
+            };
+            let logs = match self.provider.get_logs(&filter).await {
+                Ok(logs) => logs,
+                Err(e) if range > 1 && is_range_refusal(&e) && started.elapsed() < self.timeout => {
+                    range = (range / 2).max(1);
+                    tracing::info!(range, error = %e, "eth_getLogs refused the block range; asking for a smaller one");
+                    continue;
+                }
+                Err(e) => return Err(self.rpc("eth_getLogs")(e)),
+            };
+            let found = logs.iter().rev().find(|log| is_registration(log, app, hash));
             if let Some(tx) = found.and_then(|log| log.transaction_hash) {
                 return Ok(tx.into());
             }
@@ -344,7 +646,7 @@ impl OnchainRegistrar {
                     searched_blocks: latest - oldest + 1,
                 });
             }
-            to = from - 1;
+            to = Some(from - 1);
         }
     }
 
@@ -372,13 +674,82 @@ impl OnchainRegistrar {
             tokio::time::sleep(self.poll_interval).await;
         }
     }
+
+    /// One look at the chain, under this signer's turn: once the signer has nothing pending,
+    /// the allow-list and the signer's nonce at one block; the registering transaction if the
+    /// hash is allowed, else a transaction with that nonce.
+    async fn register_in_turn(
+        &self,
+        chain_id: u64,
+        app: Address,
+        hash: B256,
+        progress: &Progress<'_>,
+    ) -> Result<Sent, OnchainError> {
+        self.wait_for_own_pending().await?;
+        let block = self.provider.get_block_number().await.map_err(self.rpc("eth_blockNumber"))?;
+        let at = BlockId::number(block);
+        let nonce = self
+            .provider
+            .get_transaction_count(self.signer)
+            .block_id(at)
+            .await
+            .map_err(self.rpc("eth_getTransactionCount"))?;
+        let allowed = AppAuth::new(app, &self.provider)
+            .allowedComposeHashes(hash)
+            .block(at)
+            .call()
+            .await
+            .map_err(self.rpc("allowedComposeHashes()"))?;
+        if allowed {
+            let transaction_hash = self.find_registration(app, hash).await?;
+            tracing::info!(%transaction_hash, "compose hash already registered; sending nothing");
+            progress.emit(FlowEvent::AlreadyRegistered { transaction_hash });
+            return Ok(Sent::Registered(transaction_hash));
+        }
+        self.send_registration(chain_id, app, hash, nonce, progress).await
+    }
+}
+
+/// A provider over the transport, with no fillers: the registrar fills and signs itself.
+fn provider_over(transport: &RpcTransport) -> DynProvider {
+    ProviderBuilder::new().disable_recommended_fillers().connect_client(transport.rpc_client()).erased()
+}
+
+/// Whether the node's JSON-RPC error message contains one of `needles` (case-insensitive).
+fn node_says(error: &RpcError<TransportErrorKind>, needles: &[&str]) -> bool {
+    let RpcError::ErrorResp(payload) = error else { return false };
+    let message = payload.message.to_lowercase();
+    needles.iter().any(|needle| message.contains(needle))
+}
+
+/// Whether `eth_getLogs` failed for its range rather than for the endpoint: a JSON-RPC error
+/// (providers answer "query returned more than 10000 results", "block range too large", …),
+/// an HTTP error status, a reply too long or too slow.
+fn is_range_refusal(error: &RpcError<TransportErrorKind>) -> bool {
+    if matches!(error, RpcError::ErrorResp(_)) {
+        return true;
+    }
+    matches!(
+        http_failure(error),
+        Some(HttpFailure::TooLarge { .. } | HttpFailure::Timeout(_) | HttpFailure::Status { .. })
+    )
+}
+
+/// Whether `log` is a live `ComposeHashAdded(hash)` emitted by `app`: endpoints are not trusted
+/// to have filtered, and a log of a block that was reorganised away (`removed`) proves nothing.
+fn is_registration(log: &Log, app: Address, hash: B256) -> bool {
+    !log.removed
+        && log.address() == app
+        && log.topics().first() == Some(&COMPOSE_HASH_ADDED_TOPIC)
+        && log.data().data.as_ref() == hash.as_slice()
 }
 
 impl ComposeHashRegistrar for OnchainRegistrar {
     type Error = OnchainError;
 
-    /// Checks the chain id against `kms_info.chain_id`; if the hash is already allowed, returns
-    /// the transaction that registered it (sending nothing); else checks ownership and balance,
+    /// Checks the chain id against `kms_info.chain_id`; then, in this signer's turn (see
+    /// [`OnchainRegistrar`]): if the hash is already allowed, returns the transaction that
+    /// registered it (sending nothing); else checks ownership, balance, gas and fees, signs and
     /// sends `addComposeHash` and waits for a receipt carrying `ComposeHashAdded(hash)`.
     async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, OnchainError> {
         let expected = data.chain_id().ok_or(OnchainError::UnknownChain)?;
@@ -388,18 +759,23 @@ impl ComposeHashRegistrar for OnchainRegistrar {
         }
         let app = Address::from(data.app_id);
         let hash = B256::from(data.compose_hash);
-        self.wait_for_own_pending().await?;
-        let allowed = AppAuth::new(app, &self.provider)
-            .allowedComposeHashes(hash)
-            .call()
-            .await
-            .map_err(self.rpc("allowedComposeHashes()"))?;
-        if allowed {
-            let transaction_hash = self.find_registration(app, hash).await?;
-            tracing::info!(%transaction_hash, "compose hash already registered; sending nothing");
-            progress.emit(FlowEvent::AlreadyRegistered { transaction_hash });
-            return Ok(transaction_hash);
+        let started = Instant::now();
+        let turn = signer_turn(rpc_chain, self.signer);
+        let _turn = turn.lock().await;
+        let _file = match self.lock_path(rpc_chain) {
+            Some(path) => Some(self.lock_file(&path, started).await?),
+            None => None,
+        };
+        // Another signer's transaction may take the nonce (a run without the lock); the
+        // allow-list is then looked at again, a few times at most.
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.register_in_turn(rpc_chain, app, hash, progress).await? {
+                Sent::Registered(transaction_hash) => return Ok(transaction_hash),
+                Sent::NonceTaken(error) if attempts >= 3 => return Err(error),
+                Sent::NonceTaken(_) => {}
+            }
         }
-        self.send_registration(app, hash, progress).await
     }
 }

@@ -6,29 +6,33 @@
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::hex::ComposeHash;
+use crate::hex::{AppId, ComposeHash};
 
 /// The fields of an app compose that the simulator models, in sorted order so the serialized
 /// JSON is canonical (no whitespace, keys sorted).
+///
+/// The app compose belongs to the app, not to one CVM: every CVM of an app runs the same
+/// compose, so it holds no CVM id and CVMs of one app with the same allowed env names share
+/// one compose hash (and one registration on the app contract).
 #[derive(Serialize)]
 struct AppCompose<'a> {
     allowed_envs: &'a [String],
+    app_id: String,
     docker_compose_file: &'a str,
     kms_enabled: bool,
     manifest_version: u32,
-    name: &'a str,
     runner: &'static str,
 }
 
-/// The compose hash of a CVM's app compose with these allowed env names (sorted, no duplicates).
-pub(crate) fn compose_hash(name: &str, docker_compose_file: &str, allowed_envs: &[String]) -> ComposeHash {
+/// The compose hash of an app's compose with these allowed env names (sorted, no duplicates).
+pub(crate) fn compose_hash(app_id: &AppId, docker_compose_file: &str, allowed_envs: &[String]) -> ComposeHash {
     debug_assert!(allowed_envs.windows(2).all(|w| w[0] < w[1]), "allowed env names must be sorted and unique");
     let compose = AppCompose {
         allowed_envs,
+        app_id: app_id.to_hex(),
         docker_compose_file,
         kms_enabled: true,
         manifest_version: 2,
-        name,
         runner: "docker-compose",
     };
     let json = serde_json::to_vec(&compose).expect("serializing strings and numbers cannot fail");
@@ -50,9 +54,14 @@ mod tests {
     fn canonical_json_is_hashed() {
         let names = normalize_names(vec!["B".into(), "A".into(), "B".into()]);
         assert_eq!(names, ["A", "B"]);
-        let json = r#"{"allowed_envs":["A","B"],"docker_compose_file":"f","kms_enabled":true,"manifest_version":2,"name":"n","runner":"docker-compose"}"#;
+        let app = AppId([0xab; 20]);
+        let json = format!(
+            r#"{{"allowed_envs":["A","B"],"app_id":"{}","docker_compose_file":"f","kms_enabled":true,"manifest_version":2,"runner":"docker-compose"}}"#,
+            app.to_hex()
+        );
         let expected: [u8; 32] = Sha256::digest(json.as_bytes()).into();
-        assert_eq!(compose_hash("n", "f", &names).0, expected);
-        assert_ne!(compose_hash("n", "f", &names[..1]), compose_hash("n", "f", &names));
+        assert_eq!(compose_hash(&app, "f", &names).0, expected);
+        assert_ne!(compose_hash(&app, "f", &names[..1]), compose_hash(&app, "f", &names));
+        assert_ne!(compose_hash(&AppId([0xcd; 20]), "f", &names), compose_hash(&app, "f", &names));
     }
 }

@@ -243,8 +243,9 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         let allowed = requested.unwrap_or_else(|| cvm.allowed.clone());
         let changed = allowed != cvm.allowed;
         if changed && kms == KmsKind::Onchain {
-            let hash = compose_hash(cvm_id, &cvm.compose_file, &allowed);
+            // The app's compose, shared by every CVM of the app: one hash for one set of names.
             let app_id = app_id.expect("on-chain CVMs have an app id");
+            let hash = compose_hash(&app_id, &cvm.compose_file, &allowed);
             cvm.pending.insert(hash, Pending { allowed, expires_at: now + shared.compose_hash_ttl });
             op.compose_hash = Some(hash);
             return Reply::Structured {

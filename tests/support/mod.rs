@@ -4,6 +4,8 @@
 
 #[cfg(feature = "onchain")]
 pub mod anvil;
+#[cfg(feature = "onchain")]
+pub mod fake_rpc;
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,197 @@
+//! The on-chain registrar against a real anvil: one registration for many concurrent flows of
+//! one app, the gas and fee caps, and the cross-process lock file.
+#![cfg(feature = "simulator")]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainError, OnchainRegistrar};
+use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::{EnvVars, UpdateCvmEnvsBody};
+use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
+
+fn vars() -> EnvVars {
+    EnvVars::from_pairs([("DATABASE_URL", "postgres://db"), ("API_TOKEN", "flow-secret")]).unwrap()
+}
+
+fn registrar(chain: &LocalChain) -> OnchainRegistrar {
+    OnchainRegistrar::new(chain.signer(0), chain.endpoint.parse().unwrap()).unwrap()
+}
+
+/// A simulator verifying against `chain`, with `n` CVMs of one app contract (owned by dev
+/// account 0).
+async fn one_app(chain: &LocalChain, n: usize) -> (Simulator, Address) {
+    let app = chain.deploy_app_auth(0).await;
+    let cvms = (0..n).map(|i| CvmSpec::onchain(format!("cvm-{i}")).app_id(app.into()));
+    let config = SimulatorConfig::default().cvms(cvms).chain(ChainConfig::new(chain.endpoint.parse().unwrap()));
+    (Simulator::start(config).await.unwrap(), app)
+}
+
+async fn registrations(chain: &LocalChain, app: Address) -> usize {
+    let filter = Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(0);
+    wallet_provider(&chain.endpoint, chain.signer(0)).get_logs(&filter).await.unwrap().len()
+}
+
+async fn nonce(chain: &LocalChain) -> u64 {
+    wallet_provider(&chain.endpoint, chain.signer(0)).get_transaction_count(chain.signer(0).address()).await.unwrap()
+}
+
+#[tokio::test]
+async fn cvms_of_one_app_with_the_same_env_names_get_one_compose_hash() {
+    let app = phala_cloud::AppId([7; 20]);
+    let config =
+        SimulatorConfig::default().cvms([CvmSpec::onchain("cvm-a").app_id(app), CvmSpec::onchain("cvm-b").app_id(app)]);
+    let sim = Simulator::start(config).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let mut hashes = Vec::new();
+    for id in ["cvm-a", "cvm-b"] {
+        let blob = phala_cloud::encrypt(&vars(), sim.cvm(id).unwrap().public_key).unwrap();
+        let body = UpdateCvmEnvsBody {
+            encrypted_env: blob.into_hex(),
+            env_keys: Some(vec!["API_TOKEN".into(), "DATABASE_URL".into()]),
+            compose_hash: None,
+            transaction_hash: None,
+        };
+        let e = client.update_cvm_envs(id, &body).await.unwrap_err();
+        assert!(e.is_registration_required(), "{e:?}");
+        hashes.push(e.phase1().unwrap().compose_hash);
+    }
+    assert_eq!(hashes[0], hashes[1], "one app compose, one hash");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_flows_of_one_app_send_one_transaction() {
+    let chain = LocalChain::start_with(AnvilOptions { block_time: Some(2), ..AnvilOptions::default() });
+    let (sim, app) = one_app(&chain, 8).await;
+    let client = sim.client_builder().build().unwrap();
+    let before = nonce(&chain).await;
+    let shared = registrar(&chain);
+    let separate: Vec<OnchainRegistrar> = (0..4).map(|_| registrar(&chain)).collect();
+
+    let started = Instant::now();
+    let flows = (0..8).map(|i| {
+        let id = format!("cvm-{i}");
+        let key = sim.cvm(&id).unwrap().public_key;
+        let update = client.env_update(id).env(vars(), key);
+        let registrar = if i % 2 == 0 { &shared } else { &separate[i / 2] };
+        async move { update.run(registrar).await }
+    });
+    let outcomes = futures_join_all(flows).await;
+    let wall = started.elapsed();
+
+    let mut transactions = Vec::new();
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        let outcome = outcome.unwrap_or_else(|e| panic!("flow {i}: {e:?}"));
+        assert_eq!(outcome.accepted.allowed_envs_changed, Some(true));
+        transactions.push(outcome.registration.unwrap().transaction_hash);
+        assert_eq!(sim.cvm_env(&format!("cvm-{i}")).unwrap(), vars());
+    }
+    transactions.dedup();
+    assert_eq!(transactions.len(), 1, "every flow cites one transaction: {transactions:?}");
+    assert_eq!(registrations(&chain, app).await, 1, "one ComposeHashAdded on the chain");
+    assert_eq!(nonce(&chain).await, before + 1, "one transaction sent");
+    eprintln!("8 concurrent flows: {wall:.2?}, 1 transaction");
+}
+
+/// `join_all` without a futures dependency: each flow on its own task would need `'static`.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, slot) in pinned.iter_mut().zip(out.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *slot = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done { std::task::Poll::Ready(()) } else { std::task::Poll::Pending }
+    })
+    .await;
+    out.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn a_gas_estimate_above_the_cap_is_refused_before_signing() {
+    let chain = LocalChain::start();
+    let (sim, app) = one_app(&chain, 1).await;
+    let client = sim.client_builder().build().unwrap();
+    let before = nonce(&chain).await;
+    let e = client
+        .env_update("cvm-0")
+        .env(vars(), sim.cvm("cvm-0").unwrap().public_key)
+        .run(registrar(&chain).gas_limit_cap(20_000))
+        .await
+        .unwrap_err();
+    let Some(OnchainError::GasLimitTooHigh { estimate, cap }) = e.registration_error() else { panic!("{e:?}") };
+    assert_eq!(*cap, 20_000);
+    assert!((20_000..phala_cloud::onchain::DEFAULT_GAS_LIMIT_CAP).contains(estimate), "{estimate}");
+    assert_eq!(nonce(&chain).await, before, "nothing sent");
+    assert_eq!(registrations(&chain, app).await, 0);
+}
+
+#[tokio::test]
+async fn a_base_fee_above_the_cap_is_refused_before_signing() {
+    let chain = LocalChain::start();
+    let (sim, app) = one_app(&chain, 1).await;
+    let client = sim.client_builder().build().unwrap();
+    let before = nonce(&chain).await;
+    let e = client
+        .env_update("cvm-0")
+        .env(vars(), sim.cvm("cvm-0").unwrap().public_key)
+        .run(registrar(&chain).max_fee_per_gas(1_000))
+        .await
+        .unwrap_err();
+    let Some(err @ OnchainError::FeeTooHigh { base_fee, cap }) = e.registration_error() else { panic!("{e:?}") };
+    assert_eq!(*cap, 1_000);
+    assert!(*base_fee > 1_000, "anvil's base fee starts at 1 gwei: {base_fee}");
+    let text = err.to_string();
+    assert!(text.contains(&base_fee.to_string()) && text.contains("1000 wei"), "{text}");
+    assert_eq!(nonce(&chain).await, before, "nothing sent");
+    assert_eq!(registrations(&chain, app).await, 0);
+
+    // Under a cap above the base fee, the max fee signed is at most the cap.
+    let cap = 10_000_000_000u128;
+    let outcome = client
+        .env_update("cvm-0")
+        .env(vars(), sim.cvm("cvm-0").unwrap().public_key)
+        .run(registrar(&chain).max_fee_per_gas(cap))
+        .await
+        .unwrap();
+    let tx = outcome.registration.unwrap().transaction_hash;
+    let provider = wallet_provider(&chain.endpoint, chain.signer(0));
+    let sent = provider.get_transaction_by_hash(tx.into()).await.unwrap().unwrap();
+    use alloy::consensus::Transaction as _;
+    assert!(sent.max_fee_per_gas() <= cap, "{}", sent.max_fee_per_gas());
+    assert!(sent.gas_limit() <= phala_cloud::onchain::DEFAULT_GAS_LIMIT_CAP);
+}
+
+#[tokio::test]
+async fn a_held_lock_file_keeps_the_registrar_from_sending() {
+    let chain = LocalChain::start();
+    let (sim, app) = one_app(&chain, 1).await;
+    let client = sim.client_builder().build().unwrap();
+    let dir = std::env::temp_dir().join(format!("phala-cloud-lock-{}-{}", std::process::id(), chain.chain_id));
+    let locked = registrar(&chain).lock_dir(&dir).timeout(Duration::from_millis(800));
+    let path = locked.lock_path(chain.chain_id).unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    // Another process's run, as far as flock is concerned: a separate open file.
+    let other = std::fs::File::create(&path).unwrap();
+    other.lock().unwrap();
+    let before = nonce(&chain).await;
+    let key = sim.cvm("cvm-0").unwrap().public_key;
+    let e = client.env_update("cvm-0").env(vars(), key).run(&locked).await.unwrap_err();
+    assert!(matches!(e.registration_error(), Some(OnchainError::LockBusy { path: p, .. }) if *p == path), "{e:?}");
+    assert_eq!(nonce(&chain).await, before, "nothing sent while the lock is held");
+
+    other.unlock().unwrap();
+    client.env_update("cvm-0").env(vars(), key).run(&locked).await.unwrap();
+    assert_eq!(registrations(&chain, app).await, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
