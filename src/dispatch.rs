@@ -139,7 +139,7 @@ impl ClientHooks<Hooks> for generated::Client {
     }
 
     /// Sends the request in a span named by the operationId, reads the body up to the cap,
-    /// keeps a copy for [`capture`], and hands progenitor the same reply. A body over the cap
+    /// keeps a copy for `Client::send`, and hands progenitor the same reply. A body over the cap
     /// reaches progenitor as a body error, so it is refused on every path.
     async fn exec(&self, request: reqwest::Request, info: &OperationInfo) -> reqwest::Result<reqwest::Response> {
         let span = tracing::info_span!(
