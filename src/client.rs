@@ -11,7 +11,7 @@ pub(crate) use crate::dispatch::Hooks;
 use crate::generated;
 use crate::retry::ConflictRetry;
 
-/// The server in `openapi.json`.
+/// The Phala Cloud API server (every path of `openapi.json` starts with `/api/v1` there).
 pub const DEFAULT_BASE_URL: &str = "https://cloud-api.phala.com";
 /// `X-Phala-Version` sent unless [`ClientBuilder::api_version`] says otherwise (the official
 /// SDKs' default).
@@ -96,11 +96,6 @@ impl Client {
     /// The base URL requests go to (without `/api/v1`).
     pub fn base_url(&self) -> &str {
         self.inner.api.baseurl()
-    }
-
-    /// The `reqwest::Client` requests go through.
-    pub fn http(&self) -> &reqwest::Client {
-        self.inner.api.client()
     }
 
     fn hooks(&self) -> &Hooks {
@@ -213,8 +208,10 @@ impl ClientBuilder {
     }
 
     /// Build the HTTP client from this `reqwest::ClientBuilder` (its TLS, proxy and pool
-    /// settings); start from [`http_client_builder`]. The client adds the API key, version,
-    /// user agent and connect timeout to it, and turns redirects off.
+    /// settings); start from [`http_client_builder`]. The client adds the API key, version and
+    /// user agent to it as default headers, sets its connect timeout to
+    /// [`connect_timeout`](Self::connect_timeout), turns redirects off, and applies
+    /// [`timeout`](Self::timeout) to each request (replacing a timeout set on the builder).
     pub fn http(mut self, builder: reqwest::ClientBuilder) -> Self {
         self.http = Some(builder);
         self

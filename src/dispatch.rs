@@ -64,6 +64,10 @@ fn record(captured: Captured) {
     let _ = CAPTURE.try_with(|slot| *slot.borrow_mut() = Some(captured));
 }
 
+fn clear() {
+    let _ = CAPTURE.try_with(|slot| slot.borrow_mut().take());
+}
+
 /// Runs one generated call and returns its result with what the hooks saw of its reply.
 pub(crate) async fn capture<F: Future>(call: F) -> (F::Output, Option<Captured>) {
     CAPTURE
@@ -110,11 +114,9 @@ pub(crate) fn settle<T, E, K: ServiceErrorKind>(
             Err(SdkError::InvalidInput(InputError::new("request", why)))
         }
         // The hooks record every reply and every failure after the head, so these arise only
-        // from a future that did not run through this client's hooks.
-        (_, _) => Err(SdkError::InvalidInput(InputError::new(
-            "call",
-            "the call did not go through this client's generated operations (see Client::send)",
-        ))),
+        // from a call that did not run through this client's hooks on this task: it may well
+        // have been sent.
+        (_, _) => Err(SdkError::Unobserved),
     }
 }
 
@@ -124,13 +126,25 @@ pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl ClientHooks<Hooks> for generated::Client {
-    /// Drops progenitor's `api-version` header (the service reads `X-Phala-Version`, set on the
+    /// Refuses a request whose path parameters moved it off its operation's path (a `.` or
+    /// `..` value, which the URL parser resolves, or an empty one), drops progenitor's
+    /// `api-version` header (the service reads `X-Phala-Version`, set on the
     /// `reqwest::Client`) and applies the request timeout.
     async fn pre<E>(
         &self,
         request: &mut reqwest::Request,
-        _info: &OperationInfo,
+        info: &OperationInfo,
     ) -> Result<(), progenitor_client::Error<E>> {
+        if let Some(op) = crate::GENERATED_OPERATIONS.iter().find(|op| op.name == info.operation_id)
+            && !on_template(request.url().path(), op.path)
+        {
+            return Err(progenitor_client::Error::InvalidRequest(format!(
+                "a path parameter of {} is empty, `.` or `..`: the request would go to {} instead of {}",
+                info.operation_id,
+                request.url().path(),
+                op.path
+            )));
+        }
         request.headers_mut().remove("api-version");
         if request.timeout().is_none() {
             *request.timeout_mut() = self.inner().timeout;
@@ -151,6 +165,8 @@ impl ClientHooks<Hooks> for generated::Client {
             request_id = tracing::field::Empty,
         );
         let cap = self.inner().max_response_body;
+        // A slot holds one call's reply: a call that fails before any reply leaves none.
+        clear();
         async move {
             let response = self.client().execute(request).await?;
             let status = response.status();
@@ -183,7 +199,34 @@ impl ClientHooks<Hooks> for generated::Client {
     }
 }
 
+/// `path` (after the base URL's own path) has the template's segments: its literals as
+/// written, a non-empty segment for each `{parameter}`.
+fn on_template(path: &str, template: &str) -> bool {
+    let want: Vec<&str> = template.trim_matches('/').split('/').collect();
+    let have: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let Some(tail) = have.len().checked_sub(want.len()).map(|start| &have[start..]) else {
+        return false;
+    };
+    want.iter().zip(tail).all(|(w, h)| if w.starts_with('{') && w.ends_with('}') { !h.is_empty() } else { w == h })
+}
+
 /// The body exceeded the client's response-size cap.
+#[cfg(test)]
+mod tests {
+    use super::on_template;
+
+    #[test]
+    fn paths_stay_on_their_template() {
+        assert!(on_template("/api/v1/cvms/abc", "/api/v1/cvms/{cvm_id}"));
+        assert!(on_template("/proxy/api/v1/cvms/a%2Fb/envs", "/api/v1/cvms/{cvm_id}/envs"));
+        // `..` resolved by the URL parser, `.` dropped, an empty parameter.
+        assert!(!on_template("/api/v1/", "/api/v1/cvms/{cvm_id}"));
+        assert!(!on_template("/api/v1/cvms/envs", "/api/v1/cvms/{cvm_id}/envs"));
+        assert!(!on_template("/api/v1/cvms//envs", "/api/v1/cvms/{cvm_id}/envs"));
+        assert!(!on_template("/api/v1/kms", "/api/v1/cvms/{cvm_id}"));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("the response body exceeds the client's cap of {cap} bytes")]
 struct BodyTooLarge {
@@ -210,7 +253,9 @@ pub(crate) async fn read_capped(
     mut response: reqwest::Response,
     cap: usize,
 ) -> Result<(Bytes, bool), (reqwest::Error, Bytes)> {
-    let hint = response.content_length().map_or(0, |n| n.min(cap as u64) as usize);
+    // The server's Content-Length is a hint, not a promise: never reserve more than 64 KiB on
+    // its word (a cap of usize::MAX would otherwise let it ask for any allocation).
+    let hint = response.content_length().map_or(0, |n| n.min(cap as u64).min(64 * 1024) as usize);
     let mut buf = BytesMut::with_capacity(hint);
     loop {
         let chunk = match response.chunk().await {

@@ -48,6 +48,13 @@ pub enum SdkError<K = HttpError> {
     /// The service answered with an error status; the kind says which, the reply is kept.
     #[error("{0}")]
     Service(K),
+    /// The call given to [`Client::send`](crate::Client::send) ran outside this client's
+    /// hooks (on another task, or through another client), so its reply was not seen: it may
+    /// have been sent and acted on.
+    #[error(
+        "the call's reply was not seen by this client (make one call of the given `api` inside send); it may have been sent"
+    )]
+    Unobserved,
 }
 
 /// How an operation names its error replies: built from the whole reply, and giving it back.
@@ -93,7 +100,7 @@ impl<K: ServiceErrorKind> SdkError<K> {
     /// The HTTP status, when a reply (or its head) arrived.
     pub fn status(&self) -> Option<StatusCode> {
         match self {
-            Self::InvalidInput(_) => None,
+            Self::InvalidInput(_) | Self::Unobserved => None,
             Self::NotSent(t) | Self::MaybeSent(t) => t.status(),
             Self::InvalidReply(r) => Some(r.status()),
             Self::Service(k) => Some(k.reply().status()),
@@ -104,7 +111,7 @@ impl<K: ServiceErrorKind> SdkError<K> {
     /// after its head, the header).
     pub fn request_id(&self) -> Option<&str> {
         match self {
-            Self::InvalidInput(_) => None,
+            Self::InvalidInput(_) | Self::Unobserved => None,
             Self::NotSent(t) | Self::MaybeSent(t) => t.request_id(),
             Self::InvalidReply(r) => r.request_id(),
             Self::Service(k) => k.reply().request_id(),
@@ -150,9 +157,12 @@ impl<K: ServiceErrorKind> SdkError<K> {
     }
 
     /// The server may have acted on the request although no reply says it did: a transport
-    /// failure after sending, or a 2xx reply that could not be read.
+    /// failure after sending, a 2xx reply that could not be read, a call whose reply was not
+    /// seen, or a gateway's 502/504 (the service behind it may have acted before the gateway
+    /// gave up).
     pub fn may_have_been_applied(&self) -> bool {
-        self.is_maybe_sent() || self.is_invalid_reply()
+        let gateway = self.http().is_some_and(|h| matches!(h.status().as_u16(), 502 | 504));
+        self.is_maybe_sent() || self.is_invalid_reply() || matches!(self, Self::Unobserved) || gateway
     }
 }
 

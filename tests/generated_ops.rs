@@ -139,3 +139,34 @@ async fn refused_connection_is_not_sent() {
     assert!(e.is_not_sent(), "{e:?}");
     assert!(!e.may_have_been_applied());
 }
+
+#[tokio::test]
+async fn dot_segments_in_path_parameters_are_refused_before_sending() {
+    let server = MockServer::start_async().await;
+    let any = server
+        .mock_async(|when, then| {
+            when.any_request();
+            then.status(200).json_body(cvm_json());
+        })
+        .await;
+    let client = client(&server.base_url(), 1 << 20);
+    // (`%2e%2e` is sent encoded as `%252e%252e`: a literal segment, on the path.)
+    for bad in ["..", ".", ""] {
+        let e = client.send(|api| api.handle_get_cvm(bad)).await.unwrap_err();
+        assert!(e.is_invalid_input(), "{bad:?}: {e:?}");
+    }
+    assert_eq!(any.calls_async().await, 0, "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_gateway_timeout_may_have_been_applied() {
+    let server = MockServer::start_async().await;
+    server
+        .mock_async(|when, then| {
+            when.method("GET");
+            then.status(504).body("<html>gateway timeout</html>");
+        })
+        .await;
+    let e = client(&server.base_url(), 1 << 20).send(|api| api.handle_get_cvm(CVM)).await.unwrap_err();
+    assert!(e.is_service() && e.may_have_been_applied(), "{e:?}");
+}

@@ -388,8 +388,11 @@ fn check(result: &Result<phala_cloud::EnvsUpdateAccepted, UpdateEnvsError>, expe
             if http.body_truncated() != *truncated {
                 return Err(format!("body_truncated {}", http.body_truncated()));
             }
-            if e.may_have_been_applied() || e.is_maybe_sent() || e.is_not_sent() {
+            if e.is_maybe_sent() || e.is_not_sent() {
                 return Err("an HTTP reply said to be a transport failure".into());
+            }
+            if e.may_have_been_applied() != matches!(status, 502 | 504) {
+                return Err("only a gateway's 502/504 may have been applied".into());
             }
             Ok(())
         }

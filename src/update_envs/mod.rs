@@ -28,18 +28,20 @@ use crate::validate::{self, InputError};
 /// The operation's path in `openapi.json` (checked by the spec-conformance tests).
 pub const PATH: &str = "/api/v1/cvms/{cvm_id}/envs";
 
-/// Every status [`classify`] maps to its own outcome: 202 (any 2xx) and each error status
+/// Every status [`classify`] maps to its own outcome: 202 (and a 2xx proven accepted, see
+/// [`classify`]) and each error status
 /// the spec lists. Anything else is [`UpdateEnvsKind::UnexpectedStatus`].
 pub const MAPPED_STATUSES: &[u16] = &[202, 401, 403, 404, 409, 422, 465, 466, 467, 468, 500];
 
-/// A 2xx reply: the update was accepted and runs in the background.
+/// A 202 (or a 2xx whose body proves acceptance): the update was accepted and runs in the
+/// background.
 ///
 /// Parsing is lenient: missing fields are `None`, fields of the wrong type are `None`,
 /// unknown fields are in [`extra`](Self::extra), and the raw body is kept.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct EnvsUpdateAccepted {
-    /// The HTTP status (202 in the spec; any 2xx is accepted).
+    /// The HTTP status (202 in the spec; another 2xx only with a `correlation_id`).
     pub http_status: StatusCode,
     /// The body's `status`, e.g. `in_progress`.
     pub status: Option<String>,
