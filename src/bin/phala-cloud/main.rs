@@ -1,6 +1,7 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
 mod envs;
+mod lock_dir;
 mod secret_arg;
 mod simulate;
 
