@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::patch;
+use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
 use super::chain::Refusal;
@@ -27,7 +27,11 @@ const BODY_LIMIT: usize = 8 << 20;
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // axum's path syntax is OpenAPI's: `{cvm_id}` captures one segment.
-    Router::new().route(PATH, patch(update_envs)).layer(DefaultBodyLimit::max(BODY_LIMIT)).with_state(shared)
+    Router::new()
+        .route(PATH, patch(update_envs))
+        .route(super::cvm_view::CVM_PATH, get(super::cvm_view::get_cvm))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(shared)
 }
 
 /// A reply before it gets its request id.

@@ -28,6 +28,7 @@
 
 mod chain;
 mod compose;
+mod cvm_view;
 mod http;
 mod state;
 

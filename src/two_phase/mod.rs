@@ -9,11 +9,15 @@
 //! - In one call: [`Client::env_update`](crate::Client::env_update) builds an [`EnvUpdate`]
 //!   whose [`run`](EnvUpdate::run) does the whole flow with a [`ComposeHashRegistrar`] (the
 //!   on-chain one is [`OnchainRegistrar`](crate::onchain::OnchainRegistrar), feature `onchain`).
+//! - Before signing: wrap the registrar in an [`AppIdCheck`], which refuses a 465 that names
+//!   another app contract than the CVM's own (or than the one the caller expects).
 
+mod checks;
 mod driver;
 mod phases;
 mod registrar;
 
+pub use checks::{AppIdCheck, AppIdCheckError, parse_app_id};
 pub use driver::{DEFAULT_PHASE2_ATTEMPTS, EnvUpdate, FlowError, Registration, UpdateOutcome};
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress};

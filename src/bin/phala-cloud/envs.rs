@@ -6,10 +6,13 @@ use std::path::PathBuf;
 
 use phala_cloud::envcrypt::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome};
+use phala_cloud::two_phase::{
+    AppIdCheck, AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome,
+};
 use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
 use serde_json::json;
 
+use crate::lock_dir::LockDir;
 use crate::secret_arg::{self, Removed, Secret};
 use crate::{Failure, exit};
 
@@ -116,6 +119,24 @@ pub struct UpdateArgs {
     /// wallet…): phase 2 cites it instead of sending one.
     #[arg(long, value_name = "HASH")]
     transaction_hash: Option<TransactionHash>,
+    /// The app the CVM must belong to: its app contract's address (`0x` or `app_` optional).
+    /// Whether given or not, a 465 that names another app contract than the CVM's own (as
+    /// `GET /api/v1/cvms/{cvm_id}` says) is refused before anything is signed.
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_app_id_arg)]
+    app_id: Option<AppId>,
+    /// Directory of the lock files that make runs in several processes with one key on one
+    /// chain take turns registering, so that none pays twice. Default: $XDG_RUNTIME_DIR/phala-cloud,
+    /// else phala-cloud-<uid> in the temp dir (created with mode 0700).
+    #[arg(long, env = crate::lock_dir::LOCK_DIR_VAR, value_name = "DIR")]
+    lock_dir: Option<PathBuf>,
+    /// The highest max fee per gas to sign, in gwei (decimals allowed; default 50). When the
+    /// chain's base fee is above it, nothing is signed.
+    #[arg(long, value_name = "GWEI", value_parser = parse_gwei)]
+    max_fee_gwei: Option<u128>,
+    /// The most gas the registration may take (default 150000; addComposeHash takes about
+    /// 50000). A larger estimate is refused before signing.
+    #[arg(long, value_name = "GAS")]
+    gas_limit_cap: Option<u64>,
     /// A file holding the Phala Cloud API key; `-` reads one line from stdin. Default: the
     /// PHALA_CLOUD_API_KEY variable.
     #[arg(long, value_name = "PATH")]
@@ -224,13 +245,24 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         .retry_on_conflict(phala_cloud::ConflictRetry::default())
         .build()
         .map_err(|e| Failure::usage(e.to_string()))?;
-    let registrar = CliRegistrar { private_key, rpc_url, transaction_hash: args.transaction_hash };
+    let registrar = CliRegistrar {
+        private_key,
+        rpc_url,
+        transaction_hash: args.transaction_hash,
+        lock_dir: LockDir::resolve(args.lock_dir),
+        max_fee_per_gas: args.max_fee_gwei,
+        gas_limit_cap: args.gas_limit_cap,
+    };
+    let mut checked = AppIdCheck::new(&client, args.cvm_id.clone(), &registrar);
+    if let Some(app_id) = args.app_id {
+        checked = checked.expect_app_id(app_id);
+    }
     let display = Display::new(args.json);
     let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
     }
-    let result = update.run(&registrar).await;
+    let result = update.run(&checked).await;
     display.finish();
     match result {
         Ok(outcome) => {
@@ -348,6 +380,9 @@ struct CliRegistrar {
     private_key: Option<Secret>,
     rpc_url: Option<url::Url>,
     transaction_hash: Option<TransactionHash>,
+    lock_dir: LockDir,
+    max_fee_per_gas: Option<u128>,
+    gas_limit_cap: Option<u64>,
 }
 
 /// Why the CLI could not register.
@@ -363,6 +398,8 @@ enum RegisterError {
     BadKey(String),
     #[error("{0}")]
     Setup(String),
+    #[error("{0}")]
+    LockDir(String),
     #[error(transparent)]
     Onchain(#[from] OnchainError),
 }
@@ -392,22 +429,28 @@ impl ComposeHashRegistrar for CliRegistrar {
         };
         let signer =
             secret_arg::private_key(key.expose(), key.origin()).map_err(|f| RegisterError::BadKey(f.message))?;
-        let registrar = OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::Setup(e.to_string()))?;
+        let lock_dir = self.lock_dir.prepare().map_err(RegisterError::LockDir)?;
+        let mut registrar =
+            OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::Setup(e.to_string()))?.lock_dir(lock_dir);
+        if let Some(wei) = self.max_fee_per_gas {
+            registrar = registrar.max_fee_per_gas(wei);
+        }
+        if let Some(gas) = self.gas_limit_cap {
+            registrar = registrar.gas_limit_cap(gas);
+        }
         Ok(registrar.register(data, progress).await?)
     }
 }
 
+/// The CLI's flow error: the app-id check around the CLI's registrar.
+type CliFlowError = FlowError<AppIdCheckError<RegisterError>>;
+
 impl Failure {
     /// The exit code and message of a failed update; every message ends with what to do.
-    fn from_flow(e: &FlowError<RegisterError>, json: bool, user_gave_transaction: bool) -> Self {
+    fn from_flow(e: &CliFlowError, json: bool, user_gave_transaction: bool) -> Self {
         let code = match e {
             FlowError::Encrypt(_) => exit::BAD_INPUT,
-            FlowError::Registration { source, .. } => match source {
-                RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
-                RegisterError::Setup(_) => exit::OTHER,
-                RegisterError::Onchain(o) if o.is_rpc() => exit::NETWORK,
-                RegisterError::Onchain(_) => exit::REGISTRATION,
-            },
+            FlowError::Registration { source, .. } => registration_exit_code(source),
             _ => match e.update_error() {
                 Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
                 Some(u) if u.is_unauthorized() || u.is_forbidden() => exit::AUTH,
@@ -426,18 +469,34 @@ impl Failure {
             },
         };
         let mut message = crate::error_chain(e);
-        if let Some(hint) = e.update_error().and_then(next_step) {
+        let hint = match e {
+            FlowError::Registration { source, .. } => registration_next_step(source),
+            _ => e.update_error().and_then(next_step),
+        };
+        if let Some(hint) = hint {
             message.push_str("; ");
             message.push_str(&hint);
         }
-        // A transaction this run sent, which a retry must reuse rather than pay for again.
-        let sent = match e {
-            FlowError::Registration { source: RegisterError::Onchain(o), .. } => o.transaction_hash(),
-            _ => e.registration().map(|r| r.transaction_hash),
+        let onchain = e.registration_error().and_then(AppIdCheckError::registrar_error).and_then(|r| match r {
+            RegisterError::Onchain(o) => Some(o),
+            _ => None,
+        });
+        // The transaction this run sent, as a fact (for --json).
+        let sent = match onchain {
+            Some(o) => o.transaction_hash(),
+            None => e.registration().map(|r| r.transaction_hash),
         };
-        let rejected =
-            e.update_error().is_some_and(|u| u.is_transaction_verification_failed() || u.is_compose_hash_not_allowed());
-        if let (Some(tx), false, false) = (sent, rejected, user_gave_transaction) {
+        // Whether phase 2 may cite it in a retry: not after it reverted, registered nothing, or
+        // was refused by the node or by the server.
+        let reusable = match onchain {
+            Some(OnchainError::Timeout { .. }) => true,
+            Some(OnchainError::SendFailed { maybe_sent, .. }) => *maybe_sent,
+            Some(_) => false,
+            None => !e
+                .update_error()
+                .is_some_and(|u| u.is_transaction_verification_failed() || u.is_compose_hash_not_allowed()),
+        };
+        if let (Some(tx), true, false) = (sent, reusable, user_gave_transaction) {
             message.push_str(&format!(
                 "\ntransaction {tx} was sent: to retry without a new transaction, run the same command with --transaction-hash {tx} once it is mined"
             ));
@@ -452,11 +511,126 @@ impl Failure {
                     "request_id": u.and_then(|u| u.request_id()),
                     "compose_hash": e.registration().map(|r| r.compose_hash.to_hex()),
                     "transaction_hash": sent.map(|tx| tx.to_hex()),
+                    "transaction_reusable": sent.map(|_| reusable),
                 }
             })
         });
         Self { code, message, json }
     }
+}
+
+/// The exit code of a failed registration (the app-id check or the registrar).
+fn registration_exit_code(e: &AppIdCheckError<RegisterError>) -> u8 {
+    match e {
+        AppIdCheckError::Lookup { source, .. } => match source.status().map(|s| s.as_u16()) {
+            Some(404) => exit::NOT_FOUND,
+            Some(401 | 403) => exit::AUTH,
+            Some(422) => exit::BAD_INPUT,
+            Some(_) => exit::SERVER,
+            None if source.is_invalid_input() => exit::BAD_INPUT,
+            None if source.is_not_sent() || source.is_maybe_sent() => exit::NETWORK,
+            None => exit::SERVER,
+        },
+        AppIdCheckError::NotExpected { .. } => exit::BAD_INPUT,
+        AppIdCheckError::Registrar(r) => match r {
+            RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
+            RegisterError::Setup(_) | RegisterError::LockDir(_) => exit::OTHER,
+            RegisterError::Onchain(o) => match o {
+                OnchainError::LockBusy { .. } => exit::CONFLICT,
+                OnchainError::Lock { .. } => exit::OTHER,
+                OnchainError::SendFailed { maybe_sent, .. } => {
+                    if *maybe_sent {
+                        exit::NETWORK
+                    } else {
+                        exit::REGISTRATION
+                    }
+                }
+                o if o.is_rpc() => exit::NETWORK,
+                _ => exit::REGISTRATION,
+            },
+        },
+        // NoAppId, BadAppId, Mismatch, and what later versions add.
+        _ => exit::REGISTRATION,
+    }
+}
+
+/// What to do next after a failed registration, where the error's own message does not say
+/// it in the CLI's terms (flags rather than builder methods).
+fn registration_next_step(e: &AppIdCheckError<RegisterError>) -> Option<String> {
+    let AppIdCheckError::Registrar(RegisterError::Onchain(o)) = e else {
+        return None;
+    };
+    match o {
+        OnchainError::FeeTooHigh { base_fee, cap } => Some(format!(
+            "the base fee is {} gwei and the cap {} gwei: wait for fees to fall, or raise the cap with --max-fee-gwei {} (the transaction then costs at most the cap × its gas)",
+            gwei(*base_fee),
+            gwei(*cap),
+            gwei(base_fee.saturating_mul(2).div_ceil(1_000_000_000).saturating_mul(1_000_000_000)),
+        )),
+        OnchainError::GasLimitTooHigh { estimate, cap } => Some(format!(
+            "the node estimates {estimate} gas against a cap of {cap}: if the app contract is the one you mean and its addComposeHash is known to cost this much, raise the cap with --gas-limit-cap {}",
+            estimate.saturating_add(estimate / 5)
+        )),
+        OnchainError::Lock { .. } => {
+            Some("give a directory this user can write with --lock-dir DIR (or PHALA_CLOUD_LOCK_DIR)".into())
+        }
+        OnchainError::LockBusy { .. } => Some(
+            "if no other phala-cloud is running with this key, a process may hang on to it: end that process".into(),
+        ),
+        OnchainError::Signing { .. } => Some(
+            "nothing was sent: check the owner's key (PRIVATE_KEY or --private-key-file), then run the same command again"
+                .into(),
+        ),
+        OnchainError::SendFailed { maybe_sent: true, .. } => Some(
+            "the chain may have the transaction: run the same command again, which finds it instead of sending another"
+                .into(),
+        ),
+        OnchainError::SendFailed { maybe_sent: false, .. } => Some(
+            "nothing was mined: read the node's reason, fix it (funds, fees, a stuck nonce), then run the same command again"
+                .into(),
+        ),
+        OnchainError::Reverted { .. } => Some(
+            "the compose hash was not registered (the transaction cannot be reused): check that the key owns the app contract and that the contract accepts addComposeHash, then run the same command again to send a new transaction"
+                .into(),
+        ),
+        OnchainError::NoEvent { .. } => Some(
+            "the transaction did not register the compose hash (it cannot be reused): check that the app id is the app's auth contract, then run the same command again"
+                .into(),
+        ),
+        _ => None,
+    }
+}
+
+/// Wei as gwei, with up to 9 decimals and no trailing zeros.
+fn gwei(wei: u128) -> String {
+    let (whole, frac) = (wei / 1_000_000_000, wei % 1_000_000_000);
+    if frac == 0 { whole.to_string() } else { format!("{whole}.{}", format!("{frac:09}").trim_end_matches('0')) }
+}
+
+/// `--max-fee-gwei`: a decimal number of gwei (at most 9 decimals) as wei.
+fn parse_gwei(text: &str) -> Result<u128, String> {
+    let bad = || format!("{text:?} is not an amount of gwei: give a number such as 50 or 0.5");
+    let (whole, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    if (whole.is_empty() && frac.is_empty())
+        || frac.len() > 9
+        || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
+    let frac: u128 = if frac.is_empty() { 0 } else { format!("{frac:0<9}").parse().map_err(|_| bad())? };
+    let wei = whole.checked_mul(1_000_000_000).and_then(|w| w.checked_add(frac)).ok_or_else(bad)?;
+    if wei == 0 {
+        return Err(format!("--max-fee-gwei {text}: the cap must be above zero"));
+    }
+    Ok(wei)
+}
+
+/// `--app-id`: 40 hex digits, `0x` or `app_` optional.
+fn parse_app_id_arg(text: &str) -> Result<AppId, String> {
+    phala_cloud::two_phase::parse_app_id(text).ok_or_else(|| {
+        format!("{text:?} is not an app id: give the app contract's address, 40 hex digits (0x or app_ optional)")
+    })
 }
 
 /// What to do next, for the errors whose own message does not say.

@@ -1,6 +1,7 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
 mod envs;
+mod lock_dir;
 mod secret_arg;
 mod simulate;
 
@@ -11,14 +12,17 @@ use clap::{Parser, Subcommand};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  anything else (the HTTP client could not be set up)
+  1  anything else (the HTTP client could not be set up, the lock directory is unusable)
   2  bad input (arguments, env file, keys, hashes; a 422 from the server)
   3  authentication (401, 403)
   4  CVM not found (404)
-  5  conflict: another operation is still running (409, after retries)
-  6  on-chain registration (owner, balance, chain, transaction; 465-468)
+  5  conflict: another operation is still running (409, after retries), or another
+     process holds this key's lock for longer than the timeout
+  6  on-chain registration (owner, balance, chain, fee and gas caps, a reverted or
+     refused transaction; 465-468), or a 465 for another app than the CVM's
   7  server error (500, or a status the API does not define)
-  8  network (never sent, or may have been sent; the chain's RPC unreachable)";
+  8  network (never sent, or may have been sent; the chain's RPC unreachable; a
+     transaction that may have reached the chain)";
 
 /// Phala Cloud from the command line: env updates with on-chain registration, and a local
 /// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
