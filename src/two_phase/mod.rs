@@ -14,6 +14,9 @@ mod driver;
 mod phases;
 mod registrar;
 
-pub use driver::{DEFAULT_PHASE2_ATTEMPTS, EnvUpdate, FlowError, Registration, UpdateOutcome};
+pub use driver::{
+    DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
+    MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
+};
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress};
