@@ -119,9 +119,17 @@ async fn canaries_appear_in_no_output_log_or_debug() {
     ];
     client.update_cvm_envs("cvm-c", &body("cvm-c")).await.unwrap();
     errors.push(client.update_cvm_envs("cvm-c", &body("cvm-c")).await.unwrap_err()); // 409
-    let other = encrypt(&env, RecipientSecretKey::generate().unwrap().public_key()).unwrap().into_body();
+    // A FastAPI 422 from a scripted server. (This was the simulator's 422 for an env encrypted
+    // to another key until issue 12: the real server cannot decrypt, so it accepts that env and
+    // the CVM fails to decrypt it; and every body the client lets through passes the schema.)
+    let validation = ScriptedServer::start(vec![Reply::json(
+        422,
+        r#"{"detail":[{"loc":["body","encrypted_env"],"msg":"Value error, encrypted_env is malformed","type":"value_error"}]}"#,
+    )])
+    .await;
+    let c = Client::builder().base_url(validation.base_url.clone()).api_key(API_KEY_CANARY).build().unwrap();
     tokio::time::sleep(Duration::from_millis(350)).await;
-    errors.push(client.update_cvm_envs("cvm-c", &other).await.unwrap_err()); // 422
+    errors.push(c.update_cvm_envs("cvm-c", &body("cvm-c")).await.unwrap_err()); // 422
     let mut more = body("cvm-1");
     more.env_keys = Some(vec!["TOKEN".into(), "NEW".into()]);
     errors.push(client.update_cvm_envs("cvm-1", &more).await.unwrap_err()); // 465

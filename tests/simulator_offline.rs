@@ -112,20 +112,59 @@ async fn bodies_that_break_the_schema_get_fastapi_422() {
         let got: Vec<&str> = json["detail"].as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap()).collect();
         assert_eq!(&got, kinds, "{body}: {json}");
     }
-    // Hex that is not a blob for this CVM's key.
-    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
-    let blob = encrypt(&env(&[("A", "1")]), other).unwrap();
-    let client = sim.client_builder().build().unwrap();
-    let body = UpdateCvmEnvsBody {
-        encrypted_env: blob.into_hex(),
-        env_keys: None,
-        compose_hash: None,
-        transaction_hash: None,
-    };
-    let e = client.update_cvm_envs("cvm-central", &body).await.unwrap_err();
-    assert!(e.is_validation(), "{e}");
-    assert_eq!(e.validation_errors()[0].loc.len(), 2);
+    // Hex too short to be a blob (key, IV and tag are 60 bytes). (Until issue 12 this case was
+    // a well-formed blob encrypted to another key, which the server cannot tell: see
+    // `an_env_the_cvm_cannot_decrypt_is_accepted_and_recorded`.)
+    // The client refuses such a blob before sending, hence the raw request.
+    let body = format!(r#"{{"encrypted_env": "{}"}}"#, "ab".repeat(59));
+    let (status, json) = raw_patch(&sim, "cvm-central", Some(&key), &body).await;
+    assert_eq!(status, 422, "{json}");
+    assert_eq!(json["detail"][0]["loc"], serde_json::json!(["body", "encrypted_env"]));
+    assert_eq!(json["detail"][0]["type"], "value_error");
     assert!(sim.operations().iter().all(|op| op.status == 422));
+}
+
+/// The real server cannot decrypt an env (it is encrypted to the CVM), so a well-formed blob
+/// encrypted to another key is accepted (202); the CVM is where it fails, and the simulator
+/// records that. Until issue 12 the simulator answered 422, which the real service cannot.
+#[tokio::test]
+async fn an_env_the_cvm_cannot_decrypt_is_accepted_and_recorded() {
+    let sim = Simulator::start(SimulatorConfig::default()).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let good = body_for(&sim, "cvm-central", &env(&[("A", "1")]), Some(&["A"]));
+    client.update_cvm_envs("cvm-central", &good).await.unwrap();
+    assert_eq!(sim.cvm_decrypt_error("cvm-central"), None);
+
+    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let blob = encrypt(&env(&[("A", "2")]), other).unwrap().into_hex();
+    let (status, json) =
+        raw_patch(&sim, "cvm-central", Some(sim.api_key()), &format!(r#"{{"encrypted_env":"{blob}"}}"#)).await;
+    assert_eq!(status, 202, "{json}");
+    assert_eq!(json["status"], "in_progress");
+    let why = sim.cvm_decrypt_error("cvm-central").expect("the CVM's failure is recorded");
+    assert!(why.contains("decrypt"), "{why}");
+    assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "the CVM sees no env");
+    let last = sim.operations().pop().unwrap();
+    assert_eq!((last.status, last.cvm_decrypts), (202, Some(false)));
+
+    // A contract-owned CVM still asks for the registration first: the server cannot tell.
+    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let mut body = body_for(&sim, "cvm-onchain", &env(&[("B", "1")]), Some(&["B"]));
+    body.encrypted_env = encrypt(&env(&[("B", "1")]), other).unwrap().into_hex();
+    let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();
+    let hash = e.phase1().unwrap_or_else(|| panic!("465: {e}")).compose_hash;
+    body.compose_hash = Some(hash.to_hex());
+    body.transaction_hash = Some(TransactionHash([1; 32]).to_hex());
+    client.update_cvm_envs("cvm-onchain", &body).await.unwrap();
+    assert!(sim.cvm_decrypt_error("cvm-onchain").is_some());
+    assert_eq!(sim.allowed_env_names("cvm-onchain").unwrap(), ["B"], "the names took effect");
+
+    // A good env afterwards clears it.
+    let good = body_for(&sim, "cvm-central", &env(&[("A", "3")]), Some(&["A"]));
+    client.update_cvm_envs("cvm-central", &good).await.unwrap();
+    assert_eq!(sim.cvm_decrypt_error("cvm-central"), None);
+    assert_eq!(sim.cvm_env("cvm-central").unwrap(), env(&[("A", "3")]));
+    assert_eq!(sim.operations().pop().unwrap().cvm_decrypts, Some(true));
 }
 
 #[tokio::test]

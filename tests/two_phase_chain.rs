@@ -368,3 +368,45 @@ async fn a_registrar_reused_after_the_key_signed_elsewhere_still_registers() {
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), next);
     assert_eq!(nonce(&chain, chain.signer(0).address()).await, 4, "deploy, two registrations, one transfer");
 }
+
+/// Defect: with 2 s blocks and a verifier one block behind, phase 2 sent as soon as the
+/// registration was included got 467, and the flow took that 467 as final. It must send phase 2
+/// again about a block later, with the same (single) registration transaction.
+#[tokio::test]
+async fn a_verifier_one_block_behind_still_accepts_the_update_with_one_transaction() {
+    let chain = LocalChain::start_with(AnvilOptions::base_like());
+    let config = SimulatorConfig::default()
+        .cvms([CvmSpec::onchain("cvm-1")])
+        .verifier_lag(1)
+        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let sim = Simulator::start(config).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let owner = chain.signer(0);
+    let before = nonce(&chain, owner.address()).await;
+
+    let events = Mutex::new(Vec::new());
+    let started = std::time::Instant::now();
+    let outcome = client
+        .env_update("cvm-1")
+        .env(vars(), sim.cvm("cvm-1").unwrap().public_key)
+        .on_event(|e| events.lock().unwrap().push(e.clone()))
+        .run(registrar(&chain, owner.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("the lagging verifier's 467 is not final: {e:?}"));
+    let elapsed = started.elapsed();
+
+    let sent = nonce(&chain, owner.address()).await - before;
+    assert_eq!(sent, 1, "exactly one registration transaction");
+    assert_eq!(outcome.registrations.len(), 1);
+    assert_eq!(sim.cvm_env("cvm-1").unwrap(), vars());
+    let events = events.into_inner().unwrap();
+    let retries = events.iter().filter(|e| matches!(e, FlowEvent::VerificationPending { .. })).count();
+    assert!(retries >= 1, "the first phase 2 met the lag: {events:?}");
+    let statuses: Vec<u16> = sim.operations().iter().map(|op| op.status).collect();
+    assert_eq!(statuses.first(), Some(&465));
+    assert_eq!(statuses.last(), Some(&202));
+    assert!(statuses[1..statuses.len() - 1].iter().all(|s| *s == 467), "{statuses:?}");
+    eprintln!(
+        "lag test: accepted in {elapsed:.2?} with {sent} transaction(s), {retries} resend(s) after 467; statuses {statuses:?}"
+    );
+}

@@ -1,6 +1,7 @@
 //! What the simulator asks the chain: is a compose hash allowed on an app contract, and does a
 //! transaction prove that it was registered there.
 
+use alloy::eips::BlockId;
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider};
 
@@ -23,6 +24,8 @@ pub(crate) struct Chain {
     pub(crate) provider: DynProvider,
     /// For scrubbing error texts, which go into replies.
     pub(crate) rpc_url: url::Url,
+    /// How many blocks the verifier's view is behind the latest block.
+    pub(crate) lag: u64,
 }
 
 impl Chain {
@@ -30,16 +33,46 @@ impl Chain {
         crate::onchain::scrub_url(&text, &self.rpc_url)
     }
 
-    /// Checks, in order: the hash is allowed on `app` (else 468); the transaction exists,
-    /// succeeded, was sent to `app` and carries a `ComposeHashAdded(hash)` log emitted by `app`
-    /// (else 467).
+    /// Checks, in order: the transaction is in the verifier's view (with a lag: mined at or
+    /// before block `latest - lag`, else 467); the hash is allowed on `app` as of that view
+    /// (else 468); the transaction exists, succeeded and carries a `ComposeHashAdded(hash)` log
+    /// emitted by `app` (else 467). Which contract the transaction was sent to does not matter:
+    /// a registration relayed through a multisig or a forwarder is a transaction to that
+    /// contract, and the app's log in it proves the registration all the same.
     ///
-    /// The allow-list is asked first: a hash registered on some other contract is "not
-    /// allowed" (468, register it on this app), while a transaction that proves nothing about
-    /// an allowed hash is a bad transaction (467, check the transaction).
+    /// The allow-list is asked before the transaction's logs: a hash registered on some other
+    /// contract is "not allowed" (468, register it on this app), while a transaction that proves
+    /// nothing about an allowed hash is a bad transaction (467, check the transaction).
     pub(crate) async fn verify(&self, app: Address, hash: B256, tx: B256) -> Result<(), Refusal> {
+        let receipt = self
+            .provider
+            .get_transaction_receipt(tx)
+            .await
+            .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_getTransactionReceipt failed: {e}"))))?;
+        let view = if self.lag == 0 {
+            BlockId::latest()
+        } else {
+            let latest = self
+                .provider
+                .get_block_number()
+                .await
+                .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_blockNumber failed: {e}"))))?;
+            let view = latest.saturating_sub(self.lag);
+            if let Some(receipt) = &receipt {
+                match receipt.block_number {
+                    Some(block) if block <= view => {}
+                    mined => {
+                        let mined = mined.map_or_else(|| "a pending block".to_owned(), |b| format!("block {b}"));
+                        return Err(Refusal::BadTransaction(format!(
+                            "transaction {tx} not found: the verifier sees the chain up to block {view}, and it is in {mined}"
+                        )));
+                    }
+                }
+            }
+            BlockId::number(view)
+        };
         let contract = AppAuth::new(app, &self.provider);
-        match contract.allowedComposeHashes(hash).call().await {
+        match contract.allowedComposeHashes(hash).block(view).call().await {
             Ok(true) => {}
             Ok(false) => {
                 return Err(Refusal::NotAllowed(format!(
@@ -55,27 +88,25 @@ impl Chain {
                 ))));
             }
         }
-        let receipt = self
-            .provider
-            .get_transaction_receipt(tx)
-            .await
-            .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_getTransactionReceipt failed: {e}"))))?
-            .ok_or_else(|| {
-                Refusal::BadTransaction(format!("transaction {tx} not found (not mined, or another chain)"))
-            })?;
+        let receipt = receipt.ok_or_else(|| {
+            Refusal::BadTransaction(format!("transaction {tx} not found (not mined, or another chain)"))
+        })?;
         if !receipt.status() {
             return Err(Refusal::BadTransaction(format!("transaction {tx} reverted")));
         }
-        if receipt.to != Some(app) {
-            let to = receipt.to.map_or_else(|| "a contract creation".to_owned(), |to| to.to_string());
-            return Err(Refusal::BadTransaction(format!(
-                "transaction {tx} was sent to {to}, not to the app contract {app}"
-            )));
-        }
         if !registers_compose_hash(&receipt, app, hash) {
-            return Err(Refusal::BadTransaction(format!(
-                "transaction {tx} has no ComposeHashAdded({hash}) log from the app contract {app}"
-            )));
+            let message = match receipt.to {
+                Some(to) if to == app => {
+                    format!("transaction {tx} has no ComposeHashAdded({hash}) log from the app contract {app}")
+                }
+                to => {
+                    let to = to.map_or_else(|| "a contract creation".to_owned(), |to| to.to_string());
+                    format!(
+                        "transaction {tx} was sent to {to}, not to the app contract {app}, and no call in it emitted ComposeHashAdded({hash}) from the app contract"
+                    )
+                }
+            };
+            return Err(Refusal::BadTransaction(message));
         }
         Ok(())
     }

@@ -22,6 +22,9 @@ use crate::hex::{ComposeHash, TransactionHash};
 use crate::update_envs::PATH;
 use crate::validate::is_valid_env_key;
 
+/// The shortest blob: ephemeral X25519 key (32), IV (12) and GCM tag (16).
+const MIN_BLOB_BYTES: usize = 32 + 12 + 16;
+
 /// Large enough for the largest env a CVM accepts (1 MiB of plaintext is 2 MiB of hex).
 const BODY_LIMIT: usize = 8 << 20;
 
@@ -67,7 +70,9 @@ impl Reply {
             Reply::Detail(status, _) => *status,
             Reply::Conflict { .. } => StatusCode::CONFLICT,
             Reply::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Reply::Structured { status, .. } => StatusCode::from_u16(*status).expect("465–468 are valid statuses"),
+            Reply::Structured { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -149,6 +154,7 @@ async fn update_envs(
         compose_hash: None,
         transaction_hash: None,
         allowed_envs_changed: None,
+        cvm_decrypts: None,
     };
     let reply = handle(&shared, &cvm_id, &headers, &body, &mut op).await;
     op.status = reply.status().as_u16();
@@ -160,6 +166,9 @@ async fn update_envs(
         }
         Reply::Structured { code, .. } => op.error_code = Some((*code).to_owned()),
         _ => {}
+    }
+    if !matches!(reply, Reply::Accepted { .. }) {
+        op.cvm_decrypts = None;
     }
     tracing::info!(cvm_id = %op.cvm_id, status = op.status, request_id = %request_id, "simulator: PATCH envs");
     shared.log.lock().expect("log lock").push(op);
@@ -222,24 +231,40 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         }
     };
 
-    // Decrypt as the CVM would. The allowed names asked for: `env_keys` as a set, or (without
-    // it) the CVM's current names, read under the lock that decides.
+    // The server cannot decrypt the env (it is encrypted to the CVM): it checks only the
+    // blob's shape, and a blob too short to hold key, IV and tag is a validation error. The
+    // CVM's side is played here: whether it will decrypt is recorded when the update is
+    // applied, and an env it cannot decrypt is still accepted. The allowed names asked for:
+    // `env_keys` as a set, or (without it) the CVM's current names, read under the lock that
+    // decides.
+    if request.encrypted_env.len() / 2 < MIN_BLOB_BYTES {
+        return Reply::invalid(
+            "encrypted_env",
+            format!(
+                "Value error, encrypted_env is malformed: {} bytes, shorter than the {MIN_BLOB_BYTES} of key, IV and tag",
+                request.encrypted_env.len() / 2
+            ),
+            "value_error",
+        );
+    }
     let requested = request.env_keys.clone().map(normalize_names);
     let (decrypted, kms, app_id) = {
         let cvms = shared.cvms.lock().expect("cvm lock");
-        let cvm = &cvms[cvm_id];
-        let decrypted = match decrypt(&request.encrypted_env, &cvm.secret) {
-            Ok(env) => env,
-            Err(e) => return Reply::invalid("encrypted_env", decrypt_error(&e), "value_error"),
+        let Some(cvm) = cvms.get(cvm_id) else {
+            return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
         };
+        let decrypted = decrypt(&request.encrypted_env, &cvm.secret).map_err(|e| cvm_decrypt_error(&e));
         (decrypted, cvm.kms, cvm.app_id)
     };
+    op.cvm_decrypts = Some(decrypted.is_ok());
 
     let Some((hash, tx)) = phase2 else {
         // Phase 1 decides and applies under one lock: another request may have changed the
         // CVM since the checks above, so they are made again here.
         let mut cvms = shared.cvms.lock().expect("cvm lock");
-        let cvm = cvms.get_mut(cvm_id).expect("CVMs are never removed");
+        let Some(cvm) = cvms.get_mut(cvm_id) else {
+            return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
+        };
         let now = Instant::now();
         if let Some(retry_after) = cvm.busy_for(now) {
             return Reply::Conflict { retry_after };
@@ -248,7 +273,9 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         let changed = allowed != cvm.allowed;
         if changed && kms == KmsKind::Onchain {
             // The app's compose, shared by every CVM of the app: one hash for one set of names.
-            let app_id = app_id.expect("on-chain CVMs have an app id");
+            let Some(app_id) = app_id else {
+                return Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, "CVM has no app contract".into());
+            };
             let hash = compose_hash(&app_id, &cvm.compose_file, &allowed);
             cvm.pending.insert(hash, Pending { allowed, expires_at: now + shared.compose_hash_ttl });
             op.compose_hash = Some(hash);
@@ -265,15 +292,18 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
                 suggestion: "Register the compose hash on the app contract, then send the same request with compose_hash and transaction_hash",
             };
         }
-        cvm.apply(allowed, &decrypted, shared.operation_duration, now);
+        cvm.apply(allowed, decrypted.as_ref().map_err(String::as_str), shared.operation_duration, now);
         return Reply::Accepted { correlation_id: super::correlation_id(), allowed_envs_changed: changed };
     };
 
     // Phase 2: the hash must be one phase 1 handed out, unexpired, for these env names.
     let allowed = {
         let cvms = shared.cvms.lock().expect("cvm lock");
-        let allowed = requested.unwrap_or_else(|| cvms[cvm_id].allowed.clone());
-        let pending = cvms[cvm_id].pending.get(&hash).filter(|p| p.expires_at > now);
+        let Some(cvm) = cvms.get(cvm_id) else {
+            return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
+        };
+        let allowed = requested.unwrap_or_else(|| cvm.allowed.clone());
+        let pending = cvm.pending.get(&hash).filter(|p| p.expires_at > now);
         match pending {
             None => return invalid_hash(hash, "No pending registration matches this hash, or it has expired"),
             Some(p) if p.allowed != allowed => {
@@ -310,7 +340,9 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         }
     }
     let mut cvms = shared.cvms.lock().expect("cvm lock");
-    let cvm = cvms.get_mut(cvm_id).expect("CVMs are never removed");
+    let Some(cvm) = cvms.get_mut(cvm_id) else {
+        return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
+    };
     let now = Instant::now();
     if let Some(retry_after) = cvm.busy_for(now) {
         return Reply::Conflict { retry_after };
@@ -319,7 +351,7 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         return invalid_hash(hash, "This compose hash was used by a concurrent request");
     }
     let changed = allowed != cvm.allowed;
-    cvm.apply(allowed, &decrypted, shared.operation_duration, now);
+    cvm.apply(allowed, decrypted.as_ref().map_err(String::as_str), shared.operation_duration, now);
     Reply::Accepted { correlation_id: super::correlation_id(), allowed_envs_changed: changed }
 }
 
@@ -333,11 +365,9 @@ fn invalid_hash(hash: ComposeHash, message: &str) -> Reply {
     }
 }
 
-fn decrypt_error(e: &EnvCryptError) -> String {
-    match e {
-        EnvCryptError::MalformedBlob { .. } => format!("Value error, encrypted_env is malformed: {e}"),
-        _ => format!("Value error, encrypted_env does not decrypt to an env for this CVM: {e}"),
-    }
+/// Why the CVM cannot use an env it was sent (the CVM's side; never in a reply).
+fn cvm_decrypt_error(e: &EnvCryptError) -> String {
+    format!("the CVM cannot decrypt this encrypted_env: {e}")
 }
 
 /// Reads the body as the spec's schema says, collecting every error as FastAPI does.

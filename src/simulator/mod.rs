@@ -3,10 +3,13 @@
 //! It serves the endpoint over real HTTP (axum on tokio) with the statuses and envelopes of the
 //! real service, and plays each CVM's side too: it holds the CVM's X25519 key, decrypts the
 //! `encrypted_env`, applies the allowed env names as a CVM does and shows what the CVM now sees.
+//! As the real server cannot decrypt an env, one the CVM cannot decrypt is accepted all the same
+//! and recorded ([`Simulator::cvm_decrypt_error`]).
 //! For a contract-owned KMS it runs the two phases: a change of `env_keys` answers 465 with a
 //! compose hash, and phase 2 is checked against a real chain's JSON-RPC (the hash must be in the
-//! app contract's `allowedComposeHashes`, else 468; the transaction must have registered it
-//! there, else 467).
+//! app contract's `allowedComposeHashes`, else 468; the transaction must carry the app
+//! contract's `ComposeHashAdded` log, whichever contract it was sent to, else 467; a lagging
+//! verifier can be simulated with [`SimulatorConfig::verifier_lag`]).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -168,6 +171,7 @@ pub struct SimulatorConfig {
     offline_chain_id: u64,
     compose_hash_ttl: Duration,
     operation_duration: Duration,
+    verifier_lag: u64,
 }
 
 impl std::fmt::Debug for SimulatorConfig {
@@ -180,6 +184,7 @@ impl std::fmt::Debug for SimulatorConfig {
             .field("offline_chain_id", &self.offline_chain_id)
             .field("compose_hash_ttl", &self.compose_hash_ttl)
             .field("operation_duration", &self.operation_duration)
+            .field("verifier_lag", &self.verifier_lag)
             .finish()
     }
 }
@@ -200,6 +205,7 @@ impl Default for SimulatorConfig {
             offline_chain_id: OFFLINE_CHAIN_ID,
             compose_hash_ttl: DEFAULT_COMPOSE_HASH_TTL,
             operation_duration: Duration::ZERO,
+            verifier_lag: 0,
         }
     }
 }
@@ -245,6 +251,15 @@ impl SimulatorConfig {
     /// `Retry-After` (default zero).
     pub fn operation_duration(mut self, duration: Duration) -> Self {
         self.operation_duration = duration;
+        self
+    }
+
+    /// How many blocks the phase-2 verifier lags behind the chain's latest block (default 0),
+    /// as a verifier reading a node or an indexer that is behind does: it sees the chain as of
+    /// block `latest - blocks`, so a transaction mined in a later block gets 467 until that
+    /// view includes it, and the allow-list is read at that block too.
+    pub fn verifier_lag(mut self, blocks: u64) -> Self {
+        self.verifier_lag = blocks;
         self
     }
 }
@@ -352,7 +367,7 @@ impl Simulator {
                     ))
                 })?;
                 let info = ChainInfo { rpc_url: crate::onchain::redact_url(&cfg.rpc_url), chain_id };
-                (Some(chain::Chain { provider, rpc_url: cfg.rpc_url.clone() }), Some(info))
+                (Some(chain::Chain { provider, rpc_url: cfg.rpc_url.clone(), lag: config.verifier_lag }), Some(info))
             }
         };
 
@@ -401,6 +416,7 @@ impl Simulator {
                 secret,
                 allowed,
                 env: EnvVars::new(),
+                env_error: None,
                 pending: HashMap::new(),
                 busy_until: None,
             };
@@ -491,6 +507,14 @@ impl Simulator {
     /// What the CVM now sees: the last accepted env, without the names that are not allowed.
     pub fn cvm_env(&self, id: &str) -> Option<EnvVars> {
         self.shared.cvms.lock().expect("cvm lock").get(id).map(|c| c.env.clone())
+    }
+
+    /// Why the CVM cannot decrypt the env of its last accepted update, if it cannot: the
+    /// server cannot decrypt an env (it is encrypted to the CVM), so it accepts one encrypted to
+    /// another key, and the CVM is where that fails (it then sees no env: [`Simulator::cvm_env`]
+    /// is empty). `None` when it decrypts, before any update, and for an unknown CVM.
+    pub fn cvm_decrypt_error(&self, id: &str) -> Option<String> {
+        self.shared.cvms.lock().expect("cvm lock").get(id).and_then(|c| c.env_error.clone())
     }
 
     /// The CVM's allowed env names (sorted).

@@ -18,8 +18,11 @@ pub(crate) struct Cvm {
     pub(crate) secret: RecipientSecretKey,
     /// Allowed env names, sorted and unique.
     pub(crate) allowed: Vec<String>,
-    /// What the CVM sees: the last accepted env, filtered by `allowed`.
+    /// What the CVM sees: the last accepted env, filtered by `allowed` (empty when the CVM
+    /// could not decrypt it).
     pub(crate) env: EnvVars,
+    /// Why the CVM could not decrypt the last accepted env, if it could not.
+    pub(crate) env_error: Option<String>,
     /// Compose hashes handed out by phase 1 and not yet used.
     pub(crate) pending: HashMap<ComposeHash, Pending>,
     /// An accepted update is running until then.
@@ -40,13 +43,31 @@ impl Cvm {
     }
 
     /// Applies an accepted update as a CVM does: the new allowed names take effect, and of the
-    /// decrypted env only the allowed names are kept (the rest are dropped silently).
-    pub(crate) fn apply(&mut self, allowed: Vec<String>, decrypted: &EnvVars, busy_for: Duration, now: Instant) {
+    /// decrypted env only the allowed names are kept (the rest are dropped silently). An env the
+    /// CVM cannot decrypt (`Err(why)`) leaves it with no env and `why` recorded: the server
+    /// cannot decrypt, so it accepted the update; the CVM is where it fails.
+    pub(crate) fn apply(
+        &mut self,
+        allowed: Vec<String>,
+        decrypted: Result<&EnvVars, &str>,
+        busy_for: Duration,
+        now: Instant,
+    ) {
         let mut env = EnvVars::new();
-        for (key, value) in decrypted.iter() {
-            if allowed.binary_search_by(|name| name.as_str().cmp(key)).is_ok() {
-                env.push(key, value).expect("a subset of a valid env is valid");
+        match decrypted {
+            Ok(decrypted) => {
+                let mut error = None;
+                for (key, value) in decrypted.iter() {
+                    if allowed.binary_search_by(|name| name.as_str().cmp(key)).is_ok()
+                        && let Err(e) = env.push(key, value)
+                    {
+                        // A subset of a valid env is valid; should it not be, the CVM fails.
+                        error.get_or_insert_with(|| e.to_string());
+                    }
+                }
+                self.env_error = error;
             }
+            Err(why) => self.env_error = Some(why.to_owned()),
         }
         self.allowed = allowed;
         self.env = env;
@@ -93,4 +114,7 @@ pub struct Operation {
     pub transaction_hash: Option<TransactionHash>,
     /// Whether the allowed env names changed, for an accepted update.
     pub allowed_envs_changed: Option<bool>,
+    /// For an accepted update: whether the CVM can decrypt its env (the server cannot tell,
+    /// so it accepts an env encrypted to another key, which the CVM then fails to decrypt).
+    pub cvm_decrypts: Option<bool>,
 }

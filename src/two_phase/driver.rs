@@ -1,5 +1,7 @@
 //! The whole env update in one call: [`EnvUpdate::run`].
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tracing::Instrument;
@@ -14,6 +16,18 @@ use crate::update_envs::{EnvsUpdateAccepted, UpdateEnvsError};
 
 /// How many times phase 2 is sent when its reply is lost (the same transaction each time).
 pub const DEFAULT_PHASE2_ATTEMPTS: u32 = 3;
+
+/// How many times phase 2 is sent again after a 467 for a transaction the registrar saw
+/// included (the verifier is behind the chain), by default.
+pub const DEFAULT_VERIFICATION_RETRIES: u32 = 5;
+
+/// How long to wait before sending phase 2 again after such a 467, by default: about a block
+/// (Base makes one every 2 s).
+pub const DEFAULT_VERIFICATION_RETRY_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The most distinct compose hashes one run registers: the first, and one after a 466 restart.
+/// Phase 1 asking for a third gives [`FlowError::TooManyComposeHashes`].
+pub const MAX_REGISTRATIONS_PER_RUN: usize = 2;
 
 /// Where [`EnvUpdate`] reports its events.
 type EventCallback<'a> = Box<dyn Fn(&FlowEvent) + Send + Sync + 'a>;
@@ -51,6 +65,8 @@ pub struct EnvUpdate<'a> {
     source: Option<Source>,
     env_keys: Option<Vec<String>>,
     phase2_attempts: u32,
+    verification_retries: u32,
+    verification_retry_interval: Duration,
     on_event: Option<EventCallback<'a>>,
 }
 
@@ -60,6 +76,8 @@ impl std::fmt::Debug for EnvUpdate<'_> {
             .field("cvm_id", &self.cvm_id)
             .field("env_keys", &self.env_keys)
             .field("phase2_attempts", &self.phase2_attempts)
+            .field("verification_retries", &self.verification_retries)
+            .field("verification_retry_interval", &self.verification_retry_interval)
             .finish_non_exhaustive()
     }
 }
@@ -73,6 +91,8 @@ impl Client {
             source: None,
             env_keys: None,
             phase2_attempts: DEFAULT_PHASE2_ATTEMPTS,
+            verification_retries: DEFAULT_VERIFICATION_RETRIES,
+            verification_retry_interval: DEFAULT_VERIFICATION_RETRY_INTERVAL,
             on_event: None,
         }
     }
@@ -117,6 +137,24 @@ impl<'a> EnvUpdate<'a> {
         self
     }
 
+    /// How many times phase 2 is sent again when it answers 467 (transaction not verified)
+    /// although the registrar saw the transaction included (default
+    /// [`DEFAULT_VERIFICATION_RETRIES`]; 0 makes that 467 final). A verifier that reads the
+    /// chain a block or two behind answers so for a transaction mined a moment ago. A 467 for a
+    /// transaction the registrar did not report included ([`FlowEvent::TransactionConfirmed`]
+    /// or [`FlowEvent::AlreadyRegistered`]) is always final.
+    pub fn verification_retries(mut self, retries: u32) -> Self {
+        self.verification_retries = retries;
+        self
+    }
+
+    /// How long to wait before each such resend (default
+    /// [`DEFAULT_VERIFICATION_RETRY_INTERVAL`], about a block).
+    pub fn verification_retry_interval(mut self, interval: Duration) -> Self {
+        self.verification_retry_interval = interval;
+        self
+    }
+
     /// Runs the flow: encrypt (if given plaintext) → phase 1 → on 465 register the compose hash
     /// with `registrar` → phase 2 → accepted.
     ///
@@ -125,7 +163,12 @@ impl<'a> EnvUpdate<'a> {
     /// [`ConflictRetry`](crate::ConflictRetry). A phase 2 whose reply is lost
     /// ([`SdkError::MaybeSent`](crate::SdkError::MaybeSent) or [`NotSent`](crate::SdkError::NotSent)) is sent again
     /// with the same transaction; registration is never repeated for a hash it already
-    /// registered. Every other error returns at once.
+    /// registered, and at most [`MAX_REGISTRATIONS_PER_RUN`] distinct hashes are registered. A
+    /// 467 for a transaction the registrar saw included is sent again after
+    /// [`verification_retry_interval`](Self::verification_retry_interval), up to
+    /// [`verification_retries`](Self::verification_retries) times. Every other error returns
+    /// at once; every error after a registration carries the registrations made
+    /// ([`FlowError::registrations`]).
     pub async fn run<R: ComposeHashRegistrar>(self, registrar: R) -> Result<UpdateOutcome, FlowError<R::Error>> {
         let span = tracing::info_span!(
             "env_update",
@@ -134,13 +177,38 @@ impl<'a> EnvUpdate<'a> {
             compose_hash = tracing::field::Empty,
             transaction_hash = tracing::field::Empty,
         );
-        let EnvUpdate { client, cvm_id, source, env_keys, phase2_attempts, on_event } = self;
-        let progress = on_event.as_deref().map_or_else(Progress::none, Progress::new);
+        let EnvUpdate {
+            client,
+            cvm_id,
+            source,
+            env_keys,
+            phase2_attempts,
+            verification_retries,
+            verification_retry_interval,
+            on_event,
+        } = self;
+        // The registrar reports through `progress`; the flow watches for the transactions it
+        // saw included, for telling a lagging verifier's 467 from a final one.
+        let included: Mutex<HashSet<TransactionHash>> = Mutex::new(HashSet::new());
+        let user = on_event.as_deref();
+        let watch = |event: &FlowEvent| {
+            if let FlowEvent::TransactionConfirmed { transaction_hash, .. }
+            | FlowEvent::AlreadyRegistered { transaction_hash } = event
+            {
+                included.lock().unwrap_or_else(PoisonError::into_inner).insert(*transaction_hash);
+            }
+            if let Some(callback) = user {
+                callback(event);
+            }
+        };
+        let progress = Progress::new(&watch);
+        let was_included = |tx: &TransactionHash| included.lock().unwrap_or_else(PoisonError::into_inner).contains(tx);
         async move {
             // Encrypt, and check everything that can be checked before sending.
             let request = prepare(cvm_id, source, env_keys, &progress)?;
 
-            let mut registered: Option<Registration> = None;
+            // Every registration of this run, oldest first.
+            let mut registrations: Vec<Registration> = Vec::new();
             // 466 restarts from phase 1: one for an expired hash, and one more after a lost
             // phase-2 reply (our own phase 2 may have spent the hash: phase 1 tells).
             let (mut restarts_left, mut lost_reply_checks_left) = (1, 1);
@@ -149,9 +217,13 @@ impl<'a> EnvUpdate<'a> {
                 // Phase 1.
                 phase1_attempt += 1;
                 progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
-                let pending = match client.begin_env_update(&request).await.map_err(FlowError::Phase1)? {
-                    Phase1Outcome::Accepted(accepted) => return Ok(accepted_now(accepted, registered, &progress)),
-                    Phase1Outcome::RegistrationRequired(pending) => pending,
+                let pending = match client.begin_env_update(&request).await {
+                    Ok(Phase1Outcome::Accepted(accepted)) => {
+                        return Ok(accepted_now(accepted, registrations, &progress));
+                    }
+                    Ok(Phase1Outcome::RegistrationRequired(pending)) => pending,
+                    Err(source) if registrations.is_empty() => return Err(FlowError::Phase1(source)),
+                    Err(source) => return Err(FlowError::Phase1AfterRegistration { registrations, source }),
                 };
                 let data = pending.data();
                 tracing::Span::current().record("compose_hash", tracing::field::display(data.compose_hash));
@@ -161,14 +233,35 @@ impl<'a> EnvUpdate<'a> {
                     chain_id: data.chain_id(),
                 });
 
-                // Register the compose hash, unless this run already did.
-                let transaction_hash = match &registered {
-                    Some(r) if r.compose_hash == data.compose_hash => r.transaction_hash,
-                    _ => registrar.register(data, &progress).await.map_err(|source| FlowError::Registration {
-                        compose_hash: data.compose_hash,
-                        app_id: data.app_id,
-                        source,
-                    })?,
+                // Register the compose hash, unless this run already did; never a third one.
+                let earlier =
+                    registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
+                let transaction_hash = match earlier {
+                    Some(r) => r.transaction_hash,
+                    None if registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
+                        return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
+                    }
+                    None => {
+                        let registration = match registrar.register(data, &progress).await {
+                            Ok(transaction_hash) => Registration {
+                                compose_hash: data.compose_hash,
+                                app_id: data.app_id,
+                                chain_id: data.chain_id(),
+                                transaction_hash,
+                            },
+                            Err(source) => {
+                                return Err(FlowError::Registration {
+                                    compose_hash: data.compose_hash,
+                                    app_id: data.app_id,
+                                    source,
+                                    registrations,
+                                });
+                            }
+                        };
+                        let transaction_hash = registration.transaction_hash;
+                        registrations.push(registration);
+                        transaction_hash
+                    }
                 };
                 tracing::Span::current().record("transaction_hash", tracing::field::display(transaction_hash));
                 let registration = Registration {
@@ -177,24 +270,43 @@ impl<'a> EnvUpdate<'a> {
                     chain_id: data.chain_id(),
                     transaction_hash,
                 };
-                registered = Some(registration.clone());
 
-                // Phase 2: the same request plus the two hashes, sent again if its reply is lost.
-                let (mut attempt, mut lost_reply) = (1, false);
+                // Phase 2: the same request plus the two hashes, sent again if its reply is lost
+                // or if the verifier has not caught up with a transaction known to be included.
+                let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
                 let result = loop {
                     progress.emit(FlowEvent::Phase2Sent { attempt });
                     match pending.confirm(client, transaction_hash).await {
-                        Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && attempt < phase2_attempts => {
+                        Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < phase2_attempts => {
                             tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
                             lost_reply |= e.is_maybe_sent();
-                            tokio::time::sleep(Duration::from_millis(250) * attempt).await;
-                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(250) * lost).await;
+                            lost += 1;
+                        }
+                        Err(e)
+                            if e.is_transaction_verification_failed()
+                                && unverified < verification_retries
+                                && was_included(&transaction_hash) =>
+                        {
+                            unverified += 1;
+                            tracing::info!(
+                                attempt,
+                                %transaction_hash,
+                                "467 for an included transaction: the verifier is behind; sending phase 2 again"
+                            );
+                            progress.emit(FlowEvent::VerificationPending {
+                                transaction_hash,
+                                retry: unverified,
+                                retry_in: verification_retry_interval,
+                            });
+                            tokio::time::sleep(verification_retry_interval).await;
                         }
                         result => break result,
                     }
+                    attempt += 1;
                 };
                 match result {
-                    Ok(accepted) => return Ok(accepted_now(accepted, registered, &progress)),
+                    Ok(accepted) => return Ok(accepted_now(accepted, registrations, &progress)),
                     Err(e) if e.is_compose_hash_invalid() && lost_reply && lost_reply_checks_left > 0 => {
                         lost_reply_checks_left -= 1;
                         tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied");
@@ -205,7 +317,9 @@ impl<'a> EnvUpdate<'a> {
                         tracing::info!("466: compose hash invalid or expired; starting again from phase 1");
                         progress.emit(FlowEvent::Restarting);
                     }
-                    Err(source) => return Err(FlowError::Phase2 { registration: Box::new(registration), source }),
+                    Err(source) => {
+                        return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });
+                    }
                 }
             }
         }
@@ -245,7 +359,7 @@ fn no_env() -> UpdateEnvsError {
 
 fn accepted_now(
     accepted: EnvsUpdateAccepted,
-    registration: Option<Registration>,
+    registrations: Vec<Registration>,
     progress: &Progress<'_>,
 ) -> UpdateOutcome {
     if let Some(id) = &accepted.correlation_id {
@@ -253,7 +367,7 @@ fn accepted_now(
     }
     tracing::info!(allowed_envs_changed = accepted.allowed_envs_changed, "env update accepted");
     progress.emit(FlowEvent::Accepted { correlation_id: accepted.correlation_id.clone() });
-    UpdateOutcome { accepted, registration }
+    UpdateOutcome { accepted, registration: registrations.last().cloned(), registrations }
 }
 
 /// An accepted env update.
@@ -262,8 +376,11 @@ fn accepted_now(
 pub struct UpdateOutcome {
     /// The server's 2xx reply.
     pub accepted: EnvsUpdateAccepted,
-    /// The on-chain registration, when phase 1 asked for one.
+    /// The on-chain registration, when phase 1 asked for one: the last of `registrations`.
     pub registration: Option<Registration>,
+    /// Every registration this run made, oldest first: one per transaction the registrar
+    /// returned (two after a 466 restart that gave another compose hash).
+    pub registrations: Vec<Registration>,
 }
 
 /// A compose hash registered for an update, and the transaction phase 2 cited.
@@ -292,8 +409,8 @@ pub enum FlowError<E: std::error::Error + 'static> {
     /// Phase 1 failed (including input refused before sending).
     #[error("phase 1 of the env update failed")]
     Phase1(#[source] UpdateEnvsError),
-    /// Registering the compose hash failed; phase 2 was not sent.
-    #[error("registering compose hash {compose_hash} on app contract {app_id} failed")]
+    /// Registering the compose hash failed; phase 2 was not sent for it.
+    #[error("registering compose hash {compose_hash} on app contract {app_id} failed{}", earlier(registrations))]
     Registration {
         /// The hash.
         compose_hash: ComposeHash,
@@ -302,6 +419,8 @@ pub enum FlowError<E: std::error::Error + 'static> {
         /// The registrar's error.
         #[source]
         source: E,
+        /// The registrations this run made before (another hash, before a 466 restart).
+        registrations: Vec<Registration>,
     },
     /// The hash was registered but phase 2 failed. Phase 2 can be sent again with
     /// `registration.transaction_hash`, without registering again.
@@ -309,17 +428,57 @@ pub enum FlowError<E: std::error::Error + 'static> {
     Phase2 {
         /// The registration phase 2 cited.
         registration: Box<Registration>,
+        /// Every registration this run made, oldest first (the last is `registration`'s).
+        registrations: Vec<Registration>,
         /// The phase-2 error.
         #[source]
         source: UpdateEnvsError,
     },
+    /// Phase 1 failed after a 466 restart, when this run had registered a compose hash
+    /// already: the transactions were paid for, and a later run can reuse them.
+    #[error("phase 1 of the env update failed after a restart{}", earlier(registrations))]
+    Phase1AfterRegistration {
+        /// Every registration this run made, oldest first.
+        registrations: Vec<Registration>,
+        /// The phase-1 error.
+        #[source]
+        source: UpdateEnvsError,
+    },
+    /// Phase 1 asked for a compose hash other than the [`MAX_REGISTRATIONS_PER_RUN`] this run
+    /// registered already; it was not registered.
+    #[error(
+        "phase 1 asked to register a third compose hash, {refused}, after registering{}; refusing to register more than {MAX_REGISTRATIONS_PER_RUN} in one run",
+        hashes(registrations)
+    )]
+    TooManyComposeHashes {
+        /// The hash phase 1 asked for last, not registered.
+        refused: ComposeHash,
+        /// The registrations this run made, oldest first.
+        registrations: Vec<Registration>,
+    },
+}
+
+/// `" (after registering …)"` for a non-empty list, for `Display`.
+fn earlier(registrations: &[Registration]) -> String {
+    if registrations.is_empty() { String::new() } else { format!(" (after registering{})", hashes(registrations)) }
+}
+
+/// `" H1 by transaction T1, H2 by transaction T2"`, for `Display`.
+fn hashes(registrations: &[Registration]) -> String {
+    registrations
+        .iter()
+        .map(|r| format!(" {} by transaction {}", r.compose_hash, r.transaction_hash))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl<E: std::error::Error + 'static> FlowError<E> {
     /// The server's (or the client's input) error, from either phase.
     pub fn update_error(&self) -> Option<&UpdateEnvsError> {
         match self {
-            Self::Phase1(e) | Self::Phase2 { source: e, .. } => Some(e),
+            Self::Phase1(e) | Self::Phase2 { source: e, .. } | Self::Phase1AfterRegistration { source: e, .. } => {
+                Some(e)
+            }
             _ => None,
         }
     }
@@ -332,11 +491,25 @@ impl<E: std::error::Error + 'static> FlowError<E> {
         }
     }
 
-    /// The registration made before the failure, if any: phase 2 can be retried with it.
+    /// The last registration made before the failure, if any (for [`FlowError::Phase2`], the
+    /// one phase 2 cited): phase 2 can be retried with it.
     pub fn registration(&self) -> Option<&Registration> {
         match self {
             Self::Phase2 { registration, .. } => Some(registration.as_ref()),
-            _ => None,
+            _ => self.registrations().last(),
+        }
+    }
+
+    /// Every registration this run made before the failure, oldest first: each is a
+    /// transaction paid for, which a caller (with a custom registrar, say) can reuse instead
+    /// of registering again. Empty when nothing was registered.
+    pub fn registrations(&self) -> &[Registration] {
+        match self {
+            Self::Registration { registrations, .. }
+            | Self::Phase2 { registrations, .. }
+            | Self::Phase1AfterRegistration { registrations, .. }
+            | Self::TooManyComposeHashes { registrations, .. } => registrations,
+            Self::Encrypt(_) | Self::Phase1(_) => &[],
         }
     }
 

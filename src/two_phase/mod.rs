@@ -18,6 +18,9 @@ mod phases;
 mod registrar;
 
 pub use checks::{AppIdCheck, AppIdCheckError, parse_app_id};
-pub use driver::{DEFAULT_PHASE2_ATTEMPTS, EnvUpdate, FlowError, Registration, UpdateOutcome};
+pub use driver::{
+    DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
+    MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
+};
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress};

@@ -84,6 +84,17 @@ pub enum FlowEvent {
     },
     /// 466: the compose hash expired; starting again from phase 1.
     Restarting,
+    /// Phase 2 answered 467 (transaction not verified) for a transaction the registrar saw
+    /// included: the server's verifier is behind the chain. Phase 2 is sent again with the same
+    /// transaction after `retry_in`.
+    VerificationPending {
+        /// The transaction phase 2 cites.
+        transaction_hash: TransactionHash,
+        /// 1 for the first resend.
+        retry: u32,
+        /// How long the flow waits before sending phase 2 again.
+        retry_in: std::time::Duration,
+    },
     /// The update was accepted.
     Accepted {
         /// Its correlation id.
