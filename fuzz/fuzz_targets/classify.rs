@@ -46,6 +46,13 @@ fuzz_target!(|reply: Reply| {
             assert_eq!(ok.raw_body, body);
             assert_eq!(ok.body_truncated, reply.truncated);
         }
+        // A 2xx other than 202 that does not prove acceptance: status and raw body kept.
+        Err(phala_cloud::SdkError::InvalidReply(invalid)) => {
+            assert!(status.is_success() && status != StatusCode::ACCEPTED);
+            assert_eq!(invalid.status(), status);
+            assert_eq!(invalid.raw_body(), &body);
+            assert_eq!(invalid.body_truncated(), reply.truncated);
+        }
         Err(e) => {
             assert!(!status.is_success());
             assert_eq!(e.status(), Some(status));
@@ -53,7 +60,8 @@ fuzz_target!(|reply: Reply| {
             let http = e.http().unwrap();
             assert_eq!(http.headers(), &headers);
             assert_eq!(http.body_truncated(), reply.truncated);
-            assert!(!e.may_have_been_applied());
+            // Only a gateway's 502/504 may have been applied.
+            assert_eq!(e.may_have_been_applied(), matches!(status.as_u16(), 502 | 504));
             let known = phala_cloud::update_envs::MAPPED_STATUSES.contains(&status.as_u16());
             assert_eq!(e.is_unexpected_status(), !known);
             assert_eq!(e.is_registration_required(), status == 465);
