@@ -16,7 +16,10 @@ use crate::update_envs::Phase1Data;
 /// owner's apps. App ids are compared as 20-byte addresses: case, `0x` and `app_` do not matter.
 ///
 /// ```no_run
-/// # async fn run(registrar: phala_cloud::onchain::OnchainRegistrar) -> Result<(), Box<dyn std::error::Error>> {
+/// # use phala_cloud::two_phase::ComposeHashRegistrar;
+/// # async fn run<R>(registrar: R) -> Result<(), Box<dyn std::error::Error>>
+/// # where R: ComposeHashRegistrar + Send + Sync, R::Error: Send + Sync + 'static {
+/// // `registrar`: an `OnchainRegistrar` (feature `onchain`), a multisig's, …
 /// use phala_cloud::two_phase::AppIdCheck;
 /// use phala_cloud::{Client, EnvVars};
 ///
