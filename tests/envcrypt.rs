@@ -1,5 +1,7 @@
 //! Env encryption, the CVM's limits, and KMS signature verification, through the public API.
 
+mod support;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k256::ecdsa::SigningKey;
@@ -618,13 +620,7 @@ fn now_secs() -> u64 {
 /// A KMS key of our own signing the timestamped message.
 fn sign_timestamped(app_id: &AppId, timestamp: u64) -> (SignedEnvPubkey, K256PublicKey) {
     let kms = SigningKey::from_slice(&[0x42; 32]).unwrap();
-    let expected = K256PublicKey::from_sec1_bytes(kms.verifying_key().to_sec1_point(true).as_bytes()).unwrap();
-    let public_key = RecipientSecretKey::generate().unwrap().public_key();
-    let mut signed = SignedEnvPubkey { public_key, signature: [0; 65], timestamp: Some(timestamp) };
-    let (signature, recovery_id) = kms.sign_prehash_recoverable(&signed.digest(app_id));
-    signed.signature[..64].copy_from_slice(&signature.to_bytes());
-    signed.signature[64] = recovery_id.to_byte();
-    (signed, expected)
+    (support::sign_env_pubkey(&kms, app_id, Some(timestamp)), support::k256_public(&kms))
 }
 
 #[test]

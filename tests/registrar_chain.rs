@@ -9,8 +9,14 @@ use std::time::{Duration, Instant};
 use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
-use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainError, OnchainRegistrar};
+use k256::ecdsa::SigningKey;
+use phala_cloud::envcrypt::EnvCryptError;
+use phala_cloud::onchain::{
+    COMPOSE_HASH_ADDED_TOPIC, KmsCheckError, KmsContract, OnchainError, OnchainRegistrar, deploy_kms_auth,
+};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::two_phase::{ComposeHashRegistrar, Progress};
+use phala_cloud::{AppId, ComposeHash, Phase1Data};
 use phala_cloud::{EnvVars, UpdateCvmEnvsBody};
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 
@@ -194,4 +200,91 @@ async fn a_held_lock_file_keeps_the_registrar_from_sending() {
     client.env_update("cvm-0").env(vars(), key).run(&locked).await.unwrap();
     assert_eq!(registrations(&chain, app).await, 1);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The KMS contract's word on anvil: which apps it serves (`registeredApps`) and which key
+/// signs their env-encryption keys (`kmsInfo()`), whatever the API says.
+#[tokio::test]
+async fn the_kms_contract_vouches_for_its_apps_and_their_env_keys() {
+    let chain = LocalChain::start();
+    let url: url::Url = chain.endpoint.parse().unwrap();
+    let app = AppId::from(chain.deploy_app_auth(0).await);
+    let unserved = AppId([9; 20]);
+    let kms_key = SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let address = deploy_kms_auth(&url, chain.signer(0), &support::k256_public(&kms_key), &[app]).await.unwrap();
+    let kms = KmsContract::new(address, &url).unwrap();
+    assert!(kms.is_registered(app).await.unwrap());
+    assert!(!kms.is_registered(unserved).await.unwrap());
+    assert_eq!(kms.k256_pubkey().await.unwrap(), support::k256_public(&kms_key));
+
+    let now = now_secs();
+    let signed = support::sign_env_pubkey(&kms_key, &app, Some(now));
+    assert_eq!(kms.verify_env_pubkey(&signed, &app).await.unwrap(), signed.public_key);
+    let legacy = support::sign_env_pubkey(&kms_key, &app, None);
+    assert_eq!(kms.verify_env_pubkey(&legacy, &app).await.unwrap(), legacy.public_key);
+
+    // A key the API signed itself (and named as kms_info.k256_pubkey): not the chain's key.
+    let forged = support::sign_env_pubkey(&SigningKey::from_slice(&[0x43; 32]).unwrap(), &app, Some(now));
+    let e = kms.verify_env_pubkey(&forged, &app).await.unwrap_err();
+    assert!(matches!(e, KmsCheckError::Signature { source: EnvCryptError::KmsSignerMismatch { .. }, .. }), "{e:?}");
+    // A stale signature by the right key.
+    let stale = support::sign_env_pubkey(&kms_key, &app, Some(now - 301));
+    let e = kms.verify_env_pubkey(&stale, &app).await.unwrap_err();
+    assert!(matches!(e, KmsCheckError::Signature { source: EnvCryptError::KmsSignatureExpired { .. }, .. }), "{e:?}");
+    // A key signed for another app: not this app's, and that app is not this KMS's.
+    let for_other = support::sign_env_pubkey(&kms_key, &unserved, Some(now));
+    let e = kms.verify_env_pubkey(&for_other, &app).await.unwrap_err();
+    assert!(matches!(e, KmsCheckError::Signature { .. }), "{e:?}");
+    let e = kms.verify_env_pubkey(&for_other, &unserved).await.unwrap_err();
+    assert!(matches!(e, KmsCheckError::AppNotRegistered { .. }), "{e:?}");
+    assert!(e.to_string().contains("not registered with the KMS contract"), "{e}");
+
+    // Addresses that are no KMS contract: an app contract, an account without code.
+    for not_kms in [Address::from(app), chain.signer(1).address()] {
+        let e = KmsContract::new(not_kms, &url).unwrap().k256_pubkey().await.unwrap_err();
+        assert!(matches!(e, KmsCheckError::NotKmsContract { .. }), "{not_kms}: {e:?}");
+        assert!(!e.is_rpc());
+    }
+}
+
+/// Phase 1 for `app` whose `kms_info` names the KMS contract `kms`.
+fn phase1(app: AppId, kms: Option<Address>, hash_byte: u8) -> Phase1Data {
+    let body = serde_json::json!({
+        "compose_hash": ComposeHash([hash_byte; 32]).to_hex(),
+        "app_id": app.to_hex(),
+        "device_id": "00".repeat(32),
+        "kms_info": { "chain_id": support::anvil::ANVIL_CHAIN_ID, "kms_contract_address": kms.map(|k| k.to_string()) },
+    });
+    Phase1Data::parse(body.to_string().as_bytes()).unwrap()
+}
+
+/// A 465 naming an app the KMS contract does not serve is refused before anything is signed;
+/// the same app with a KMS that lists it registers.
+#[tokio::test]
+async fn the_registrar_refuses_an_app_its_kms_does_not_list_before_signing() {
+    let chain = LocalChain::start();
+    let url: url::Url = chain.endpoint.parse().unwrap();
+    let app = chain.deploy_app_auth(0).await;
+    let kms_pub = support::k256_public(&SigningKey::from_slice(&[0x42; 32]).unwrap());
+    let stranger = deploy_kms_auth(&url, chain.signer(1), &kms_pub, &[]).await.unwrap();
+    let serving = deploy_kms_auth(&url, chain.signer(1), &kms_pub, &[app.into()]).await.unwrap();
+    let registrar = registrar(&chain);
+
+    let before = nonce(&chain).await;
+    let e = registrar.register(&phase1(app.into(), Some(stranger), 1), &Progress::none()).await.unwrap_err();
+    assert!(matches!(e, OnchainError::Kms(KmsCheckError::AppNotRegistered { .. })), "{e:?}");
+    let e = registrar.register(&phase1(app.into(), Some(app), 1), &Progress::none()).await.unwrap_err();
+    assert!(matches!(e, OnchainError::Kms(KmsCheckError::NotKmsContract { .. })), "{e:?}");
+    assert_eq!(nonce(&chain).await, before, "nothing signed");
+    assert_eq!(registrations(&chain, app).await, 0);
+
+    let tx = registrar.register(&phase1(app.into(), Some(serving), 1), &Progress::none()).await.unwrap();
+    assert_eq!(registrations(&chain, app).await, 1, "{tx}");
+    // Without a KMS contract in kms_info (an older server) the check cannot run; it is logged.
+    registrar.register(&phase1(app.into(), None, 2), &Progress::none()).await.unwrap();
+    assert_eq!(registrations(&chain, app).await, 2);
 }

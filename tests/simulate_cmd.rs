@@ -84,6 +84,10 @@ async fn with_a_chain_it_deploys_an_app_contract_owned_by_the_deployer() {
     let provider = support::anvil::wallet_provider(&chain.endpoint, chain.signer(0));
     let owner = phala_cloud::onchain::AppAuth::new(app, provider).owner().call().await.unwrap();
     assert_eq!(owner, chain.signer(3).address());
+    // The KMS contract it deployed serves the app, as kms_info will say.
+    let kms: alloy::primitives::Address = d["chain"]["kms_contract"].as_str().unwrap().parse().unwrap();
+    let kms = phala_cloud::onchain::KmsContract::new(kms, &chain.endpoint.parse().unwrap()).unwrap();
+    assert!(kms.is_registered(app.into()).await.unwrap());
     assert!(!d.to_string().contains(&key), "the deployer key is not printed");
 }
 

@@ -366,7 +366,13 @@ async fn a_registrar_reused_after_the_key_signed_elsewhere_still_registers() {
             .unwrap();
     assert!(outcome.registration.is_some());
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), next);
-    assert_eq!(nonce(&chain, chain.signer(0).address()).await, 4, "deploy, two registrations, one transfer");
+    // The simulator's deployer is the owner: it deployed the app and the KMS contract, set the
+    // KMS key and registered the app; then two registrations and the transfer.
+    assert_eq!(
+        nonce(&chain, chain.signer(0).address()).await,
+        7,
+        "four set-up transactions, two registrations, one transfer"
+    );
 }
 
 /// Defect: with 2 s blocks and a verifier one block behind, phase 2 sent as soon as the

@@ -1,6 +1,7 @@
 //! On-chain registration of compose hashes (feature `onchain`, built on alloy).
 
 pub mod contract;
+mod kms;
 mod registrar;
 mod transport;
 
@@ -9,6 +10,7 @@ use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 
 pub use contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
+pub use kms::{KmsAuth, KmsCheckError, KmsContract, deploy_kms_auth};
 pub use registrar::{
     DEFAULT_GAS_LIMIT_CAP, DEFAULT_MAX_FEE_PER_GAS_WEI, DEFAULT_MAX_RPC_REPLY_BYTES, DEFAULT_MIN_BALANCE_WEI,
     DEFAULT_RPC_CONNECT_TIMEOUT, DEFAULT_RPC_REQUEST_TIMEOUT, OnchainError, OnchainRegistrar,

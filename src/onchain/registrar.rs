@@ -206,6 +206,10 @@ pub enum OnchainError {
         #[source]
         source: std::io::Error,
     },
+    /// The KMS contract phase 1 names does not vouch for the app (not registered with it, not
+    /// a KMS contract, or not readable): nothing was signed.
+    #[error(transparent)]
+    Kms(#[from] super::kms::KmsCheckError),
     /// The chain could not be asked, or the transaction not sent.
     #[error("{step} failed")]
     Rpc {
@@ -233,10 +237,13 @@ impl OnchainError {
     /// The chain could not be reached or answered with an error (a refused transaction
     /// included).
     pub fn is_rpc(&self) -> bool {
-        matches!(
-            self,
-            Self::Rpc { .. } | Self::RpcTimeout { .. } | Self::ReplyTooLarge { .. } | Self::SendFailed { .. }
-        )
+        match self {
+            Self::Kms(e) => e.is_rpc(),
+            e => matches!(
+                e,
+                Self::Rpc { .. } | Self::RpcTimeout { .. } | Self::ReplyTooLarge { .. } | Self::SendFailed { .. }
+            ),
+        }
     }
 }
 
@@ -449,6 +456,22 @@ impl OnchainRegistrar {
             Some(HttpFailure::TooLarge { limit }) => OnchainError::ReplyTooLarge { step, limit: *limit },
             _ => OnchainError::Rpc { step, source: Box::new(e) },
         }
+    }
+
+    /// Refuses an app that the KMS contract of `kms_info` does not list in `registeredApps`:
+    /// the server's 465 alone does not make an app this KMS's. Without a contract address (a
+    /// server that omits it) there is nothing to ask; that is logged.
+    async fn check_kms(&self, data: &Phase1Data) -> Result<(), OnchainError> {
+        let kms = match data.kms_info.as_ref().map(super::kms::parse_address).transpose()?.flatten() {
+            Some(kms) => kms,
+            None => {
+                tracing::warn!("phase 1 names no KMS contract: the app's registration with its KMS is not checked");
+                return Ok(());
+            }
+        };
+        super::kms::KmsContract::over(kms, self.provider.clone()).check_app(data.app_id).await?;
+        tracing::debug!(%kms, "the app is registered with the KMS contract");
+        Ok(())
     }
 
     /// Waits for the signer's lock file, polling until the timeout.
@@ -747,7 +770,8 @@ fn is_registration(log: &Log, app: Address, hash: B256) -> bool {
 impl ComposeHashRegistrar for OnchainRegistrar {
     type Error = OnchainError;
 
-    /// Checks the chain id against `kms_info.chain_id`; then, in this signer's turn (see
+    /// Checks the chain id against `kms_info.chain_id` and, when `kms_info` names the KMS
+    /// contract, that the app is registered with it (`registeredApps`); then, in this signer's turn (see
     /// [`OnchainRegistrar`]): if the hash is already allowed, returns the transaction that
     /// registered it (sending nothing); else checks ownership, balance, gas and fees, signs and
     /// sends `addComposeHash` and waits for a receipt carrying `ComposeHashAdded(hash)`.
@@ -757,6 +781,7 @@ impl ComposeHashRegistrar for OnchainRegistrar {
         if rpc_chain != expected {
             return Err(OnchainError::WrongChain { rpc: rpc_chain, expected });
         }
+        self.check_kms(data).await?;
         let app = Address::from(data.app_id);
         let hash = B256::from(data.compose_hash);
         let started = Instant::now();

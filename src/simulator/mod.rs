@@ -308,6 +308,9 @@ pub struct ChainInfo {
     pub rpc_url: String,
     /// Its chain id, as the endpoint reported it.
     pub chain_id: u64,
+    /// The KMS contract the simulator deployed (with a deployer key): it records the KMS's key
+    /// and registers every contract-owned CVM's app, and `kms_info` names it.
+    pub kms_contract: Option<Address>,
 }
 
 /// State shared by the handlers and the [`Simulator`] handle.
@@ -366,7 +369,8 @@ impl Simulator {
                         scrub(&e)
                     ))
                 })?;
-                let info = ChainInfo { rpc_url: crate::onchain::redact_url(&cfg.rpc_url), chain_id };
+                let info =
+                    ChainInfo { rpc_url: crate::onchain::redact_url(&cfg.rpc_url), chain_id, kms_contract: None };
                 (Some(chain::Chain { provider, rpc_url: cfg.rpc_url.clone(), lag: config.verifier_lag }), Some(info))
             }
         };
@@ -423,6 +427,24 @@ impl Simulator {
             cvms.insert(spec.id, cvm);
         }
 
+        // A KMS contract that vouches for the apps, as a real KMS's does (with a deployer key:
+        // without one, the apps are the caller's and so is their KMS).
+        let kms_key = kms_signing_key();
+        let kms_pubkey =
+            crate::envcrypt::K256PublicKey::from_sec1_bytes(kms_key.verifying_key().to_sec1_point(true).as_bytes())
+                .map_err(|e| SimulatorError::Config(e.to_string()))?;
+        let mut chain_info = chain_info;
+        if let (Some(info), Some(ChainConfig { rpc_url, deployer: Some(signer) })) = (&mut chain_info, &config.chain) {
+            let apps: Vec<AppId> = seeded.iter().filter_map(|c| c.app_id).collect();
+            let kms =
+                crate::onchain::deploy_kms_auth(rpc_url, signer.clone(), &kms_pubkey, &apps).await.map_err(|e| {
+                    let e = crate::onchain::scrub_url(&e.to_string(), rpc_url);
+                    SimulatorError::Chain(format!("deploying the KMS contract: {e}"))
+                })?;
+            info.kms_contract = Some(kms);
+        }
+        let kms_contract = chain_info.as_ref().and_then(|c| c.kms_contract);
+
         let chain_id = chain_info.as_ref().map_or(config.offline_chain_id, |c| c.chain_id);
         let shared = Arc::new(Shared {
             api_key: config.api_key.unwrap_or_else(|| random_id("phak_sim")),
@@ -435,7 +457,8 @@ impl Simulator {
                 "url": "http://kms.simulator.invalid",
                 "version": concat!("simulator-", env!("CARGO_PKG_VERSION")),
                 "chain_id": chain_id,
-                "kms_contract_address": Address::from(random_bytes::<20>()).to_string().to_lowercase(),
+                "kms_contract_address": kms_contract.map(|a| a.to_string().to_lowercase()),
+                "k256_pubkey": kms_pubkey.to_hex(),
                 "gateway_app_id": Address::from(random_bytes::<20>()).to_string().to_lowercase(),
             }),
             compose_hash_ttl: config.compose_hash_ttl,
@@ -573,6 +596,16 @@ impl Drop for Simulator {
             let _ = tx.send(());
         }
         self.task.abort();
+    }
+}
+
+/// A fresh secp256k1 key for the simulated KMS.
+fn kms_signing_key() -> k256::ecdsa::SigningKey {
+    loop {
+        // Out of range (zero, or at or above the curve order) with probability below 2^-127.
+        if let Ok(key) = k256::ecdsa::SigningKey::from_slice(&random_bytes::<32>()) {
+            return key;
+        }
     }
 }
 

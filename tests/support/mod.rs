@@ -133,3 +133,24 @@ pub async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Recorded> 
     }
     Some(Recorded { head, body: buf[head_end..].to_vec() })
 }
+
+/// An env-encryption public key of a fresh CVM, signed by `kms` for `app_id` (timestamped form
+/// with `timestamp`, legacy form without), as a KMS's `GET /kms/{slug}/pubkey/{app_id}` answers.
+pub fn sign_env_pubkey(
+    kms: &k256::ecdsa::SigningKey,
+    app_id: &phala_cloud::AppId,
+    timestamp: Option<u64>,
+) -> phala_cloud::SignedEnvPubkey {
+    let public_key = phala_cloud::envcrypt::RecipientSecretKey::generate().expect("CSPRNG").public_key();
+    let mut signed = phala_cloud::SignedEnvPubkey { public_key, signature: [0; 65], timestamp };
+    let (signature, recovery_id) = kms.sign_prehash_recoverable(&signed.digest(app_id));
+    signed.signature[..64].copy_from_slice(&signature.to_bytes());
+    signed.signature[64] = recovery_id.to_byte();
+    signed
+}
+
+/// `key`'s public key, compressed.
+pub fn k256_public(key: &k256::ecdsa::SigningKey) -> phala_cloud::K256PublicKey {
+    phala_cloud::K256PublicKey::from_sec1_bytes(key.verifying_key().to_sec1_point(true).as_bytes())
+        .expect("a signing key's point is on the curve")
+}
