@@ -309,6 +309,57 @@ async fn encrypt_and_verify_pubkey() {
     assert!(text(&bad).1.contains("do not encrypt to this key"), "{:?}", text(&bad));
 }
 
+/// `verify-pubkey --kms-contract`: the key the KMS contract records on-chain is the trust
+/// anchor, not the one the API names.
+#[tokio::test]
+async fn verify_pubkey_against_the_kms_contract_on_chain() {
+    let chain = support::anvil::LocalChain::start();
+    let url: url::Url = chain.endpoint.parse().unwrap();
+    let app = phala_cloud::AppId::from(chain.deploy_app_auth(0).await);
+    let kms_key = k256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
+    let kms_pub = support::k256_public(&kms_key);
+    let kms = phala_cloud::onchain::deploy_kms_auth(&url, chain.signer(0), &kms_pub, &[app]).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let run = |signed: phala_cloud::SignedEnvPubkey, extra: &[&str]| {
+        let mut argv = vec![
+            "envs".to_owned(),
+            "verify-pubkey".into(),
+            "--pubkey".into(),
+            signed.public_key.to_hex(),
+            "--signature".into(),
+            const_hex::encode(signed.signature),
+            "--app-id".into(),
+            app.to_hex(),
+            "--kms-contract".into(),
+            kms.to_string(),
+        ];
+        if let Some(ts) = signed.timestamp {
+            argv.extend(["--timestamp".into(), ts.to_string()]);
+        }
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        cli(argv, vec![("ETH_RPC_URL", chain.endpoint.clone())])
+    };
+    let ok = run(support::sign_env_pubkey(&kms_key, &app, Some(now)), &[]).await;
+    assert_eq!(ok.status.code(), Some(0), "{:?}", text(&ok));
+    assert!(text(&ok).0.contains(&format!("KMS contract {kms}")), "{:?}", text(&ok));
+    assert!(!text(&ok).1.contains("warning"), "{:?}", text(&ok));
+
+    let legacy = run(support::sign_env_pubkey(&kms_key, &app, None), &[]).await;
+    assert_eq!(legacy.status.code(), Some(0), "{:?}", text(&legacy));
+    assert!(text(&legacy).1.contains("no freshness window"), "{:?}", text(&legacy));
+
+    let other = k256::ecdsa::SigningKey::from_slice(&[0x43; 32]).unwrap();
+    let forged = run(support::sign_env_pubkey(&other, &app, Some(now)), &[]).await;
+    assert_eq!(forged.status.code(), Some(6), "{:?}", text(&forged));
+    assert!(text(&forged).1.contains("do not encrypt to this key"), "{:?}", text(&forged));
+    // The API naming its own key as kms_info.k256_pubkey: refused, the chain's key differs.
+    let other_pub = support::k256_public(&other).to_string();
+    let named = run(support::sign_env_pubkey(&other, &app, Some(now)), &["--kms-pubkey", &other_pub]).await;
+    assert_eq!(named.status.code(), Some(6), "{:?}", text(&named));
+    assert!(text(&named).1.contains("is not the key the KMS contract"), "{:?}", text(&named));
+    assert!(!text(&named).1.contains(&chain.endpoint), "the RPC URL is not shown");
+}
+
 /// A .env file is data: `${PRIVATE_KEY}` in it is sent as written, even with the owner's key in
 /// PRIVATE_KEY, and `pa$sw0rd` is not altered.
 #[tokio::test]

@@ -56,8 +56,10 @@ async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32
                     sock.set_zero_linger().unwrap();
                     return drop(sock);
                 }
-                let path = req.request_line().split(' ').nth(1).unwrap().to_owned();
-                let mut forward = http.patch(format!("{sim_url}{path}")).body(req.body.clone());
+                let mut line = req.request_line().split(' ');
+                let method: reqwest::Method = line.next().unwrap().parse().unwrap();
+                let path = line.next().unwrap().to_owned();
+                let mut forward = http.request(method, format!("{sim_url}{path}")).body(req.body.clone());
                 for name in ["x-api-key", "content-type"] {
                     if let Some(v) = req.header(name) {
                         forward = forward.header(name, v);

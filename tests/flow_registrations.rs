@@ -1,6 +1,8 @@
 //! What the one-call flow does with its registrations, against a scripted server (real HTTP,
 //! replies in sequence): a 467 for a transaction the registrar saw included is sent again;
 //! every error after a registration carries it; a run registers at most two distinct hashes.
+//! The script answers the env update only, so the flows skip the app-id check (which reads the
+//! CVM first; `two_phase.rs` tests it).
 #![cfg(feature = "simulator")]
 
 mod support;
@@ -85,6 +87,7 @@ async fn a_467_for_an_included_transaction_is_sent_again() {
     let events = Mutex::new(Vec::new());
     let outcome = client(&server)
         .env_update("cvm-1")
+        .skip_app_id_check()
         .env(env(), pubkey())
         .verification_retry_interval(Duration::from_millis(50))
         .on_event(|e| events.lock().unwrap().push(e.clone()))
@@ -116,6 +119,7 @@ async fn a_467_is_resent_a_bounded_number_of_times_and_only_for_an_included_tran
     let server = ScriptedServer::start(vec![reply_465(h1), reply_467()]).await;
     let e = client(&server)
         .env_update("cvm-1")
+        .skip_app_id_check()
         .env(env(), pubkey())
         .verification_retries(2)
         .verification_retry_interval(Duration::from_millis(10))
@@ -134,7 +138,7 @@ async fn a_467_is_resent_a_bounded_number_of_times_and_only_for_an_included_tran
         }
     }
     let server = ScriptedServer::start(vec![reply_465(h1), reply_467()]).await;
-    let e = client(&server).env_update("cvm-1").env(env(), pubkey()).run(Pasted).await.unwrap_err();
+    let e = client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(Pasted).await.unwrap_err();
     assert!(e.update_error().unwrap().is_transaction_verification_failed(), "{e:?}");
     assert_eq!(server.recorded().len(), 2, "that 467 is final");
     assert_eq!(e.registration().unwrap().transaction_hash, TransactionHash([9; 32]));
@@ -147,7 +151,13 @@ async fn phase_1_failing_after_a_restart_keeps_the_registration() {
     let h1 = ComposeHash([0x11; 32]);
     let server =
         ScriptedServer::start(vec![reply_465(h1), reply_466(), Reply::json(500, r#"{"detail":"boom"}"#)]).await;
-    let e = client(&server).env_update("cvm-1").env(env(), pubkey()).run(Recording::default()).await.unwrap_err();
+    let e = client(&server)
+        .env_update("cvm-1")
+        .skip_app_id_check()
+        .env(env(), pubkey())
+        .run(Recording::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.update_error().and_then(|u| u.status()).map(|s| s.as_u16()), Some(500), "{e:?}");
     let registration = e.registration().unwrap_or_else(|| panic!("the registration is lost: {e:?}"));
     assert_eq!((registration.compose_hash, registration.transaction_hash), (h1, TransactionHash([1; 32])));
@@ -171,7 +181,12 @@ async fn a_registration_failing_after_a_restart_keeps_the_first_registration() {
     }
     let (h1, h2) = (ComposeHash([0x11; 32]), ComposeHash([0x22; 32]));
     let server = ScriptedServer::start(vec![reply_465(h1), reply_466(), reply_465(h2)]).await;
-    let e = client(&server).env_update("cvm-1").env(env(), pubkey()).run(FirstOnly(Recording::default())).await;
+    let e = client(&server)
+        .env_update("cvm-1")
+        .skip_app_id_check()
+        .env(env(), pubkey())
+        .run(FirstOnly(Recording::default()))
+        .await;
     let e = e.unwrap_err();
     let FlowError::Registration { compose_hash, .. } = &e else { panic!("{e:?}") };
     assert_eq!(*compose_hash, h2);
@@ -188,7 +203,8 @@ async fn a_run_registers_at_most_two_distinct_hashes() {
     let script = vec![reply_465(h1), cut_reply(), reply_466(), reply_465(h2), reply_466(), reply_465(h3)];
     let server = ScriptedServer::start(script).await;
     let registrar = Recording::default();
-    let e = client(&server).env_update("cvm-1").env(env(), pubkey()).run(&registrar).await.unwrap_err();
+    let e =
+        client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(&registrar).await.unwrap_err();
     assert_eq!(registrar.asked(), [h1, h2], "no third registration");
     let FlowError::TooManyComposeHashes { refused, registrations } = &e else { panic!("{e:?}") };
     assert_eq!(*refused, h3);
@@ -200,7 +216,8 @@ async fn a_run_registers_at_most_two_distinct_hashes() {
     // Two hashes, accepted: the outcome lists both transactions, the last one as before.
     let server = ScriptedServer::start(vec![reply_465(h1), reply_466(), reply_465(h2), reply_202()]).await;
     let registrar = Recording::default();
-    let outcome = client(&server).env_update("cvm-1").env(env(), pubkey()).run(&registrar).await.unwrap();
+    let outcome =
+        client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(&registrar).await.unwrap();
     let sent: Vec<_> = outcome.registrations.iter().map(|r| (r.compose_hash, r.transaction_hash)).collect();
     assert_eq!(sent, [(h1, TransactionHash([1; 32])), (h2, TransactionHash([2; 32]))]);
     assert_eq!(outcome.registration.as_ref(), outcome.registrations.last());

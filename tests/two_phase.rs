@@ -55,3 +55,79 @@ async fn requests_that_cannot_be_right_are_refused_before_sending() {
     body.transaction_hash = Some("cd".repeat(32));
     assert!(EnvUpdateRequest::from_body("cvm", body).unwrap_err().is_invalid_input());
 }
+
+/// A registrar that counts its calls and never signs anything.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicU32);
+
+impl phala_cloud::two_phase::ComposeHashRegistrar for Counting {
+    type Error = std::convert::Infallible;
+    async fn register(
+        &self,
+        _: &phala_cloud::Phase1Data,
+        _: &phala_cloud::two_phase::Progress<'_>,
+    ) -> Result<TransactionHash, Self::Error> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(TransactionHash([0x42; 32]))
+    }
+}
+
+/// The one-call flow checks a 465's app id against the CVM's own before the registrar is
+/// asked, by default: a server answering 465 for another app gets nothing signed.
+#[tokio::test]
+async fn a_465_for_another_app_than_the_cvms_is_refused_before_the_registrar_is_asked() {
+    use phala_cloud::two_phase::{AppIdCheckError, FlowError};
+    let server = httpmock::MockServer::start_async().await;
+    let phase1 = include_str!("fixtures/responses/465_structured.json"); // app a172cedc…
+    server.mock(|when, then| {
+        when.method(httpmock::Method::PATCH).path("/api/v1/cvms/cvm-1/envs");
+        then.status(465).header("content-type", "application/json").body(phase1);
+    });
+    let cvm = server.mock(|when, then| {
+        when.method(httpmock::Method::GET).path("/api/v1/cvms/cvm-1").header("x-api-key", "phak_test");
+        then.status(200)
+            .header("content-type", "application/json")
+            .body(r#"{"id":"cvm-1","name":"one","app_id":"app_00000000000000000000000000000000000000aa"}"#);
+    });
+    let client = phala_cloud::Client::builder().base_url(server.base_url()).api_key("phak_test").build().unwrap();
+    let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let env = || EnvVars::from_pairs([("A", "1")]).unwrap();
+
+    let registrar = Counting::default();
+    let e = client.env_update("cvm-1").env(env(), key).run(&registrar).await.unwrap_err();
+    let FlowError::AppIdCheck { source, app_id, .. } = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, AppIdCheckError::Mismatch { .. }), "{source:?}");
+    assert_eq!(app_id.to_hex(), "0xa172cedcae47474b615c54d510a5d84a8dea3032");
+    assert!(std::error::Error::source(&e).unwrap().to_string().contains("nothing was signed"), "{e}");
+    assert_eq!(cvm.calls(), 1);
+
+    // A pin holds with the lookup skipped; without a pin, skipping hands the 465 on.
+    let pinned = "0x00000000000000000000000000000000000000aa".parse().unwrap();
+    let e = client.env_update("cvm-1").env(env(), key).skip_app_id_check().expect_app_id(pinned).run(&registrar).await;
+    assert!(
+        matches!(&e, Err(FlowError::AppIdCheck { source, .. }) if matches!(**source, AppIdCheckError::NotExpected { .. })),
+        "{e:?}"
+    );
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was signed");
+    assert_eq!(cvm.calls(), 1, "skipped: the CVM was not read");
+    let e = client.env_update("cvm-1").env(env(), key).skip_app_id_check().run(&registrar).await.unwrap_err();
+    assert!(matches!(e, FlowError::Phase2 { .. }), "{e:?}"); // the mock answers 465 again
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // A CVM that cannot be read: refused too (the check cannot be made), nothing signed.
+    let gone = server.mock(|when, then| {
+        when.method(httpmock::Method::GET).path("/api/v1/cvms/cvm-2");
+        then.status(403);
+    });
+    server.mock(|when, then| {
+        when.method(httpmock::Method::PATCH).path("/api/v1/cvms/cvm-2/envs");
+        then.status(465).header("content-type", "application/json").body(phase1);
+    });
+    let e = client.env_update("cvm-2").env(env(), key).run(&registrar).await.unwrap_err();
+    assert!(
+        matches!(&e, FlowError::AppIdCheck { source, .. } if matches!(**source, AppIdCheckError::Lookup { .. })),
+        "{e:?}"
+    );
+    assert_eq!(gone.calls(), 1);
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

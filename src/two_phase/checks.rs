@@ -1,71 +1,68 @@
-//! Checks made before a compose hash is signed: [`AppIdCheck`], the app-id cross-check.
+//! Checks made before a compose hash is signed: the app-id cross-check.
 
-use super::registrar::{ComposeHashRegistrar, Progress};
 use crate::client::Client;
 use crate::error::{HttpError, SdkError};
-use crate::hex::{AppId, TransactionHash};
-use crate::update_envs::Phase1Data;
+use crate::hex::AppId;
 
-/// A registrar that registers only for the app the CVM belongs to: before handing phase 1's
-/// data to the registrar it wraps, it reads the CVM (`GET /api/v1/cvms/{cvm_id}`) and refuses,
-/// with nothing signed, when the 465's `app_id` is not the CVM's own `app_id` (or not the one
-/// pinned with [`AppIdCheck::expect_app_id`]).
+/// The app-id cross-check [`EnvUpdate::run`](super::EnvUpdate::run) makes before it hands a
+/// 465 to the registrar, on by default: it reads the CVM (`GET /api/v1/cvms/{cvm_id}`) and
+/// refuses, with nothing signed, when the 465's `app_id` is not the CVM's own `app_id` (or not
+/// the one pinned with [`EnvUpdate::expect_app_id`](super::EnvUpdate::expect_app_id)).
 ///
 /// A 465 names the contract to sign `addComposeHash` for; without this check a server (or a
 /// proxy, or a mix-up of CVM ids) could have the owner's key register a hash on another of the
 /// owner's apps. App ids are compared as 20-byte addresses: case, `0x` and `app_` do not matter.
-///
-/// ```no_run
-/// # use phala_cloud::two_phase::ComposeHashRegistrar;
-/// # async fn run<R>(registrar: R) -> Result<(), Box<dyn std::error::Error>>
-/// # where R: ComposeHashRegistrar + Send + Sync, R::Error: Send + Sync + 'static {
-/// // `registrar`: an `OnchainRegistrar` (feature `onchain`), a multisig's, …
-/// use phala_cloud::two_phase::AppIdCheck;
-/// use phala_cloud::{Client, EnvVars};
-///
-/// let client = Client::from_env()?;
-/// let env = EnvVars::from_pairs([("API_TOKEN", "s3cr3t")])?;
-/// let checked = AppIdCheck::new(&client, "my-cvm-id", registrar)
-///     .expect_app_id("0xa172cedcae47474b615c54d510a5d84a8dea3032".parse()?);
-/// client.env_update("my-cvm-id").env(env, "0x…".parse()?).run(checked).await?;
-/// # Ok(()) }
-/// ```
-#[derive(Debug)]
-pub struct AppIdCheck<'c, R> {
-    client: &'c Client,
-    cvm_id: String,
-    expected: Option<AppId>,
-    inner: R,
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AppIdPolicy {
+    /// Whether to read the CVM at all ([`EnvUpdate::skip_app_id_check`](super::EnvUpdate::skip_app_id_check)).
+    pub(crate) enabled: bool,
+    /// The app the caller means, if pinned.
+    pub(crate) expected: Option<AppId>,
 }
 
-impl<'c, R> AppIdCheck<'c, R> {
-    /// Checks phase 1's app id against CVM `cvm_id` (the one being updated) as `client` reads
-    /// it, then registers with `inner`.
-    pub fn new(client: &'c Client, cvm_id: impl Into<String>, inner: R) -> Self {
-        Self { client, cvm_id: cvm_id.into(), expected: None, inner }
+impl Default for AppIdPolicy {
+    fn default() -> Self {
+        Self { enabled: true, expected: None }
     }
+}
 
-    /// The app the caller means: the CVM's app id and phase 1's must both be this one.
-    pub fn expect_app_id(mut self, app_id: AppId) -> Self {
-        self.expected = Some(app_id);
-        self
+impl AppIdPolicy {
+    /// Checks phase 1's `app_id` against CVM `cvm_id` as `client` reads it (when enabled), and
+    /// against the pinned app (always).
+    pub(crate) async fn check(&self, client: &Client, cvm_id: &str, phase1: AppId) -> Result<(), AppIdCheckError> {
+        let cvm_id = cvm_id.to_owned();
+        if self.enabled {
+            let cvm = cvm_app_id(client, &cvm_id).await?;
+            if cvm != phase1 {
+                tracing::warn!(%cvm_id, %phase1, %cvm, "phase 1 names another app than the CVM's; not signing");
+                return Err(AppIdCheckError::Mismatch { cvm_id, phase1, cvm });
+            }
+        }
+        match self.expected {
+            Some(expected) if expected != phase1 => {
+                Err(AppIdCheckError::NotExpected { cvm_id, expected, actual: phase1 })
+            }
+            _ => Ok(()),
+        }
     }
+}
 
-    /// Reads the CVM's app id.
-    async fn cvm_app_id<E: std::error::Error + 'static>(&self) -> Result<AppId, AppIdCheckError<E>> {
-        let cvm_id = self.cvm_id.clone();
-        let reply = self
-            .client
-            .send(|api| api.handle_get_cvm(&self.cvm_id))
-            .await
-            .map_err(|source| AppIdCheckError::Lookup { cvm_id: cvm_id.clone(), source: Box::new(source) })?;
-        // Both shapes of the reply (`CvmBasicInfo`, `CvmInfoDetail`) carry `app_id`.
-        let value = serde_json::to_value(reply.into_inner()).unwrap_or_default();
-        let Some(reported) = value.get("app_id").and_then(|v| v.as_str()).map(str::to_owned) else {
-            return Err(AppIdCheckError::NoAppId { cvm_id });
-        };
-        parse_app_id(&reported).ok_or(AppIdCheckError::BadAppId { cvm_id, reported })
-    }
+/// Reads the CVM's app id.
+async fn cvm_app_id(client: &Client, cvm_id: &str) -> Result<AppId, AppIdCheckError> {
+    // Both shapes of the reply (`CvmBasicInfo`, `CvmInfoDetail`) carry `app_id`.
+    let value = match client.send(|api| api.handle_get_cvm(cvm_id)).await {
+        Ok(reply) => serde_json::to_value(reply.into_inner()).unwrap_or_default(),
+        // A 200 that is not quite the spec's shape (a field the generated type requires left
+        // out, as servers drift) still says which app the CVM belongs to.
+        Err(SdkError::InvalidReply(reply)) if !reply.body_truncated() => {
+            serde_json::from_slice(reply.raw_body()).unwrap_or_default()
+        }
+        Err(source) => return Err(AppIdCheckError::Lookup { cvm_id: cvm_id.to_owned(), source: Box::new(source) }),
+    };
+    let Some(reported) = value.get("app_id").and_then(|v| v.as_str()).map(str::to_owned) else {
+        return Err(AppIdCheckError::NoAppId { cvm_id: cvm_id.to_owned() });
+    };
+    parse_app_id(&reported).ok_or(AppIdCheckError::BadAppId { cvm_id: cvm_id.to_owned(), reported })
 }
 
 /// An app id as the API writes it: 40 hex digits in either case, with `0x` or `app_` or
@@ -79,10 +76,10 @@ pub fn parse_app_id(text: &str) -> Option<AppId> {
     digits.parse().ok()
 }
 
-/// Why [`AppIdCheck`] did not register. `E` is the wrapped registrar's error.
+/// Why the flow's app-id check refused phase 1's app; nothing was signed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum AppIdCheckError<E: std::error::Error + 'static> {
+pub enum AppIdCheckError {
     /// The CVM could not be read, so phase 1's app id could not be checked; nothing was signed.
     #[error(
         "cannot read CVM {cvm_id} (GET /api/v1/cvms/{cvm_id}) to check the app id phase 1 names; nothing was signed: check the CVM id and the network, then run again"
@@ -136,38 +133,6 @@ pub enum AppIdCheckError<E: std::error::Error + 'static> {
         /// The CVM's (and phase 1's) app id.
         actual: AppId,
     },
-    /// The wrapped registrar failed.
-    #[error(transparent)]
-    Registrar(E),
-}
-
-impl<E: std::error::Error + 'static> AppIdCheckError<E> {
-    /// The wrapped registrar's error, when the checks passed and it failed.
-    pub fn registrar_error(&self) -> Option<&E> {
-        match self {
-            Self::Registrar(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
-impl<R: ComposeHashRegistrar> ComposeHashRegistrar for AppIdCheck<'_, R> {
-    type Error = AppIdCheckError<R::Error>;
-
-    /// Reads the CVM, compares app ids, and only then calls the wrapped registrar.
-    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
-        let cvm = self.cvm_app_id().await?;
-        if cvm != data.app_id {
-            tracing::warn!(cvm_id = %self.cvm_id, phase1 = %data.app_id, %cvm, "phase 1 names another app than the CVM's; not signing");
-            return Err(AppIdCheckError::Mismatch { cvm_id: self.cvm_id.clone(), phase1: data.app_id, cvm });
-        }
-        if let Some(expected) = self.expected
-            && expected != cvm
-        {
-            return Err(AppIdCheckError::NotExpected { cvm_id: self.cvm_id.clone(), expected, actual: cvm });
-        }
-        self.inner.register(data, progress).await.map_err(AppIdCheckError::Registrar)
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
+use super::checks::{AppIdCheckError, AppIdPolicy};
 use super::phases::{EnvUpdateRequest, Phase1Outcome};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
 use crate::client::Client;
@@ -67,6 +68,7 @@ pub struct EnvUpdate<'a> {
     phase2_attempts: u32,
     verification_retries: u32,
     verification_retry_interval: Duration,
+    app_id_policy: AppIdPolicy,
     on_event: Option<EventCallback<'a>>,
 }
 
@@ -78,6 +80,7 @@ impl std::fmt::Debug for EnvUpdate<'_> {
             .field("phase2_attempts", &self.phase2_attempts)
             .field("verification_retries", &self.verification_retries)
             .field("verification_retry_interval", &self.verification_retry_interval)
+            .field("app_id_policy", &self.app_id_policy)
             .finish_non_exhaustive()
     }
 }
@@ -93,6 +96,7 @@ impl Client {
             phase2_attempts: DEFAULT_PHASE2_ATTEMPTS,
             verification_retries: DEFAULT_VERIFICATION_RETRIES,
             verification_retry_interval: DEFAULT_VERIFICATION_RETRY_INTERVAL,
+            app_id_policy: AppIdPolicy::default(),
             on_event: None,
         }
     }
@@ -155,8 +159,24 @@ impl<'a> EnvUpdate<'a> {
         self
     }
 
-    /// Runs the flow: encrypt (if given plaintext) → phase 1 → on 465 register the compose hash
-    /// with `registrar` → phase 2 → accepted.
+    /// The app the caller means: a 465 naming another app contract is refused before the
+    /// registrar is asked ([`FlowError::AppIdCheck`]), whatever the CVM reports.
+    pub fn expect_app_id(mut self, app_id: AppId) -> Self {
+        self.app_id_policy.expected = Some(app_id);
+        self
+    }
+
+    /// Hands a 465 to the registrar without first reading the CVM to check that the app id it
+    /// names is the CVM's own. For an API key that may update a CVM but not read it, or a
+    /// registrar that makes the check itself; an [`expect_app_id`](Self::expect_app_id) pin still holds.
+    pub fn skip_app_id_check(mut self) -> Self {
+        self.app_id_policy.enabled = false;
+        self
+    }
+
+    /// Runs the flow: encrypt (if given plaintext) → phase 1 → on 465 check its app id against
+    /// the CVM's (`GET /api/v1/cvms/{cvm_id}`, see [`skip_app_id_check`](Self::skip_app_id_check))
+    /// and register the compose hash with `registrar` → phase 2 → accepted.
     ///
     /// On 466 it starts again from phase 1, once (and once more when the 466 follows a lost
     /// phase-2 reply, which may have spent the hash itself). A 409 follows the client's
@@ -185,6 +205,7 @@ impl<'a> EnvUpdate<'a> {
             phase2_attempts,
             verification_retries,
             verification_retry_interval,
+            app_id_policy,
             on_event,
         } = self;
         // The registrar reports through `progress`; the flow watches for the transactions it
@@ -205,7 +226,7 @@ impl<'a> EnvUpdate<'a> {
         let was_included = |tx: &TransactionHash| included.lock().unwrap_or_else(PoisonError::into_inner).contains(tx);
         async move {
             // Encrypt, and check everything that can be checked before sending.
-            let request = prepare(cvm_id, source, env_keys, &progress)?;
+            let request = prepare(cvm_id.clone(), source, env_keys, &progress)?;
 
             // Every registration of this run, oldest first.
             let mut registrations: Vec<Registration> = Vec::new();
@@ -242,6 +263,15 @@ impl<'a> EnvUpdate<'a> {
                         return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
                     }
                     None => {
+                        // Sign only for the app the user means.
+                        if let Err(source) = app_id_policy.check(client, &cvm_id, data.app_id).await {
+                            return Err(FlowError::AppIdCheck {
+                                compose_hash: data.compose_hash,
+                                app_id: data.app_id,
+                                source: Box::new(source),
+                                registrations,
+                            });
+                        }
                         let registration = match registrar.register(data, &progress).await {
                             Ok(transaction_hash) => Registration {
                                 compose_hash: data.compose_hash,
@@ -409,6 +439,19 @@ pub enum FlowError<E: std::error::Error + 'static> {
     /// Phase 1 failed (including input refused before sending).
     #[error("phase 1 of the env update failed")]
     Phase1(#[source] UpdateEnvsError),
+    /// The app-id check refused phase 1's app contract; the registrar was not asked.
+    #[error("not registering compose hash {compose_hash} on app contract {app_id}{}", earlier(registrations))]
+    AppIdCheck {
+        /// The hash.
+        compose_hash: ComposeHash,
+        /// The app contract phase 1 named.
+        app_id: AppId,
+        /// Why it was refused.
+        #[source]
+        source: Box<AppIdCheckError>,
+        /// The registrations this run made before (another hash, before a 466 restart).
+        registrations: Vec<Registration>,
+    },
     /// Registering the compose hash failed; phase 2 was not sent for it.
     #[error("registering compose hash {compose_hash} on app contract {app_id} failed{}", earlier(registrations))]
     Registration {
@@ -506,6 +549,7 @@ impl<E: std::error::Error + 'static> FlowError<E> {
     pub fn registrations(&self) -> &[Registration] {
         match self {
             Self::Registration { registrations, .. }
+            | Self::AppIdCheck { registrations, .. }
             | Self::Phase2 { registrations, .. }
             | Self::Phase1AfterRegistration { registrations, .. }
             | Self::TooManyComposeHashes { registrations, .. } => registrations,

@@ -9,15 +9,15 @@
 //! - In one call: [`Client::env_update`](crate::Client::env_update) builds an [`EnvUpdate`]
 //!   whose [`run`](EnvUpdate::run) does the whole flow with a [`ComposeHashRegistrar`] (the
 //!   on-chain one is [`OnchainRegistrar`](crate::onchain::OnchainRegistrar), feature `onchain`).
-//! - Before signing: wrap the registrar in an [`AppIdCheck`], which refuses a 465 that names
-//!   another app contract than the CVM's own (or than the one the caller expects).
+//! - Before signing, the one-call flow refuses a 465 that names another app contract than the
+//!   CVM's own ([`AppIdCheckError`]), or than the one pinned with [`EnvUpdate::expect_app_id`].
 
 mod checks;
 mod driver;
 mod phases;
 mod registrar;
 
-pub use checks::{AppIdCheck, AppIdCheckError, parse_app_id};
+pub use checks::{AppIdCheckError, parse_app_id};
 pub use driver::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,

@@ -4,11 +4,10 @@ use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
+use alloy::primitives::Address;
 use phala_cloud::envcrypt::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
-use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
-use phala_cloud::two_phase::{
-    AppIdCheck, AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome,
-};
+use phala_cloud::onchain::{KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
+use phala_cloud::two_phase::{AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome};
 use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
 use serde_json::json;
 
@@ -180,9 +179,17 @@ pub struct VerifyArgs {
     /// The app id it was signed for.
     #[arg(long, value_name = "ADDRESS")]
     app_id: AppId,
-    /// The KMS's secp256k1 key (`kms_info.k256_pubkey`).
-    #[arg(long, value_name = "HEX")]
-    kms_pubkey: K256PublicKey,
+    /// The KMS's secp256k1 key (`kms_info.k256_pubkey`). With --kms-contract the key the
+    /// contract records is the one checked, and this, if given, must be that key.
+    #[arg(long, value_name = "HEX", required_unless_present = "kms_contract")]
+    kms_pubkey: Option<K256PublicKey>,
+    /// The KMS contract (`kms_info.kms_contract_address`), the trust anchor: the app must be
+    /// registered with it, and the signature must recover to the key its `kmsInfo()` records.
+    #[arg(long, value_name = "ADDRESS", requires = "rpc_url")]
+    kms_contract: Option<Address>,
+    /// JSON-RPC URL of the KMS contract's chain, for --kms-contract. Never shown in messages.
+    #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
+    rpc_url: Option<OsString>,
     /// The signature's timestamp (Unix seconds), for the newer, timestamped form.
     #[arg(long, value_name = "SECS")]
     timestamp: Option<u64>,
@@ -201,18 +208,51 @@ pub async fn run(command: EnvsCommand) -> Result<(), Failure> {
             }
             Ok(())
         }
-        EnvsCommand::VerifyPubkey(args) => {
-            let signed = SignedEnvPubkey::from_hex(&args.pubkey, &args.signature, args.timestamp)
-                .map_err(|e| Failure::usage(e.to_string()))?;
-            let key = signed.verify(&args.app_id, &args.kms_pubkey).map_err(|e| Failure {
-                code: exit::REGISTRATION,
-                message: format!("{e}; do not encrypt to this key"),
-                json: None,
-            })?;
-            println!("ok: {key} is signed by KMS key {} for app {}", args.kms_pubkey, args.app_id);
-            Ok(())
-        }
+        EnvsCommand::VerifyPubkey(args) => verify_pubkey(args).await,
     }
+}
+
+/// `envs verify-pubkey`: against the key given, or the KMS contract's on-chain key.
+async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
+    let signed = SignedEnvPubkey::from_hex(&args.pubkey, &args.signature, args.timestamp)
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let refused = |code: u8, message: String| Failure {
+        code,
+        message: format!("{message}; do not encrypt to this key"),
+        json: None,
+    };
+    if signed.timestamp.is_none() {
+        eprintln!(
+            "warning: no --timestamp: the legacy signature form has no freshness window, so a key signed long ago still verifies"
+        );
+    }
+    let (key, by) = match (args.kms_contract, args.kms_pubkey) {
+        (Some(address), given) => {
+            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?
+                .ok_or_else(|| Failure::usage("--kms-contract needs --rpc-url (or ETH_RPC_URL)"))?;
+            let kms = KmsContract::new(address, &rpc_url).map_err(|e| Failure::usage(e.to_string()))?;
+            let kms_refused =
+                |e: KmsCheckError| refused(if e.is_rpc() { exit::NETWORK } else { exit::REGISTRATION }, e.to_string());
+            if let Some(given) = given {
+                let recorded = kms.k256_pubkey().await.map_err(kms_refused)?;
+                if given != recorded {
+                    return Err(refused(
+                        exit::REGISTRATION,
+                        format!("--kms-pubkey {given} is not the key the KMS contract {address} records ({recorded})"),
+                    ));
+                }
+            }
+            let key = kms.verify_env_pubkey(&signed, &args.app_id).await.map_err(kms_refused)?;
+            (key, format!("the key of KMS contract {address}, with which the app is registered"))
+        }
+        (None, Some(expected)) => {
+            let key = signed.verify(&args.app_id, &expected).map_err(|e| refused(exit::REGISTRATION, e.to_string()))?;
+            (key, format!("KMS key {expected}"))
+        }
+        (None, None) => return Err(Failure::usage("give --kms-contract (with --rpc-url) or --kms-pubkey")),
+    };
+    println!("ok: {key} is signed by {by} for app {}", args.app_id);
+    Ok(())
 }
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
@@ -253,16 +293,15 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         max_fee_per_gas: args.max_fee_gwei,
         gas_limit_cap: args.gas_limit_cap,
     };
-    let mut checked = AppIdCheck::new(&client, args.cvm_id.clone(), &registrar);
-    if let Some(app_id) = args.app_id {
-        checked = checked.expect_app_id(app_id);
-    }
     let display = Display::new(args.json);
     let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
     }
-    let result = update.run(&checked).await;
+    if let Some(app_id) = args.app_id {
+        update = update.expect_app_id(app_id);
+    }
+    let result = update.run(&registrar).await;
     display.finish();
     match result {
         Ok(outcome) => {
@@ -442,14 +481,15 @@ impl ComposeHashRegistrar for CliRegistrar {
     }
 }
 
-/// The CLI's flow error: the app-id check around the CLI's registrar.
-type CliFlowError = FlowError<AppIdCheckError<RegisterError>>;
+/// The CLI's flow error.
+type CliFlowError = FlowError<RegisterError>;
 
 impl Failure {
     /// The exit code and message of a failed update; every message ends with what to do.
     fn from_flow(e: &CliFlowError, json: bool, user_gave_transaction: bool) -> Self {
         let code = match e {
             FlowError::Encrypt(_) => exit::BAD_INPUT,
+            FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
             FlowError::Registration { source, .. } => registration_exit_code(source),
             _ => match e.update_error() {
                 Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
@@ -477,7 +517,7 @@ impl Failure {
             message.push_str("; ");
             message.push_str(&hint);
         }
-        let onchain = e.registration_error().and_then(AppIdCheckError::registrar_error).and_then(|r| match r {
+        let onchain = e.registration_error().and_then(|r| match r {
             RegisterError::Onchain(o) => Some(o),
             _ => None,
         });
@@ -519,8 +559,8 @@ impl Failure {
     }
 }
 
-/// The exit code of a failed registration (the app-id check or the registrar).
-fn registration_exit_code(e: &AppIdCheckError<RegisterError>) -> u8 {
+/// The exit code of a refusal by the flow's app-id check.
+fn app_id_check_exit_code(e: &AppIdCheckError) -> u8 {
     match e {
         AppIdCheckError::Lookup { source, .. } => match source.status().map(|s| s.as_u16()) {
             Some(404) => exit::NOT_FOUND,
@@ -532,32 +572,36 @@ fn registration_exit_code(e: &AppIdCheckError<RegisterError>) -> u8 {
             None => exit::SERVER,
         },
         AppIdCheckError::NotExpected { .. } => exit::BAD_INPUT,
-        AppIdCheckError::Registrar(r) => match r {
-            RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
-            RegisterError::Setup(_) | RegisterError::LockDir(_) => exit::OTHER,
-            RegisterError::Onchain(o) => match o {
-                OnchainError::LockBusy { .. } => exit::CONFLICT,
-                OnchainError::Lock { .. } => exit::OTHER,
-                OnchainError::SendFailed { maybe_sent, .. } => {
-                    if *maybe_sent {
-                        exit::NETWORK
-                    } else {
-                        exit::REGISTRATION
-                    }
-                }
-                o if o.is_rpc() => exit::NETWORK,
-                _ => exit::REGISTRATION,
-            },
-        },
         // NoAppId, BadAppId, Mismatch, and what later versions add.
         _ => exit::REGISTRATION,
     }
 }
 
+/// The exit code of a failed registration.
+fn registration_exit_code(e: &RegisterError) -> u8 {
+    match e {
+        RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
+        RegisterError::Setup(_) | RegisterError::LockDir(_) => exit::OTHER,
+        RegisterError::Onchain(o) => match o {
+            OnchainError::LockBusy { .. } => exit::CONFLICT,
+            OnchainError::Lock { .. } => exit::OTHER,
+            OnchainError::SendFailed { maybe_sent, .. } => {
+                if *maybe_sent {
+                    exit::NETWORK
+                } else {
+                    exit::REGISTRATION
+                }
+            }
+            o if o.is_rpc() => exit::NETWORK,
+            _ => exit::REGISTRATION,
+        },
+    }
+}
+
 /// What to do next after a failed registration, where the error's own message does not say
 /// it in the CLI's terms (flags rather than builder methods).
-fn registration_next_step(e: &AppIdCheckError<RegisterError>) -> Option<String> {
-    let AppIdCheckError::Registrar(RegisterError::Onchain(o)) = e else {
+fn registration_next_step(e: &RegisterError) -> Option<String> {
+    let RegisterError::Onchain(o) = e else {
         return None;
     };
     match o {
