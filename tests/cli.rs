@@ -582,3 +582,31 @@ async fn a_bad_rpc_url_is_refused_without_echoing_it() {
     }
     assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
 }
+
+/// A 2xx that does not prove acceptance (a wrong API prefix's HTML page, an empty 200, a 204)
+/// is not "accepted": the CLI exits non-zero and says the update may have been applied.
+#[tokio::test]
+async fn an_unproven_2xx_is_not_success() {
+    let server = httpmock::MockServer::start_async().await;
+    let pubkey = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+    for (cvm, status, body) in [
+        ("cvm-html", 200, "<html><body>Welcome to our dashboard</body></html>"),
+        ("cvm-empty", 200, ""),
+        ("cvm-204", 204, ""),
+    ] {
+        server.mock(|when, then| {
+            when.method(httpmock::Method::PATCH).path(format!("/api/v1/cvms/{cvm}/envs"));
+            then.status(status).header("content-type", "text/html").body(body);
+        });
+        let env = vec![
+            ("PHALA_CLOUD_API_KEY", API_KEY_CANARY.to_owned()),
+            ("PHALA_CLOUD_API_PREFIX", format!("{}/api/v1", server.base_url())),
+        ];
+        let out = cli(args(&["envs", "update", cvm, "--pubkey", &pubkey, "-e", "A=1"]), env).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(7), "{cvm}: {stdout}\n{stderr}");
+        assert!(stdout.is_empty(), "{cvm}: nothing claims success: {stdout}");
+        assert!(stderr.contains("may have applied") && stderr.contains("PHALA_CLOUD_API_PREFIX"), "{cvm}: {stderr}");
+        assert_no_secret(&out, &[API_KEY_CANARY]);
+    }
+}
