@@ -10,7 +10,7 @@
 //! figures may be up to ~2 ms short. Start times are spread evenly across the block interval,
 //! so the runs do not fall into step with the blocks.
 
-#[path = "../tests/support/anvil.rs"]
+#[path = "../tests/it/support/anvil.rs"]
 #[allow(dead_code)]
 mod anvil;
 

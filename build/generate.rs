@@ -1,6 +1,6 @@
 //! The generation pipeline: OpenAPI document in, formatted Rust client out.
 //!
-//! `build.rs` runs it on `openapi.json`; `tests/normalizer.rs` runs it too. Both include this
+//! `build.rs` runs it on `openapi.json`; `tests/it/normalizer.rs` runs it too. Both include this
 //! file and `build/normalize.rs` by path as sibling modules (`mod normalize; mod generate;`),
 //! so this module reaches the converter as `super::normalize`.
 //!

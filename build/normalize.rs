@@ -6,7 +6,7 @@
 //! a spec update breaks the build with a message instead of a panic inside the generator.
 //!
 //! It is compiled twice: by `build.rs` (`#[path = "build/normalize.rs"] mod normalize;`) and by
-//! `tests/normalizer.rs`, so the unit tests at the bottom run under `cargo test`.
+//! `tests/it/normalizer.rs`, so the unit tests at the bottom run under `cargo test`.
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, BTreeSet};

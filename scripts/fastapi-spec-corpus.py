@@ -76,7 +76,7 @@ def readme(sections):
         f"Starlette {pin('starlette')}, python-multipart {pin('python-multipart')}; "
         "the script pins every package it installs.",
         "Each document is `app.openapi()` of one small app in `scripts/fastapi_corpus/<name>.py`, unedited,",
-        "as JSON with indent 2 and a trailing newline. `tests/spec_corpus.rs` runs the client generator",
+        "as JSON with indent 2 and a trailing newline. `tests/it/spec_corpus.rs` runs the client generator",
         "over each of them.",
         "",
     ]

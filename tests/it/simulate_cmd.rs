@@ -2,7 +2,7 @@
 //! language can use, offline mode said on stderr, a real chain with `--rpc-url` and `DEPLOYER_KEY`.
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

@@ -2,7 +2,7 @@
 //! server in front proves that nothing was sent, and no error echoes a secret.
 #![cfg(feature = "onchain")]
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -1,6 +1,7 @@
 //! Every generated call runs in a tracing span named by its operationId, with its status and
-//! request id, and the API key in no log line. Alone in its binary: tracing caches callsite
-//! interest process-wide, so a test running beside it without the subscriber could hide events.
+//! request id, and the API key in no log line. In `tests/logs`, one at a time: tracing caches
+//! callsite interest process-wide, so a test running beside it without the subscriber could
+//! hide events.
 
 use httpmock::MockServer;
 use phala_cloud::Client;
@@ -11,6 +12,7 @@ const CVM: &str = "cvm-42";
 
 #[tokio::test]
 async fn every_call_is_traced_under_its_operation_id() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
     use std::sync::{Arc, Mutex};
     use tracing_subscriber::fmt::MakeWriter;
 

@@ -2,7 +2,7 @@
 //! error class and its exit code, and a canary secret that must appear in no output.
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::process::Output;
 use std::time::Duration;
@@ -296,7 +296,7 @@ async fn encrypt_and_verify_pubkey() {
     assert_eq!(env.get("K"), Some(CANARY));
 
     // The published vector (legacy form): a good signature, then a wrong signer.
-    let v: serde_json::Value = serde_json::from_str(include_str!("fixtures/crypto/vectors.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(include_str!("../fixtures/crypto/vectors.json")).unwrap();
     let sig = &v["pubkey_signature_legacy"][0];
     let field = |k: &str| sig[k].as_str().unwrap().to_owned();
     let (public_key, signature, app_id) = (field("public_key"), field("signature"), field("app_id"));

@@ -5,7 +5,7 @@
 //! CVM first; `two_phase.rs` tests it).
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use support::{Reply, ScriptedServer};
 
 /// A 465 asking for `hash`, in the StructuredError form of the shared fixture.
 fn reply_465(hash: ComposeHash) -> Reply {
-    let fixture = include_str!("fixtures/responses/465_structured.json");
+    let fixture = include_str!("../fixtures/responses/465_structured.json");
     let mut body: serde_json::Value = serde_json::from_str(fixture).unwrap();
     body["details"][0]["value"] = hash.to_hex().into();
     Reply::json(465, &body.to_string())

@@ -2,15 +2,8 @@
 //! pipeline of `build/generate.rs` on the vendored spec. Both files are included by path as
 //! sibling modules, as `build.rs` includes them.
 
-#[path = "../build/normalize.rs"]
-#[allow(dead_code)]
-mod normalize;
-
-#[path = "../build/generate.rs"]
-#[allow(dead_code)]
-mod generate;
-
-use generate::{MULTIPART_REASON, Selection};
+use crate::generate::{self, MULTIPART_REASON, Selection};
+use crate::normalize;
 use serde_json::Value;
 
 /// The same list as `build.rs`'s.
@@ -18,7 +11,7 @@ const CRATE_OPERATIONS: &[&str] =
     &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms"];
 
 fn vendored_spec() -> Value {
-    serde_json::from_str(include_str!("../openapi.json")).unwrap()
+    serde_json::from_str(include_str!("../../openapi.json")).unwrap()
 }
 
 #[test]

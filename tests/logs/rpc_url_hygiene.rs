@@ -3,7 +3,7 @@
 //! reqwest), and in no error text or `Debug`.
 #![cfg(feature = "onchain")]
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -54,6 +54,7 @@ impl log::Log for LogCapture {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_rpc_url_path_is_in_no_log_line_and_no_error() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
     let captured = Captured::default();
     log::set_boxed_logger(Box::new(LogCapture(captured.clone()))).unwrap();
     log::set_max_level(log::LevelFilter::Trace);

@@ -1,7 +1,7 @@
 //! `PATCH /api/v1/cvms/{cvm_id}/envs` against httpmock: every status with the shared fixture
 //! bodies, malformed replies, unknown statuses, and the 409 retry policy.
 
-mod support;
+use crate::support;
 
 use httpmock::MockServer;
 use phala_cloud::{

@@ -3,7 +3,7 @@
 //! checks what the CVM finally sees; those that must not pay twice count the signer's nonce.
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -2,7 +2,7 @@
 //! one app, the gas and fee caps, and the cross-process lock file.
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

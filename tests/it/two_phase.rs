@@ -78,7 +78,7 @@ impl phala_cloud::two_phase::ComposeHashRegistrar for Counting {
 async fn a_465_for_another_app_than_the_cvms_is_refused_before_the_registrar_is_asked() {
     use phala_cloud::two_phase::{AppIdCheckError, FlowError};
     let server = httpmock::MockServer::start_async().await;
-    let phase1 = include_str!("fixtures/responses/465_structured.json"); // app a172cedc…
+    let phase1 = include_str!("../fixtures/responses/465_structured.json"); // app a172cedc…
     server.mock(|when, then| {
         when.method(httpmock::Method::PATCH).path("/api/v1/cvms/cvm-1/envs");
         then.status(465).header("content-type", "application/json").body(phase1);

@@ -1,6 +1,6 @@
 //! Env encryption, the CVM's limits, and KMS signature verification, through the public API.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,7 +15,7 @@ use serde_json::Value;
 const CANARY: &str = "CANARY-sup3r-s3cret-9f1c";
 
 fn vectors() -> Value {
-    serde_json::from_str(include_str!("fixtures/crypto/vectors.json")).unwrap()
+    serde_json::from_str(include_str!("../fixtures/crypto/vectors.json")).unwrap()
 }
 
 fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {

@@ -5,13 +5,7 @@
 //! skipped with a reason, and every multipart operation skipped. The documents come from
 //! `scripts/fastapi-spec-corpus.py`; see `tests/fixtures/specs/README.md` for what each covers.
 
-#[path = "../build/generate.rs"]
-#[allow(dead_code)]
-mod generate;
-#[path = "../build/normalize.rs"]
-#[allow(dead_code)]
-mod normalize;
-
+use crate::generate;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //! fee and gas caps, and what the CLI says after a transaction that cannot be reused.
 #![cfg(feature = "cli")]
 
-mod support;
+use crate::support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;

@@ -1,10 +1,10 @@
 //! Canary secrets (an env value, an API key, a private key) pass through every public path:
 //! success, each error, `Debug` of the public types, and `tracing` at TRACE level (this crate,
 //! reqwest, hyper, alloy). The test fails if a canary shows up anywhere. The CLI's output is
-//! checked the same way in `tests/cli.rs`.
+//! checked the same way in `tests/it/cli.rs`.
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -55,6 +55,7 @@ fn assert_clean(what: &str, text: &str, canaries: &[String]) {
 
 #[tokio::test(flavor = "current_thread")]
 async fn canaries_appear_in_no_output_log_or_debug() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
     // The chain is the test's fixture, started before capture: anvil prints its well-known dev
     // keys at start, and alloy logs anvil's output at TRACE.
     let chain = support::anvil::LocalChain::start();

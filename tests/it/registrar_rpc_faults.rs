@@ -3,7 +3,7 @@
 //! 50 MB reply, log ranges refused, logs that must not count, a `latest` that lags.
 #![cfg(feature = "onchain")]
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! `addComposeHash` does for the owner and for anyone else.
 #![cfg(feature = "onchain")]
 
-mod support;
+use crate::support;
 
 use alloy::primitives::{Address, B256, b256};
 use alloy::providers::Provider;

@@ -3,7 +3,7 @@
 //! bodies, and bodies cut off mid-stream. Each row states the exact outcome: variant, status
 //! and raw body.
 
-mod raw_server;
+use crate::raw_server;
 
 use phala_cloud::{Client, ConflictRetry, ErrorEnvelope, UpdateEnvsError};
 use raw_server::{Act, RawServer, body, cat, response};

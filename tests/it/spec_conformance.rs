@@ -1,7 +1,7 @@
 //! Spec conformance, driven by `openapi.json` itself. When a maintainer drops in a new spec,
 //! these tests say what the handwritten layer must now handle.
 
-mod support;
+use crate::support;
 
 use http::{HeaderMap, StatusCode};
 use phala_cloud::{Client, UpdateCvmEnvsBody, update_envs};
@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use support::{Reply, ScriptedServer};
 
 fn spec() -> Value {
-    serde_json::from_str(include_str!("../openapi.json")).unwrap()
+    serde_json::from_str(include_str!("../../openapi.json")).unwrap()
 }
 
 const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];

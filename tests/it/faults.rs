@@ -6,7 +6,7 @@
 //! `MaybeSent` (and `may_have_been_applied()`) whenever it may have; and a reply whose head
 //! arrived keeps its status, headers and the body bytes received.
 
-mod raw_server;
+use crate::raw_server;
 
 use phala_cloud::{Client, ConflictRetry, Delivery, UpdateEnvsError};
 use raw_server::{Act, RawServer, body, refused_url};

@@ -3,7 +3,7 @@
 //! prove the registration gives its status.
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;

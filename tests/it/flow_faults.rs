@@ -4,7 +4,7 @@
 //! register twice, and lose no update.
 #![cfg(feature = "simulator")]
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -1,0 +1,52 @@
+//! The integration tests, one binary: the heavy dependencies (alloy, axum, httpmock) link once.
+//! A module per concern; the ones that need a feature say so at their top.
+//!
+//! | module | what |
+//! |---|---|
+//! | `update_envs`, `spec_conformance` | every status with the shared fixtures; spec drift; bodies validated against the spec |
+//! | `generated_ops`, `normalizer`, `spec_corpus` | generated operations through the hooks; the converter on the whole spec; the FastAPI corpus |
+//! | `odd_replies`, `faults`, `hostile_parse` | non-spec statuses and odd bodies over real HTTP; refused, reset, stalled and cut replies; property tests over reply parsing |
+//! | `envcrypt`, `from_env`, `bad_input` | encryption, limits and KMS signatures; `Client::from_env`; input refused before sending |
+//! | `two_phase`, `two_phase_chain`, `flow_faults`, `flow_registrations` | the phases as values; the one-call flow on anvil, under faults and scripted replies |
+//! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
+//! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
+//! | `cli`, `cli_registration` | the command line: exit codes, `--json`, env files, concurrent processes |
+//!
+//! `support` holds the shared helpers (a scripted HTTP server, anvil, a fake JSON-RPC server,
+//! KMS signing); `raw_server` answers with exact bytes or misbehaves at the socket level. The
+//! tests that capture logs are in `tests/logs`, which runs them one at a time.
+
+mod raw_server;
+mod support;
+
+// `build.rs` includes these two by path as sibling modules; so do the tests.
+#[path = "../../build/generate.rs"]
+#[allow(dead_code)]
+mod generate;
+#[path = "../../build/normalize.rs"]
+#[allow(dead_code)]
+mod normalize;
+
+mod anvil_contract;
+mod bad_input;
+mod cli;
+mod cli_registration;
+mod envcrypt;
+mod faults;
+mod flow_faults;
+mod flow_registrations;
+mod from_env;
+mod generated_ops;
+mod hostile_parse;
+mod normalizer;
+mod odd_replies;
+mod registrar_chain;
+mod registrar_rpc_faults;
+mod simulate_cmd;
+mod simulator_chain;
+mod simulator_offline;
+mod spec_conformance;
+mod spec_corpus;
+mod two_phase;
+mod two_phase_chain;
+mod update_envs;
