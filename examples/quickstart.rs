@@ -21,7 +21,7 @@ use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::EnvVars;
 use phala_cloud::onchain::OnchainRegistrar;
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress};
+use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use phala_cloud::{Phase1Data, TransactionHash};
 
 /// The example env, as a dotenv file holds it.
@@ -103,7 +103,10 @@ fn print_event(event: &FlowEvent) {
         FlowEvent::Phase2Sent { attempt } => {
             println!("5. phase 2 sent (attempt {attempt}): same request + compose_hash + transaction_hash")
         }
-        FlowEvent::Restarting => println!("   466: the hash expired, starting again from phase 1"),
+        FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply } => {
+            println!("   466 after a lost reply: asking phase 1 whether the update was applied")
+        }
+        FlowEvent::Restarting { .. } => println!("   466: the hash expired, starting again from phase 1"),
         FlowEvent::Accepted { correlation_id } => {
             println!("6. accepted: correlation id {}", correlation_id.as_deref().unwrap_or("(none)"));
         }

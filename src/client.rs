@@ -117,6 +117,7 @@ impl fmt::Debug for Client {
 }
 
 /// Builds a [`Client`].
+#[must_use = "a ClientBuilder does nothing until `build`"]
 pub struct ClientBuilder {
     base_url: String,
     api_key: Option<String>,

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod client;
 mod dispatch;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-/// Bounded retries of a 409 with exponential backoff, full jitter, and `Retry-After`.
+/// Bounded retries of a 409 with exponential backoff, "equal jitter" (half the backoff fixed, half random), and `Retry-After`.
 ///
 /// The defaults follow the official Go client: 1 s doubling to at most 20 s; here at most 5
 /// attempts in all.

@@ -75,6 +75,7 @@ pub enum KmsKind {
 
 /// A CVM to seed the simulator with.
 #[derive(Debug, Clone)]
+#[must_use = "a CvmSpec does nothing until passed to the simulator"]
 pub struct CvmSpec {
     id: String,
     kms: KmsKind,
@@ -142,6 +143,7 @@ impl CvmSpec {
 
 /// The chain phase 2 is verified against.
 #[derive(Debug, Clone)]
+#[must_use = "a ChainConfig does nothing until passed to the simulator"]
 pub struct ChainConfig {
     rpc_url: url::Url,
     deployer: Option<PrivateKeySigner>,
@@ -163,6 +165,7 @@ impl ChainConfig {
 
 /// How to start a [`Simulator`]. `Debug` does not show the API key.
 #[derive(Clone)]
+#[must_use = "a SimulatorConfig does nothing until passed to the simulator"]
 pub struct SimulatorConfig {
     listen: SocketAddr,
     api_key: Option<String>,
@@ -325,6 +328,7 @@ pub(crate) struct Shared {
 }
 
 /// A running simulator; it shuts down when dropped.
+#[must_use = "the simulator shuts down when dropped; keep it for as long as it should serve"]
 pub struct Simulator {
     base_url: String,
     cvms: Vec<SimCvm>,

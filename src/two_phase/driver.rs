@@ -8,7 +8,7 @@ use tracing::Instrument;
 
 use super::checks::{AppIdCheckError, AppIdPolicy};
 use super::phases::{EnvUpdateRequest, Phase1Outcome};
-use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
+use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use crate::client::Client;
 use crate::envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, RecipientPublicKey, encrypt};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
@@ -340,12 +340,12 @@ impl<'a> EnvUpdate<'a> {
                     Err(e) if e.is_compose_hash_invalid() && lost_reply && lost_reply_checks_left > 0 => {
                         lost_reply_checks_left -= 1;
                         tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied");
-                        progress.emit(FlowEvent::Restarting);
+                        progress.emit(FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply });
                     }
                     Err(e) if e.is_compose_hash_invalid() && restarts_left > 0 => {
                         restarts_left -= 1;
                         tracing::info!("466: compose hash invalid or expired; starting again from phase 1");
-                        progress.emit(FlowEvent::Restarting);
+                        progress.emit(FlowEvent::Restarting { reason: RestartReason::Expired });
                     }
                     Err(source) => {
                         return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });

@@ -23,4 +23,4 @@ pub use driver::{
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
-pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress};
+pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};

@@ -37,6 +37,18 @@ impl<R: ComposeHashRegistrar> ComposeHashRegistrar for &R {
     }
 }
 
+/// Why a run starts again from phase 1 ([`FlowEvent::Restarting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RestartReason {
+    /// The compose hash expired (or was invalid) before phase 2 used it: phase 1 gives a new
+    /// one, registered again only if it differs.
+    Expired,
+    /// A phase-2 reply was lost and the resend answered 466: the lost phase 2 may have been
+    /// applied and spent the hash, so phase 1 is asked whether the update is already in.
+    LostPhase2Reply,
+}
+
 /// A step of an env update, for progress displays. Holds no secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -46,9 +58,10 @@ pub enum FlowEvent {
         /// The encrypted names.
         keys: Vec<String>,
     },
-    /// Phase 1 was sent (`attempt` 2 after a restart).
+    /// Phase 1 was sent (`attempt` > 1 after a restart).
     Phase1Sent {
-        /// 1, or 2 after a 466 restart.
+        /// 1 for the first send; 2 or 3 after [`FlowEvent::Restarting`] (a run restarts at most
+        /// once per [`RestartReason`]).
         attempt: u32,
     },
     /// Phase 1 answered 465.
@@ -82,8 +95,11 @@ pub enum FlowEvent {
         /// 1 for the first send.
         attempt: u32,
     },
-    /// 466: the compose hash expired; starting again from phase 1.
-    Restarting,
+    /// Phase 2 answered 466; starting again from phase 1.
+    Restarting {
+        /// Why phase 1 is asked again.
+        reason: RestartReason,
+    },
     /// Phase 2 answered 467 (transaction not verified) for a transaction the registrar saw
     /// included: the server's verifier is behind the chain. Phase 2 is sent again with the same
     /// transaction after `retry_in`.

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use phala_cloud::simulator::{Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress};
+use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use phala_cloud::{EnvVars, Phase1Data, TransactionHash};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -207,9 +207,15 @@ async fn a_lost_reply_after_the_one_restart_is_still_found_applied() {
     let (front, phase2s) = faulty_front_after(sim.base_url().to_owned(), Fault::ApplyThenReset, 1, 1).await;
     let client = sim.client_builder().base_url(front).build().unwrap();
     let registrar = ExpireOnce { sim: &sim, calls: AtomicU32::new(0) };
+    let restarts = std::sync::Mutex::new(Vec::new());
     let outcome = client
         .env_update("cvm-onchain")
         .env(env(), sim.cvm("cvm-onchain").unwrap().public_key)
+        .on_event(|e| {
+            if let FlowEvent::Restarting { reason } = e {
+                restarts.lock().unwrap().push(*reason);
+            }
+        })
         .run(&registrar)
         .await
         .unwrap_or_else(|e| panic!("{e:?}"));
@@ -219,4 +225,5 @@ async fn a_lost_reply_after_the_one_restart_is_still_found_applied() {
     assert_eq!(sim.cvm_env("cvm-onchain").unwrap(), env());
     let statuses: Vec<u16> = sim.operations().iter().map(|op| op.status).collect();
     assert_eq!(statuses, [465, 466, 465, 202, 466, 202]);
+    assert_eq!(*restarts.lock().unwrap(), [RestartReason::Expired, RestartReason::LostPhase2Reply]);
 }

@@ -14,7 +14,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress};
+use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason};
 use phala_cloud::{ConflictRetry, EnvVars, Phase1Data, TransactionHash};
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 
@@ -208,7 +208,7 @@ async fn expired_hash_restarts_once_without_a_second_transaction() {
         .run(&expire)
         .await
         .unwrap();
-    assert!(events.lock().unwrap().contains(&FlowEvent::Restarting));
+    assert!(events.lock().unwrap().contains(&FlowEvent::Restarting { reason: RestartReason::Expired }));
     assert_eq!(outcome.accepted.allowed_envs_changed, Some(true));
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), vars());
     assert_eq!(nonce(&chain, chain.signer(0).address()).await, before + 1, "one transaction in all");

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use alloy::primitives::Address;
 use phala_cloud::envcrypt::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use phala_cloud::onchain::{KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
-use phala_cloud::two_phase::{AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, UpdateOutcome};
+use phala_cloud::two_phase::{
+    AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason, UpdateOutcome,
+};
 use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
 use serde_json::json;
 
@@ -400,7 +402,12 @@ impl Display {
                 self.say(format!("transaction {transaction_hash} mined in block {block_number}"));
             }
             FlowEvent::Phase2Sent { attempt } => self.say(format!("phase 2 sent (attempt {attempt})")),
-            FlowEvent::Restarting => self.say("466: the compose hash expired; starting again from phase 1".into()),
+            FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply } => {
+                self.say("466 after a lost phase-2 reply: asking phase 1 whether the update was already applied".into())
+            }
+            FlowEvent::Restarting { .. } => {
+                self.say("466: the compose hash expired; starting again from phase 1".into())
+            }
             FlowEvent::Accepted { .. } => {}
             _ => {}
         }
