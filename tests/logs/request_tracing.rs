@@ -3,6 +3,7 @@
 //! callsite interest process-wide, so a test running beside it without the subscriber could
 //! hide events.
 
+use crate::Captured;
 use httpmock::MockServer;
 use phala_cloud::Client;
 use serde_json::json;
@@ -13,27 +14,6 @@ const CVM: &str = "cvm-42";
 #[tokio::test]
 async fn every_call_is_traced_under_its_operation_id() {
     let _alone = crate::ONE_AT_A_TIME.lock().await;
-    use std::sync::{Arc, Mutex};
-    use tracing_subscriber::fmt::MakeWriter;
-
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl std::io::Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    impl<'a> MakeWriter<'a> for Sink {
-        type Writer = Sink;
-        fn make_writer(&'a self) -> Sink {
-            self.clone()
-        }
-    }
-
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
@@ -41,7 +21,7 @@ async fn every_call_is_traced_under_its_operation_id() {
             then.status(200).header("x-request-id", "rid-traced").json_body(json!({"id": 42, "name": "n", "status": "running", "app_id": "ab", "vcpu": 1, "memory": 1, "disk_size": 1}));
         })
         .await;
-    let sink = Sink::default();
+    let sink = Captured::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(sink.clone())
         .with_max_level(tracing::Level::DEBUG)
@@ -50,7 +30,7 @@ async fn every_call_is_traced_under_its_operation_id() {
     let client = Client::builder().base_url(server.base_url()).api_key(KEY).build().unwrap();
     let _guard = tracing::subscriber::set_default(subscriber);
     client.send(|api| api.handle_get_cvm(CVM)).await.unwrap();
-    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let logs = sink.text();
     assert!(logs.contains("operation_id=\"handle_get_cvm\""), "{logs}");
     assert!(logs.contains("request_id=\"rid-traced\""), "{logs}");
     assert!(!logs.contains(KEY), "the API key must not reach the logs: {logs}");

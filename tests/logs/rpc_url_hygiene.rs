@@ -3,10 +3,10 @@
 //! reqwest), and in no error text or `Debug`.
 #![cfg(feature = "onchain")]
 
+use crate::Captured;
 use crate::support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::primitives::{Address, B256};
@@ -18,26 +18,6 @@ use serde_json::json;
 use support::fake_rpc::{Answer, FakeRpc, healthy, log_json, receipt_json};
 
 const CANARY: &str = "RPCKEYCANARY9f3e1a";
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 /// `log` records (reqwest logs through `log`), into the same buffer.
 struct LogCapture(Captured);
@@ -106,7 +86,7 @@ async fn the_rpc_url_path_is_in_no_log_line_and_no_error() {
     }
     texts.push(chain);
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.lines().count() > 20, "the capture saw the run:\n{logs}");
     assert!(logs.contains("eth_sendRawTransaction"), "TRACE reached the transport:\n{logs}");
     for line in logs.lines() {

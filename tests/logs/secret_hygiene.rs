@@ -4,10 +4,9 @@
 //! checked the same way in `tests/it/cli.rs`.
 #![cfg(feature = "simulator")]
 
+use crate::Captured;
 use crate::support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
@@ -20,27 +19,6 @@ use support::{Reply, ScriptedServer};
 
 const ENV_CANARY: &str = "ENVCANARY-41c9e2d7";
 const API_KEY_CANARY: &str = "phak_APIKEYCANARY_8d02f1";
-
-/// Everything `tracing` writes, at TRACE, from every crate.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
-    type Writer = Captured;
-    fn make_writer(&'a self) -> Captured {
-        self.clone()
-    }
-}
 
 fn canaries(key: &PrivateKeySigner) -> Vec<String> {
     let hex = const_hex::encode(key.to_bytes());
@@ -185,7 +163,7 @@ async fn canaries_appear_in_no_output_log_or_debug() {
     for text in &seen {
         assert_clean("Display/Debug", text, &canaries);
     }
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("TRACE") && logs.contains("env_update"), "TRACE logs were captured");
     assert_clean("the TRACE log", &logs, &canaries);
 }
