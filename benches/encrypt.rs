@@ -1,4 +1,4 @@
-//! `cargo bench --bench encrypt`: the time of `envcrypt::encrypt` beside the floor measured in the
+//! `cargo bench --bench encrypt --features simulator`: the time of `encrypt` beside the floor measured in the
 //! same run, for three payloads.
 //!
 //! The floor is what any implementation of the format must do: draw and derive one X25519 key, one
@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use aes_gcm::aead::AeadInOut;
 use aes_gcm::{Aes256Gcm, KeyInit};
-use phala_cloud::envcrypt::{EnvVars, RecipientSecretKey, decrypt_bytes, encrypt};
+use phala_cloud::simulator::{RecipientSecretKey, decrypt_bytes};
+use phala_cloud::{EnvVars, encrypt};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 const BATCHES: usize = 41;

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use alloy::providers::Provider;
 use anvil::{AnvilOptions, LocalChain, wallet_provider};
 use phala_cloud::EnvVars;
+use phala_cloud::FlowEvent;
 use phala_cloud::onchain::OnchainRegistrar;
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::FlowEvent;
 
 const RUNS: usize = 12;
 const BLOCK_TIME: Duration = Duration::from_secs(2);

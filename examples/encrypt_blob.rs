@@ -9,9 +9,7 @@
 //! "env_keys", "env": [{"key", "value"}, …]}`. The secrets are random test data made here, printed
 //! on purpose; never feed this real secrets.
 
-use phala_cloud::envcrypt::{
-    EnvVars, MAX_ENV_ENTRIES, MAX_ENV_VALUE_BYTES, RecipientPublicKey, RecipientSecretKey, encrypt,
-};
+use phala_cloud::{EnvVars, MAX_ENV_ENTRIES, MAX_ENV_VALUE_BYTES, RecipientPublicKey, encrypt};
 use rand::Rng;
 use rand::seq::IndexedRandom;
 use serde_json::json;
@@ -60,8 +58,9 @@ fn main() {
     for case in 0..cases {
         let mut secret_bytes = [0u8; 32];
         getrandom::fill(&mut secret_bytes).expect("OS RNG");
-        let secret = RecipientSecretKey::from_bytes(secret_bytes);
-        let public: RecipientPublicKey = secret.public_key();
+        let secret = x25519_dalek::StaticSecret::from(secret_bytes);
+        let public = RecipientPublicKey::try_from(&x25519_dalek::PublicKey::from(&secret).as_bytes()[..])
+            .expect("an X25519 public key");
         let env = random_env(&mut rng, case);
         // Alternate the accepted key forms: hex, 0x-hex, bytes.
         let encrypted = match case % 3 {

@@ -21,7 +21,7 @@ use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::EnvVars;
 use phala_cloud::onchain::OnchainRegistrar;
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
+use phala_cloud::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use phala_cloud::{Phase1Data, TransactionHash};
 
 /// The example env, as a dotenv file holds it.

@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_RESPONSE_BODY: usize = 1 << 20;
 const USER_AGENT: &str = concat!("phala-cloud-rs/", env!("CARGO_PKG_VERSION"));
 
 /// A configuration that cannot work, found before any request is made.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// No API key was given.
@@ -49,13 +49,18 @@ pub enum ConfigError {
     /// An environment variable is set but not valid Unicode.
     #[error("environment variable {0} is not valid Unicode")]
     NotUnicode(&'static str),
-    /// A private key that is not 32 bytes of hex or not a valid secp256k1 key. The key itself
-    /// is not shown.
-    #[error("invalid private key: {0}")]
-    InvalidPrivateKey(String),
-    /// The HTTP client could not be built (TLS set-up).
+    /// The TLS configuration could not be set up (protocol versions, the platform's verifier).
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The HTTP client could not be built.
     #[error("cannot build the HTTP client: {0}")]
-    Http(String),
+    Http(#[source] Arc<reqwest::Error>),
+}
+
+impl ConfigError {
+    pub(crate) fn http(e: reqwest::Error) -> Self {
+        Self::Http(Arc::new(e))
+    }
 }
 
 /// A Phala Cloud API client: the generated client of every operation in `openapi.json`
@@ -255,7 +260,7 @@ impl ClientBuilder {
             .connect_timeout(self.connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| ConfigError::Http(e.to_string()))?;
+            .map_err(ConfigError::http)?;
         let hooks = Hooks { timeout: self.timeout, max_response_body: self.max_response_body };
         Ok(Client {
             inner: Arc::new(Inner {
@@ -311,9 +316,9 @@ pub fn http_client_builder() -> Result<reqwest::ClientBuilder, ConfigError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Http(e.to_string()))?
+        .map_err(ConfigError::Tls)?
         .with_platform_verifier()
-        .map_err(|e| ConfigError::Http(e.to_string()))?
+        .map_err(ConfigError::Tls)?
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // No redirects: reqwest strips only the standard credential headers on a cross-host
@@ -339,9 +344,9 @@ mod tests {
 
     #[test]
     fn key_is_required_and_redacted() {
-        assert_eq!(Client::builder().build().unwrap_err(), ConfigError::MissingApiKey);
-        assert_eq!(Client::builder().api_key("  ").build().unwrap_err(), ConfigError::MissingApiKey);
-        assert_eq!(Client::builder().api_key("a\nb").build().unwrap_err(), ConfigError::InvalidApiKey);
+        assert!(matches!(Client::builder().build().unwrap_err(), ConfigError::MissingApiKey));
+        assert!(matches!(Client::builder().api_key("  ").build().unwrap_err(), ConfigError::MissingApiKey));
+        assert!(matches!(Client::builder().api_key("a\nb").build().unwrap_err(), ConfigError::InvalidApiKey));
         let builder = Client::builder().api_key("canary-key-123");
         assert!(!format!("{builder:?}").contains("canary"));
         let client = builder.build().unwrap();

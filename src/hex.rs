@@ -29,12 +29,12 @@ pub enum HexError {
 }
 
 /// Strips an optional `0x`/`0X` prefix.
-pub fn strip_0x(s: &str) -> &str {
+pub(crate) fn strip_0x(s: &str) -> &str {
     s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s)
 }
 
 /// Decodes exactly `N` bytes of hex, with or without `0x`.
-pub fn decode_fixed<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], HexError> {
+pub(crate) fn decode_fixed<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], HexError> {
     let digits = strip_0x(s.trim());
     if digits.len() != N * 2 {
         return Err(if digits.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -34,33 +34,56 @@
 
 mod client;
 mod dispatch;
-pub mod envcrypt;
-pub mod error;
+mod envcrypt;
+mod error;
 mod generated;
-pub mod hex;
+mod hex;
 #[cfg(feature = "onchain")]
 pub mod onchain;
 mod retry;
 #[cfg(feature = "simulator")]
 pub mod simulator;
-pub mod two_phase;
-pub mod update_envs;
-pub mod validate;
+mod two_phase;
+mod update_envs;
+mod validate;
 
+// Everything of the default build is reachable from the root, once; the feature-gated parts
+// (`onchain`, `simulator`) and the generated code (`api`, `types`) are modules.
 pub use client::{
     API_KEY_ENV, API_PREFIX_ENV, Client, ClientBuilder, ConfigError, DEFAULT_API_VERSION, DEFAULT_BASE_URL,
     DEFAULT_MAX_RESPONSE_BODY, http_client_builder,
 };
 pub use dispatch::{Hooks, Reply};
-pub use envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
-pub use error::{
-    Delivery, ErrorEnvelope, HttpError, InvalidReply, SdkError, ServiceErrorKind, StructuredError, TransportError,
+pub use envcrypt::{
+    EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS, KMS_SIGNATURE_MAX_SKEW_SECS,
+    KMS_SIGNATURE_PREFIX, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES,
+    RecipientPublicKey, SignedEnvPubkey, encrypt,
 };
-pub use hex::{AppId, ComposeHash, TransactionHash};
+pub use error::{
+    Delivery, ErrorDetail, ErrorEnvelope, ErrorLink, HttpError, InvalidReply, SdkError, ServiceErrorKind,
+    StructuredError, TransportError,
+};
+pub use hex::{AppId, ComposeHash, HexError, TransactionHash};
 pub use retry::ConflictRetry;
+pub use two_phase::{
+    AppIdCheckError, BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, DEFAULT_PHASE2_ATTEMPTS,
+    DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, EnvUpdateRequest, FlowError,
+    FlowEvent, KnownTransaction, MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress,
+    Registration, RestartReason, UpdateOutcome, parse_app_id,
+};
 pub use types::UpdateCvmEnvsBody;
-pub use update_envs::{EnvsUpdateAccepted, KmsInfo, Phase1Data, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind};
-pub use validate::InputError;
+pub use update_envs::{
+    EnvsUpdateAccepted, KmsInfo, Phase1Data, Phase1Error, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind,
+};
+pub use validate::{InputError, MIN_ENCRYPTED_ENV_BYTES, is_valid_env_key};
+
+/// The crate's internals, for its fuzz target and property tests (feature `__internals`, not
+/// part of the API: no semver promise).
+#[cfg(feature = "__internals")]
+#[doc(hidden)]
+pub mod __internals {
+    pub use crate::update_envs::classify;
+}
 
 /// An operation of `openapi.json` generated in this build (see [`GENERATED_OPERATIONS`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,9 @@
-//! The opt-in retry policy for 409 "another operation in progress".
+//! Every wait before sending again: the opt-in retry policy for 409 "another operation in
+//! progress", and the two-phase flow's resend of a phase 2 whose reply was lost.
 //!
 //! A 409 means the server refused the request without acting on it, so sending it again is
-//! safe. Nothing else is retried once a request may have reached the server.
+//! safe. A phase 2 is safe to send again because the server applies a compose hash once.
+//! Nothing else is retried once a request may have reached the server.
 
 use std::time::Duration;
 
@@ -44,6 +46,12 @@ impl ConflictRetry {
             None => Some(backoff),
         }
     }
+}
+
+/// The wait before sending a phase 2 again after its `lost`-th lost reply (1-based): 250 ms
+/// more each time, so a server that is restarting gets a moment and a flaky link no storm.
+pub(crate) fn phase2_resend_delay(lost: u32) -> Duration {
+    Duration::from_millis(250).saturating_mul(lost)
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ pub fn is_valid_env_key(key: &str) -> bool {
 }
 
 /// Checks an env name, naming it in the error (names are not secret).
-pub fn check_env_key(field: impl Into<String>, key: &str) -> Result<(), InputError> {
+pub(crate) fn check_env_key(field: impl Into<String>, key: &str) -> Result<(), InputError> {
     if is_valid_env_key(key) {
         Ok(())
     } else {
@@ -40,7 +40,7 @@ pub fn check_env_key(field: impl Into<String>, key: &str) -> Result<(), InputErr
 }
 
 /// A CVM id: not empty, not `.` or `..`, no path separators, whitespace or control characters.
-pub fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
+pub(crate) fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
     if cvm_id.is_empty() {
         return Err(InputError::new("cvm_id", "is empty"));
     }
@@ -60,7 +60,7 @@ pub fn check_cvm_id(cvm_id: &str) -> Result<(), InputError> {
 
 /// An `encrypted_env` blob: lowercase or uppercase hex without `0x`, whole bytes, at least
 /// [`MIN_ENCRYPTED_ENV_BYTES`].
-pub fn check_encrypted_env(hex: &str) -> Result<(), InputError> {
+pub(crate) fn check_encrypted_env(hex: &str) -> Result<(), InputError> {
     let field = "encrypted_env";
     if hex.starts_with("0x") || hex.starts_with("0X") {
         return Err(InputError::new(field, "must be hex without a 0x prefix"));

@@ -43,13 +43,13 @@ struct Entry {
 /// `Display`. Names are not secret.
 ///
 /// ```
-/// use phala_cloud::envcrypt::EnvVars;
+/// use phala_cloud::EnvVars;
 ///
 /// let env = EnvVars::from_assignments(["A=1", "B=two=2"])?;
 /// assert_eq!(env.get("B"), Some("two=2"));
 /// assert_eq!(format!("{env:?}"), r#"EnvVars {"A": <redacted>, "B": <redacted>}"#);
 /// assert!(EnvVars::from_assignments(["A=1", "A=2"]).unwrap_err().to_string().contains("`A`"));
-/// # Ok::<(), phala_cloud::envcrypt::EnvCryptError>(())
+/// # Ok::<(), phala_cloud::EnvCryptError>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct EnvVars {
@@ -124,11 +124,11 @@ impl EnvVars {
     /// copies behind; the caller's `text` is the caller's to wipe.
     ///
     /// ```
-    /// use phala_cloud::envcrypt::EnvVars;
+    /// use phala_cloud::EnvVars;
     ///
     /// let env = EnvVars::from_dotenv_str("export A=pa$sw0rd # comment\nB=\"${A}\\n\"\nC='x'\n")?;
     /// assert_eq!(env.iter().collect::<Vec<_>>(), [("A", "pa$sw0rd"), ("B", "${A}\n"), ("C", "x")]);
-    /// # Ok::<(), phala_cloud::envcrypt::EnvCryptError>(())
+    /// # Ok::<(), phala_cloud::EnvCryptError>(())
     /// ```
     pub fn from_dotenv_str(text: &str) -> Result<Self, EnvCryptError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);

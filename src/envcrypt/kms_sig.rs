@@ -101,7 +101,7 @@ impl fmt::Debug for K256PublicKey {
 ///
 /// ```
 /// use phala_cloud::AppId;
-/// use phala_cloud::envcrypt::{K256PublicKey, SignedEnvPubkey};
+/// use phala_cloud::{K256PublicKey, SignedEnvPubkey};
 ///
 /// let signed: SignedEnvPubkey = serde_json::from_str(r#"{
 ///     "public_key": "e33a1832c6562067ff8f844a61e51ad051f1180b66ec2551fb0251735f3ee90a",

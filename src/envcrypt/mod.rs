@@ -6,18 +6,16 @@
 //! result with [`EncryptedEnv::into_body`], whose `env_keys` covers every encrypted name.
 //!
 //! ```
-//! use phala_cloud::envcrypt::{EnvVars, RecipientSecretKey, decrypt, encrypt};
+//! use phala_cloud::{EnvVars, encrypt};
 //!
 //! let env = EnvVars::from_pairs([("DATABASE_URL", "postgres://…"), ("API_TOKEN", "s3cr3t")])?;
-//! # let cvm_key = RecipientSecretKey::generate()?;
-//! # let recipient = cvm_key.public_key().to_string();
-//! // `recipient` is the CVM's `encrypted_env_pubkey` (hex, with or without `0x`).
-//! let encrypted = encrypt(&env, recipient.as_str())?;
+//! // The CVM's `encrypted_env_pubkey` (hex, with or without `0x`).
+//! let recipient = "b5ee2e67280ef8c9540850e90e6b7ee1b5e7ef011301bde95a2e6f953d04d201";
+//! let encrypted = encrypt(&env, recipient)?;
 //! assert_eq!(encrypted.keys(), ["DATABASE_URL", "API_TOKEN"]);
-//! # assert_eq!(decrypt(encrypted.as_hex(), &cvm_key)?, env);
 //! let body = encrypted.into_body();
 //! assert_eq!(body.env_keys.as_deref(), Some(&["DATABASE_URL".to_string(), "API_TOKEN".to_string()][..]));
-//! # Ok::<(), phala_cloud::envcrypt::EnvCryptError>(())
+//! # Ok::<(), phala_cloud::EnvCryptError>(())
 //! ```
 //!
 //! # Format
@@ -45,7 +43,10 @@ mod env_vars;
 mod json;
 mod kms_sig;
 
-pub use encrypt::{EncryptedEnv, RecipientPublicKey, RecipientSecretKey, decrypt, decrypt_bytes, encrypt};
+pub use encrypt::{EncryptedEnv, RecipientPublicKey, encrypt};
+// The CVM's side: the simulator decrypts what it is sent (and re-exports these).
+#[cfg_attr(not(feature = "simulator"), allow(unused_imports))]
+pub use encrypt::{RecipientSecretKey, decrypt, decrypt_bytes};
 pub use env_vars::{EnvVars, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES};
 pub use kms_sig::{
     K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS, KMS_SIGNATURE_MAX_SKEW_SECS, KMS_SIGNATURE_PREFIX, SignedEnvPubkey,

@@ -6,6 +6,7 @@
 
 use alloy::primitives::{Address, B256};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::signers::local::PrivateKeySigner;
 
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 
@@ -37,7 +38,7 @@ pub(crate) fn registers_compose_hash(
 
 /// A read-only provider over `rpc_url`, on this crate's TLS setup (rustls with *ring*) and its
 /// bounded transport, which keeps the URL out of logs.
-pub(crate) fn read_provider(rpc_url: &url::Url) -> Result<DynProvider, crate::ConfigError> {
+pub(crate) fn read_provider(rpc_url: &url::Url) -> Result<DynProvider, super::SetupError> {
     let transport = super::transport::RpcTransport::default_for(rpc_url)?;
     Ok(ProviderBuilder::new().disable_recommended_fillers().connect_client(transport.rpc_client()).erased())
 }
@@ -76,4 +77,15 @@ impl From<B256> for TransactionHash {
     fn from(h: B256) -> Self {
         TransactionHash(h.0)
     }
+}
+
+/// Deploys this repository's app-auth contract (`contracts/AppAuth.sol`) from `signer`, which
+/// becomes its owner, and returns its address. For local chains (the simulator re-exports
+/// it): a real app's contract is deployed by dstack's tooling.
+pub async fn deploy_app_auth(rpc_url: &url::Url, signer: PrivateKeySigner) -> Result<Address, alloy::contract::Error> {
+    let transport = super::transport::RpcTransport::default_for(rpc_url)
+        .map_err(|e| alloy::contract::Error::TransportError(alloy::transports::TransportErrorKind::custom(e)))?;
+    let provider = ProviderBuilder::new().wallet(signer).connect_client(transport.rpc_client());
+    let contract = AppAuth::deploy(&provider).await?;
+    Ok(*contract.address())
 }

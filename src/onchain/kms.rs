@@ -113,7 +113,7 @@ impl std::fmt::Debug for KmsContract {
 
 impl KmsContract {
     /// The contract at `address`, asked over `rpc_url` (which no log line or error shows).
-    pub fn new(address: Address, rpc_url: &url::Url) -> Result<Self, crate::ConfigError> {
+    pub fn new(address: Address, rpc_url: &url::Url) -> Result<Self, super::SetupError> {
         Ok(Self::over(address, super::contract::read_provider(rpc_url)?))
     }
 

@@ -1,45 +1,44 @@
 //! On-chain registration of compose hashes (feature `onchain`, built on alloy).
 
-pub mod contract;
-mod kms;
+pub(crate) mod contract;
+pub(crate) mod kms;
 mod registrar;
 mod transport;
 
-use alloy::primitives::Address;
-use alloy::providers::ProviderBuilder;
 use alloy::signers::local::PrivateKeySigner;
 
-pub use contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
-pub use kms::{KmsAuth, KmsCheckError, KmsContract, deploy_kms_auth};
+pub use contract::COMPOSE_HASH_ADDED_TOPIC;
+pub use kms::{KmsCheckError, KmsContract};
 pub use registrar::{
     DEFAULT_GAS_LIMIT_CAP, DEFAULT_MAX_FEE_PER_GAS_WEI, DEFAULT_MAX_RPC_REPLY_BYTES, DEFAULT_MIN_BALANCE_WEI,
     DEFAULT_RPC_CONNECT_TIMEOUT, DEFAULT_RPC_REQUEST_TIMEOUT, OnchainError, OnchainRegistrar,
 };
 pub use transport::HttpFailure;
 
-/// A signer from a private key given as 64 hex digits (`0x` optional). The error never shows
-/// the key; the decoded bytes are wiped.
-pub fn signer_from_hex(private_key: &str) -> Result<PrivateKeySigner, crate::ConfigError> {
-    let bytes = zeroize::Zeroizing::new(
-        crate::hex::decode_fixed::<32>(private_key, "private key")
-            .map_err(|e| crate::ConfigError::InvalidPrivateKey(e.to_string()))?,
-    );
-    PrivateKeySigner::from_slice(bytes.as_slice()).map_err(|_| {
-        crate::ConfigError::InvalidPrivateKey(
-            "not a valid secp256k1 private key (zero or above the curve order)".into(),
-        )
-    })
+/// An on-chain part that cannot be set up: a private key that is not one, or an RPC client
+/// that cannot be built. Found before anything is asked of the chain; never shows a key or an
+/// RPC URL.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The private key is not 32 bytes of hex.
+    #[error("invalid private key: {0}")]
+    PrivateKeyNotHex(#[source] crate::hex::HexError),
+    /// 32 bytes, but not a secp256k1 private key (zero, or not below the curve order).
+    #[error("invalid private key: not a valid secp256k1 private key (zero or above the curve order)")]
+    PrivateKeyOutOfRange,
+    /// The RPC's HTTP client could not be built.
+    #[error("cannot set up the RPC client: {0}")]
+    RpcClient(#[source] crate::ConfigError),
 }
 
-/// Deploys this repository's app-auth contract (`contracts/AppAuth.sol`) from `signer`, which
-/// becomes its owner, and returns its address. For local chains and tests: a real app's
-/// contract is deployed by dstack's tooling.
-pub async fn deploy_app_auth(rpc_url: &url::Url, signer: PrivateKeySigner) -> Result<Address, alloy::contract::Error> {
-    let transport = transport::RpcTransport::default_for(rpc_url)
-        .map_err(|e| alloy::contract::Error::TransportError(alloy::transports::TransportErrorKind::custom(e)))?;
-    let provider = ProviderBuilder::new().wallet(signer).connect_client(transport.rpc_client());
-    let contract = AppAuth::deploy(&provider).await?;
-    Ok(*contract.address())
+/// A signer from a private key given as 64 hex digits (`0x` optional). The error never shows
+/// the key; the decoded bytes are wiped.
+pub fn signer_from_hex(private_key: &str) -> Result<PrivateKeySigner, SetupError> {
+    let bytes = zeroize::Zeroizing::new(
+        crate::hex::decode_fixed::<32>(private_key, "private key").map_err(SetupError::PrivateKeyNotHex)?,
+    );
+    PrivateKeySigner::from_slice(bytes.as_slice()).map_err(|_| SetupError::PrivateKeyOutOfRange)
 }
 
 /// An RPC URL as it may be shown: scheme, host and port, with `/…` for any path or query (where

@@ -320,7 +320,7 @@ enum Sent {
 impl OnchainRegistrar {
     /// From any alloy signer (a local key, a hardware wallet, a KMS-backed signer) and the
     /// JSON-RPC URL of the app's chain.
-    pub fn new<S>(signer: S, rpc_url: url::Url) -> Result<Self, crate::ConfigError>
+    pub fn new<S>(signer: S, rpc_url: url::Url) -> Result<Self, super::SetupError>
     where
         S: TxSigner<Signature> + Send + Sync + 'static,
     {
@@ -344,7 +344,7 @@ impl OnchainRegistrar {
     }
 
     /// From a private key as 64 hex digits (`0x` optional). The error never shows the key.
-    pub fn from_private_key(private_key: &str, rpc_url: url::Url) -> Result<Self, crate::ConfigError> {
+    pub fn from_private_key(private_key: &str, rpc_url: url::Url) -> Result<Self, super::SetupError> {
         Self::new(super::signer_from_hex(private_key)?, rpc_url)
     }
 

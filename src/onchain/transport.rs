@@ -70,11 +70,12 @@ impl RpcTransport {
 
     /// Over a client from [`crate::http_client_builder`] with the registrar's default timeouts
     /// and reply cap.
-    pub(crate) fn default_for(url: &url::Url) -> Result<Self, crate::ConfigError> {
-        let client = crate::client::http_client_builder()?
+    pub(crate) fn default_for(url: &url::Url) -> Result<Self, super::SetupError> {
+        let client = crate::client::http_client_builder()
+            .map_err(super::SetupError::RpcClient)?
             .connect_timeout(super::DEFAULT_RPC_CONNECT_TIMEOUT)
             .build()
-            .map_err(|e| crate::ConfigError::Http(e.to_string()))?;
+            .map_err(|e| super::SetupError::RpcClient(crate::ConfigError::http(e)))?;
         Ok(Self::new(client, url.clone(), super::DEFAULT_RPC_REQUEST_TIMEOUT, super::DEFAULT_MAX_RPC_REPLY_BYTES))
     }
 

@@ -7,15 +7,59 @@ use alloy::providers::{DynProvider, Provider};
 
 use crate::onchain::contract::{AppAuth, registers_compose_hash};
 
-/// Why phase 2 is refused on-chain.
-#[derive(Debug)]
+/// Why phase 2 is refused on-chain. Its `Display` is the reply's message (the simulator
+/// scrubs the RPC URL from it before sending).
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum Refusal {
     /// 468: `allowedComposeHashes(hash)` is false on the app contract.
-    NotAllowed(String),
-    /// 467: the transaction does not prove the registration.
-    BadTransaction(String),
+    #[error("compose hash {hash} is not in allowedComposeHashes of app contract {app}")]
+    NotAllowed { app: Address, hash: B256 },
+    /// 468: the app contract did not answer `allowedComposeHashes`.
+    #[error("app contract {app} did not answer allowedComposeHashes ({source}); is it deployed on this chain?")]
+    NoAppContract { app: Address, source: alloy::contract::Error },
+    /// 467: the transaction is mined after the verifier's view of the chain.
+    #[error(
+        "transaction {tx} not found: the verifier sees the chain up to block {view}, and it is in {}",
+        .mined.map_or_else(|| "a pending block".to_owned(), |b| format!("block {b}"))
+    )]
+    NotInView { tx: B256, view: u64, mined: Option<u64> },
+    /// 467: no receipt.
+    #[error("transaction {tx} not found (not mined, or another chain)")]
+    NotFound { tx: B256 },
+    /// 467: the transaction reverted.
+    #[error("transaction {tx} reverted")]
+    Reverted { tx: B256 },
+    /// 467: no `ComposeHashAdded(hash)` from the app contract in it.
+    #[error("{}", no_event_message(*.tx, *.to, *.app, *.hash))]
+    NoEvent { tx: B256, to: Option<Address>, app: Address, hash: B256 },
     /// 500: the chain could not be asked.
-    Rpc(String),
+    #[error("{step} failed: {source}")]
+    Rpc { step: &'static str, source: alloy::transports::TransportError },
+}
+
+impl Refusal {
+    /// 467, 468 or 500.
+    pub(crate) fn status(&self) -> u16 {
+        match self {
+            Self::NotAllowed { .. } | Self::NoAppContract { .. } => 468,
+            Self::NotInView { .. } | Self::NotFound { .. } | Self::Reverted { .. } | Self::NoEvent { .. } => 467,
+            Self::Rpc { .. } => 500,
+        }
+    }
+}
+
+fn no_event_message(tx: B256, to: Option<Address>, app: Address, hash: B256) -> String {
+    match to {
+        Some(to) if to == app => {
+            format!("transaction {tx} has no ComposeHashAdded({hash}) log from the app contract {app}")
+        }
+        to => {
+            let to = to.map_or_else(|| "a contract creation".to_owned(), |to| to.to_string());
+            format!(
+                "transaction {tx} was sent to {to}, not to the app contract {app}, and no call in it emitted ComposeHashAdded({hash}) from the app contract"
+            )
+        }
+    }
 }
 
 /// The chain the simulator checks phase 2 against.
@@ -29,8 +73,9 @@ pub(crate) struct Chain {
 }
 
 impl Chain {
-    fn scrub(&self, text: String) -> String {
-        crate::onchain::scrub_url(&text, &self.rpc_url)
+    /// A refusal's text as a reply may carry it: without the RPC URL.
+    pub(crate) fn message(&self, refusal: &Refusal) -> String {
+        crate::onchain::scrub_url(&refusal.to_string(), &self.rpc_url)
     }
 
     /// Checks, in order: the transaction is in the verifier's view (with a lag: mined at or
@@ -48,7 +93,7 @@ impl Chain {
             .provider
             .get_transaction_receipt(tx)
             .await
-            .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_getTransactionReceipt failed: {e}"))))?;
+            .map_err(|source| Refusal::Rpc { step: "eth_getTransactionReceipt", source })?;
         let view = if self.lag == 0 {
             BlockId::latest()
         } else {
@@ -56,17 +101,12 @@ impl Chain {
                 .provider
                 .get_block_number()
                 .await
-                .map_err(|e| Refusal::Rpc(self.scrub(format!("eth_blockNumber failed: {e}"))))?;
+                .map_err(|source| Refusal::Rpc { step: "eth_blockNumber", source })?;
             let view = latest.saturating_sub(self.lag);
             if let Some(receipt) = &receipt {
                 match receipt.block_number {
                     Some(block) if block <= view => {}
-                    mined => {
-                        let mined = mined.map_or_else(|| "a pending block".to_owned(), |b| format!("block {b}"));
-                        return Err(Refusal::BadTransaction(format!(
-                            "transaction {tx} not found: the verifier sees the chain up to block {view}, and it is in {mined}"
-                        )));
-                    }
+                    mined => return Err(Refusal::NotInView { tx, view, mined }),
                 }
             }
             BlockId::number(view)
@@ -74,39 +114,18 @@ impl Chain {
         let contract = AppAuth::new(app, &self.provider);
         match contract.allowedComposeHashes(hash).block(view).call().await {
             Ok(true) => {}
-            Ok(false) => {
-                return Err(Refusal::NotAllowed(format!(
-                    "compose hash {hash} is not in allowedComposeHashes of app contract {app}"
-                )));
+            Ok(false) => return Err(Refusal::NotAllowed { app, hash }),
+            Err(alloy::contract::Error::TransportError(source)) => {
+                return Err(Refusal::Rpc { step: "eth_call allowedComposeHashes", source });
             }
-            Err(alloy::contract::Error::TransportError(e)) => {
-                return Err(Refusal::Rpc(self.scrub(format!("eth_call allowedComposeHashes failed: {e}"))));
-            }
-            Err(e) => {
-                return Err(Refusal::NotAllowed(self.scrub(format!(
-                    "app contract {app} did not answer allowedComposeHashes ({e}); is it deployed on this chain?"
-                ))));
-            }
+            Err(source) => return Err(Refusal::NoAppContract { app, source }),
         }
-        let receipt = receipt.ok_or_else(|| {
-            Refusal::BadTransaction(format!("transaction {tx} not found (not mined, or another chain)"))
-        })?;
+        let receipt = receipt.ok_or(Refusal::NotFound { tx })?;
         if !receipt.status() {
-            return Err(Refusal::BadTransaction(format!("transaction {tx} reverted")));
+            return Err(Refusal::Reverted { tx });
         }
         if !registers_compose_hash(&receipt, app, hash) {
-            let message = match receipt.to {
-                Some(to) if to == app => {
-                    format!("transaction {tx} has no ComposeHashAdded({hash}) log from the app contract {app}")
-                }
-                to => {
-                    let to = to.map_or_else(|| "a contract creation".to_owned(), |to| to.to_string());
-                    format!(
-                        "transaction {tx} was sent to {to}, not to the app contract {app}, and no call in it emitted ComposeHashAdded({hash}) from the app contract"
-                    )
-                }
-            };
-            return Err(Refusal::BadTransaction(message));
+            return Err(Refusal::NoEvent { tx, to: receipt.to, app, hash });
         }
         Ok(())
     }

@@ -26,7 +26,7 @@ pub(crate) async fn get_cvm(
     let (status, body) = if !authenticated {
         (StatusCode::UNAUTHORIZED, json!({ "detail": "Invalid or missing API key" }))
     } else {
-        let cvms = shared.cvms.lock().expect("cvm lock");
+        let cvms = super::state::lock(&shared.cvms);
         // A stable integer id (the spec's `id` is the internal database id): the CVM's rank by id.
         let mut ids: Vec<&String> = cvms.keys().collect();
         ids.sort();
@@ -46,7 +46,7 @@ pub(crate) async fn get_cvm(
                         "status": "running",
                         "in_progress": cvm.busy_until.is_some_and(|until| until > std::time::Instant::now()),
                         // Centralized CVMs have an app id too; it names no contract.
-                        "app_id": const_hex::encode(cvm.app_id.map_or(cvm.device_id[..20].try_into().expect("20 bytes"), |a| a.0)),
+                        "app_id": cvm.app_id.map_or_else(|| const_hex::encode(&cvm.device_id[..20]), |a| const_hex::encode(a.0)),
                         "vcpu": 2,
                         "memory": 4096,
                         "disk_size": 40,
@@ -59,6 +59,7 @@ pub(crate) async fn get_cvm(
     };
     tracing::info!(%cvm_id, status = status.as_u16(), %request_id, "simulator: GET cvm");
     let mut response = (status, axum::Json(body)).into_response();
+    // The simulator's own id, hex: always a valid header value.
     response.headers_mut().insert("x-request-id", HeaderValue::from_str(&request_id).expect("hex id"));
     response
 }

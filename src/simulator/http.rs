@@ -13,13 +13,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
-use super::chain::Refusal;
 use super::compose::{compose_hash, normalize_names};
 use super::state::{Operation, Pending, Phase};
 use super::{KmsKind, Shared};
 use crate::envcrypt::{EnvCryptError, decrypt};
 use crate::hex::{ComposeHash, TransactionHash};
-use crate::update_envs::PATH;
 use crate::validate::is_valid_env_key;
 
 /// The shortest blob: ephemeral X25519 key (32), IV (12) and GCM tag (16).
@@ -28,10 +26,13 @@ const MIN_BLOB_BYTES: usize = 32 + 12 + 16;
 /// Large enough for the largest env a CVM accepts (1 MiB of plaintext is 2 MiB of hex).
 const BODY_LIMIT: usize = 8 << 20;
 
+/// The env update's path, as `openapi.json` names it (axum's `{param}` syntax is the spec's).
+const ENVS_PATH: &str = "/api/v1/cvms/{cvm_id}/envs";
+
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // axum's path syntax is OpenAPI's: `{cvm_id}` captures one segment.
     Router::new()
-        .route(PATH, patch(update_envs))
+        .route(ENVS_PATH, patch(update_envs))
         .route(super::cvm_view::CVM_PATH, get(super::cvm_view::get_cvm))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
@@ -119,6 +120,7 @@ impl Reply {
             .into_response(),
         };
         *response.status_mut() = status;
+        // The simulator's own id, hex: always a valid header value.
         response.headers_mut().insert("x-request-id", HeaderValue::from_str(request_id).expect("hex id"));
         response
     }
@@ -171,7 +173,7 @@ async fn update_envs(
         op.cvm_decrypts = None;
     }
     tracing::info!(cvm_id = %op.cvm_id, status = op.status, request_id = %request_id, "simulator: PATCH envs");
-    shared.log.lock().expect("log lock").push(op);
+    super::state::lock(&shared.log).push(op);
     reply.into_response(&request_id)
 }
 
@@ -185,7 +187,7 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
     }
     let now = Instant::now();
     let request = {
-        let cvms = shared.cvms.lock().expect("cvm lock");
+        let cvms = super::state::lock(&shared.cvms);
         let Some(cvm) = cvms.get(cvm_id) else {
             return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
         };
@@ -249,7 +251,7 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
     }
     let requested = request.env_keys.clone().map(normalize_names);
     let (decrypted, kms, app_id) = {
-        let cvms = shared.cvms.lock().expect("cvm lock");
+        let cvms = super::state::lock(&shared.cvms);
         let Some(cvm) = cvms.get(cvm_id) else {
             return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
         };
@@ -261,7 +263,7 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
     let Some((hash, tx)) = phase2 else {
         // Phase 1 decides and applies under one lock: another request may have changed the
         // CVM since the checks above, so they are made again here.
-        let mut cvms = shared.cvms.lock().expect("cvm lock");
+        let mut cvms = super::state::lock(&shared.cvms);
         let Some(cvm) = cvms.get_mut(cvm_id) else {
             return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
         };
@@ -298,7 +300,7 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
 
     // Phase 2: the hash must be one phase 1 handed out, unexpired, for these env names.
     let allowed = {
-        let cvms = shared.cvms.lock().expect("cvm lock");
+        let cvms = super::state::lock(&shared.cvms);
         let Some(cvm) = cvms.get(cvm_id) else {
             return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
         };
@@ -313,33 +315,29 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         }
         allowed
     };
-    if let (Some(chain), Some(app_id)) = (&shared.chain, app_id) {
-        match chain.verify(app_id.into(), hash.into(), tx.into()).await {
-            Ok(()) => {}
-            Err(Refusal::NotAllowed(message)) => {
-                return Reply::Structured {
-                    status: 468,
-                    code: "ERR-01-008",
-                    message: format!("Compose hash not allowed on-chain: {message}"),
-                    details: json!([{ "field": "compose_hash", "value": hash.to_hex(), "message": message }]),
-                    suggestion: "Register this exact compose hash on the app contract, then send phase 2 again",
-                };
-            }
-            Err(Refusal::BadTransaction(message)) => {
-                return Reply::Structured {
-                    status: 467,
-                    code: "ERR-01-007",
-                    message: format!("Transaction verification failed: {message}"),
-                    details: json!([{ "field": "transaction_hash", "value": tx.to_hex(), "message": message }]),
-                    suggestion: "Send the hash of the transaction that called addComposeHash on the app contract",
-                };
-            }
-            Err(Refusal::Rpc(message)) => {
-                return Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, format!("Chain RPC error: {message}"));
-            }
-        }
+    if let (Some(chain), Some(app_id)) = (&shared.chain, app_id)
+        && let Err(refusal) = chain.verify(app_id.into(), hash.into(), tx.into()).await
+    {
+        let message = chain.message(&refusal);
+        return match refusal.status() {
+            468 => Reply::Structured {
+                status: 468,
+                code: "ERR-01-008",
+                message: format!("Compose hash not allowed on-chain: {message}"),
+                details: json!([{ "field": "compose_hash", "value": hash.to_hex(), "message": message }]),
+                suggestion: "Register this exact compose hash on the app contract, then send phase 2 again",
+            },
+            467 => Reply::Structured {
+                status: 467,
+                code: "ERR-01-007",
+                message: format!("Transaction verification failed: {message}"),
+                details: json!([{ "field": "transaction_hash", "value": tx.to_hex(), "message": message }]),
+                suggestion: "Send the hash of the transaction that called addComposeHash on the app contract",
+            },
+            _ => Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, format!("Chain RPC error: {message}")),
+        };
     }
-    let mut cvms = shared.cvms.lock().expect("cvm lock");
+    let mut cvms = super::state::lock(&shared.cvms);
     let Some(cvm) = cvms.get_mut(cvm_id) else {
         return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
     };

@@ -48,7 +48,15 @@ use serde_json::{Value, json};
 
 pub use state::{Operation, Phase};
 
-use crate::envcrypt::{EnvVars, RecipientPublicKey, RecipientSecretKey};
+/// The CVM's side of env encryption: the simulator decrypts what it is sent with the CVM's
+/// X25519 secret, and so can a test that plays the CVM.
+pub use crate::envcrypt::{RecipientSecretKey, decrypt, decrypt_bytes};
+/// The contracts a local chain needs (this repository's `contracts/`), and their deployers:
+/// a real app's contract and KMS are deployed by dstack's tooling.
+pub use crate::onchain::contract::{AppAuth, deploy_app_auth};
+pub use crate::onchain::kms::{KmsAuth, deploy_kms_auth};
+
+use crate::envcrypt::{EnvVars, RecipientPublicKey};
 use crate::hex::AppId;
 use crate::{Client, ClientBuilder};
 
@@ -279,12 +287,44 @@ pub enum SimulatorError {
         /// The cause.
         source: std::io::Error,
     },
-    /// The chain could not be reached, or an app contract not deployed.
+    /// The chain's RPC client could not be set up.
     #[error("chain: {0}")]
-    Chain(String),
-    /// The configuration does not hold together.
+    ChainSetup(#[from] crate::onchain::SetupError),
+    /// The chain could not be asked (`eth_chainId`). The RPC URL is not shown.
+    #[error("chain: eth_chainId at {rpc} failed")]
+    ChainUnreachable {
+        /// The RPC URL, redacted (scheme, host and port).
+        rpc: String,
+        /// alloy's error, from the crate's transport, which keeps the URL out of it.
+        #[source]
+        source: alloy::transports::TransportError,
+    },
+    /// A contract the simulator needs could not be deployed.
+    #[error("chain: deploying {what} failed")]
+    Deploy {
+        /// Which contract, e.g. `the app contract of cvm-1`.
+        what: String,
+        /// alloy's error.
+        #[source]
+        source: alloy::contract::Error,
+    },
+    /// Two CVMs have the same id.
+    #[error("invalid simulator configuration: CVM id {0:?} is given twice")]
+    DuplicateCvm(String),
+    /// A CVM id the API could not carry in a path.
     #[error("invalid simulator configuration: {0}")]
-    Config(String),
+    InvalidCvmId(#[source] crate::InputError),
+    /// A contract-owned CVM with no app contract and no key to deploy one.
+    #[error(
+        "invalid simulator configuration: contract-owned CVM {0} needs an app contract: give it an app_id or give the chain a deployer key"
+    )]
+    NoAppContract(String),
+    /// An allowed env name a CVM would not accept.
+    #[error("invalid simulator configuration: {0:?} is not a valid env name")]
+    InvalidEnvName(String),
+    /// A key of the simulator (a CVM's X25519 secret, the KMS key) could not be made.
+    #[error("cannot make the simulator's keys: {0}")]
+    Keys(#[source] crate::EnvCryptError),
 }
 
 /// A CVM the simulator serves, as a client needs to know it.
@@ -354,24 +394,19 @@ impl Simulator {
     pub async fn start(config: SimulatorConfig) -> Result<Self, SimulatorError> {
         let mut ids = std::collections::HashSet::new();
         if let Some(dup) = config.cvms.iter().find(|c| !ids.insert(c.id.as_str())) {
-            return Err(SimulatorError::Config(format!("CVM id {:?} is given twice", dup.id)));
+            return Err(SimulatorError::DuplicateCvm(dup.id.clone()));
         }
-        if let Some(bad) = config.cvms.iter().find(|c| crate::validate::check_cvm_id(&c.id).is_err()) {
-            return Err(SimulatorError::Config(format!("{:?} is not a usable CVM id", bad.id)));
+        for cvm in &config.cvms {
+            crate::validate::check_cvm_id(&cvm.id).map_err(SimulatorError::InvalidCvmId)?;
         }
 
         let (chain, chain_info) = match &config.chain {
             None => (None, None),
             Some(cfg) => {
-                let scrub = |e: &dyn std::fmt::Display| crate::onchain::scrub_url(&e.to_string(), &cfg.rpc_url);
-                let provider = crate::onchain::contract::read_provider(&cfg.rpc_url)
-                    .map_err(|e| SimulatorError::Chain(e.to_string()))?;
-                let chain_id = provider.get_chain_id().await.map_err(|e| {
-                    SimulatorError::Chain(format!(
-                        "eth_chainId at {}: {}",
-                        crate::onchain::redact_url(&cfg.rpc_url),
-                        scrub(&e)
-                    ))
+                let provider = crate::onchain::contract::read_provider(&cfg.rpc_url)?;
+                let chain_id = provider.get_chain_id().await.map_err(|source| SimulatorError::ChainUnreachable {
+                    rpc: crate::onchain::redact_url(&cfg.rpc_url),
+                    source,
                 })?;
                 let info =
                     ChainInfo { rpc_url: crate::onchain::redact_url(&cfg.rpc_url), chain_id, kms_contract: None };
@@ -387,26 +422,22 @@ impl Simulator {
                 (KmsKind::Onchain, Some(app_id), _) => Some(app_id),
                 (KmsKind::Onchain, None, None) => Some(AppId(random_bytes())),
                 (KmsKind::Onchain, None, Some(ChainConfig { rpc_url, deployer: Some(signer) })) => {
-                    let address = crate::onchain::deploy_app_auth(rpc_url, signer.clone()).await.map_err(|e| {
-                        let e = crate::onchain::scrub_url(&e.to_string(), rpc_url);
-                        SimulatorError::Chain(format!("deploying the app contract of {}: {e}", spec.id))
+                    let address = deploy_app_auth(rpc_url, signer.clone()).await.map_err(|source| {
+                        SimulatorError::Deploy { what: format!("the app contract of {}", spec.id), source }
                     })?;
                     Some(AppId::from(address))
                 }
                 (KmsKind::Onchain, None, Some(ChainConfig { deployer: None, .. })) => {
-                    return Err(SimulatorError::Config(format!(
-                        "contract-owned CVM {} needs an app contract: give it an app_id or give the chain a deployer key",
-                        spec.id
-                    )));
+                    return Err(SimulatorError::NoAppContract(spec.id));
                 }
             };
             let secret = match spec.secret {
                 Some(secret) => secret,
-                None => RecipientSecretKey::generate().map_err(|e| SimulatorError::Config(e.to_string()))?,
+                None => RecipientSecretKey::generate().map_err(SimulatorError::Keys)?,
             };
             let allowed = compose::normalize_names(spec.allowed_env_names);
             if let Some(bad) = allowed.iter().find(|n| !crate::validate::is_valid_env_key(n)) {
-                return Err(SimulatorError::Config(format!("{bad:?} is not a valid env name")));
+                return Err(SimulatorError::InvalidEnvName(bad.clone()));
             }
             seeded.push(SimCvm {
                 id: spec.id.clone(),
@@ -436,15 +467,13 @@ impl Simulator {
         let kms_key = kms_signing_key();
         let kms_pubkey =
             crate::envcrypt::K256PublicKey::from_sec1_bytes(kms_key.verifying_key().to_sec1_point(true).as_bytes())
-                .map_err(|e| SimulatorError::Config(e.to_string()))?;
+                .map_err(SimulatorError::Keys)?;
         let mut chain_info = chain_info;
         if let (Some(info), Some(ChainConfig { rpc_url, deployer: Some(signer) })) = (&mut chain_info, &config.chain) {
             let apps: Vec<AppId> = seeded.iter().filter_map(|c| c.app_id).collect();
-            let kms =
-                crate::onchain::deploy_kms_auth(rpc_url, signer.clone(), &kms_pubkey, &apps).await.map_err(|e| {
-                    let e = crate::onchain::scrub_url(&e.to_string(), rpc_url);
-                    SimulatorError::Chain(format!("deploying the KMS contract: {e}"))
-                })?;
+            let kms = deploy_kms_auth(rpc_url, signer.clone(), &kms_pubkey, &apps)
+                .await
+                .map_err(|source| SimulatorError::Deploy { what: "the KMS contract".to_owned(), source })?;
             info.kms_contract = Some(kms);
         }
         let kms_contract = chain_info.as_ref().and_then(|c| c.kms_contract);
@@ -533,7 +562,7 @@ impl Simulator {
 
     /// What the CVM now sees: the last accepted env, without the names that are not allowed.
     pub fn cvm_env(&self, id: &str) -> Option<EnvVars> {
-        self.shared.cvms.lock().expect("cvm lock").get(id).map(|c| c.env.clone())
+        state::lock(&self.shared.cvms).get(id).map(|c| c.env.clone())
     }
 
     /// Why the CVM cannot decrypt the env of its last accepted update, if it cannot: the
@@ -541,22 +570,22 @@ impl Simulator {
     /// another key, and the CVM is where that fails (it then sees no env: [`Simulator::cvm_env`]
     /// is empty). `None` when it decrypts, before any update, and for an unknown CVM.
     pub fn cvm_decrypt_error(&self, id: &str) -> Option<String> {
-        self.shared.cvms.lock().expect("cvm lock").get(id).and_then(|c| c.env_error.clone())
+        state::lock(&self.shared.cvms).get(id).and_then(|c| c.env_error.clone())
     }
 
     /// The CVM's allowed env names (sorted).
     pub fn allowed_env_names(&self, id: &str) -> Option<Vec<String>> {
-        self.shared.cvms.lock().expect("cvm lock").get(id).map(|c| c.allowed.clone())
+        state::lock(&self.shared.cvms).get(id).map(|c| c.allowed.clone())
     }
 
     /// Every request answered so far, oldest first.
     pub fn operations(&self) -> Vec<Operation> {
-        self.shared.log.lock().expect("log lock").clone()
+        state::lock(&self.shared.log).clone()
     }
 
     /// Expires every compose hash handed out so far, as if their TTL had passed.
     pub fn expire_compose_hashes(&self) {
-        for cvm in self.shared.cvms.lock().expect("cvm lock").values_mut() {
+        for cvm in state::lock(&self.shared.cvms).values_mut() {
             cvm.pending.clear();
         }
     }

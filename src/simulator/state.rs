@@ -1,12 +1,20 @@
 //! The simulated CVMs and what an env update does to them.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::envcrypt::{EnvVars, RecipientSecretKey};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 
 use super::KmsKind;
+
+/// Locks a part of the simulator's state, taking over a poisoned lock: every critical section
+/// is a lookup, or one insert, remove or [`Cvm::apply`] that completes before it can panic,
+/// so a panicking request handler (a bug) leaves no half-made change for the next one to see.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// One CVM as the simulator holds it.
 pub(crate) struct Cvm {

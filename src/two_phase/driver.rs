@@ -7,11 +7,12 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use super::checks::{AppIdCheckError, AppIdPolicy};
-use super::phases::{EnvUpdateRequest, Phase1Outcome};
+use super::phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use crate::client::Client;
 use crate::envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, RecipientPublicKey, encrypt};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
+use crate::retry;
 use crate::types::UpdateCvmEnvsBody;
 use crate::update_envs::{EnvsUpdateAccepted, UpdateEnvsError};
 
@@ -44,7 +45,7 @@ enum Source {
 /// compose hash on-chain when phase 1 asks for it. Built by [`Client::env_update`].
 ///
 /// ```no_run
-/// # async fn run(registrar: impl phala_cloud::two_phase::ComposeHashRegistrar) -> Result<(), Box<dyn std::error::Error>> {
+/// # async fn run(registrar: impl phala_cloud::ComposeHashRegistrar) -> Result<(), Box<dyn std::error::Error>> {
 /// use phala_cloud::{Client, EnvVars, RecipientPublicKey};
 ///
 /// let client = Client::from_env()?;
@@ -230,9 +231,8 @@ impl<'a> EnvUpdate<'a> {
 
             // Every registration of this run, oldest first.
             let mut registrations: Vec<Registration> = Vec::new();
-            // 466 restarts from phase 1: one for an expired hash, and one more after a lost
-            // phase-2 reply (our own phase 2 may have spent the hash: phase 1 tells).
-            let (mut restarts_left, mut lost_reply_checks_left) = (1, 1);
+            let mut restarts = RestartBudget::default();
+            let resend = Phase2Resend { attempts: phase2_attempts, verification_retries, verification_retry_interval };
             let mut phase1_attempt = 0;
             loop {
                 // Phase 1.
@@ -301,51 +301,22 @@ impl<'a> EnvUpdate<'a> {
                     transaction_hash,
                 };
 
-                // Phase 2: the same request plus the two hashes, sent again if its reply is lost
-                // or if the verifier has not caught up with a transaction known to be included.
-                let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
-                let result = loop {
-                    progress.emit(FlowEvent::Phase2Sent { attempt });
-                    match pending.confirm(client, transaction_hash).await {
-                        Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < phase2_attempts => {
-                            tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
-                            lost_reply |= e.is_maybe_sent();
-                            tokio::time::sleep(Duration::from_millis(250) * lost).await;
-                            lost += 1;
-                        }
-                        Err(e)
-                            if e.is_transaction_verification_failed()
-                                && unverified < verification_retries
-                                && was_included(&transaction_hash) =>
-                        {
-                            unverified += 1;
-                            tracing::info!(
-                                attempt,
-                                %transaction_hash,
-                                "467 for an included transaction: the verifier is behind; sending phase 2 again"
-                            );
-                            progress.emit(FlowEvent::VerificationPending {
-                                transaction_hash,
-                                retry: unverified,
-                                retry_in: verification_retry_interval,
-                            });
-                            tokio::time::sleep(verification_retry_interval).await;
-                        }
-                        result => break result,
-                    }
-                    attempt += 1;
-                };
+                // Phase 2; back to phase 1 on a 466 while the restart budget lasts.
+                let (result, lost_reply) =
+                    send_phase2(client, &pending, transaction_hash, &resend, &was_included, &progress).await;
                 match result {
                     Ok(accepted) => return Ok(accepted_now(accepted, registrations, &progress)),
-                    Err(e) if e.is_compose_hash_invalid() && lost_reply && lost_reply_checks_left > 0 => {
-                        lost_reply_checks_left -= 1;
-                        tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied");
-                        progress.emit(FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply });
-                    }
-                    Err(e) if e.is_compose_hash_invalid() && restarts_left > 0 => {
-                        restarts_left -= 1;
-                        tracing::info!("466: compose hash invalid or expired; starting again from phase 1");
-                        progress.emit(FlowEvent::Restarting { reason: RestartReason::Expired });
+                    Err(e)
+                        if e.is_compose_hash_invalid()
+                            && let Some(reason) = restarts.spend(lost_reply) =>
+                    {
+                        match reason {
+                            RestartReason::LostPhase2Reply => {
+                                tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied")
+                            }
+                            _ => tracing::info!("466: compose hash invalid or expired; starting again from phase 1"),
+                        }
+                        progress.emit(FlowEvent::Restarting { reason });
                     }
                     Err(source) => {
                         return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });
@@ -355,6 +326,90 @@ impl<'a> EnvUpdate<'a> {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// How many times [`EnvUpdate::run`] goes back to phase 1 after a 466: once for an expired
+/// hash, and once more after a lost phase-2 reply (our own phase 2 may have spent the hash:
+/// phase 1 tells whether the update was applied).
+struct RestartBudget {
+    expired: u32,
+    lost_reply: u32,
+}
+
+impl Default for RestartBudget {
+    fn default() -> Self {
+        Self { expired: 1, lost_reply: 1 }
+    }
+}
+
+impl RestartBudget {
+    /// Spends a restart for a 466 (`lost_reply`: a phase-2 reply of this attempt was lost after
+    /// the request may have arrived), or `None` when none is left.
+    fn spend(&mut self, lost_reply: bool) -> Option<RestartReason> {
+        if lost_reply && self.lost_reply > 0 {
+            self.lost_reply -= 1;
+            Some(RestartReason::LostPhase2Reply)
+        } else if self.expired > 0 {
+            self.expired -= 1;
+            Some(RestartReason::Expired)
+        } else {
+            None
+        }
+    }
+}
+
+/// When phase 2 is sent again: a lost reply, up to `attempts` sends in all (after
+/// [`retry::phase2_resend_delay`]); a 467 for a transaction the registrar saw included, up to
+/// `verification_retries` times, `verification_retry_interval` apart.
+struct Phase2Resend {
+    attempts: u32,
+    verification_retries: u32,
+    verification_retry_interval: Duration,
+}
+
+/// Phase 2: the phase-1 request plus the two hashes, sent again as `resend` allows. Returns
+/// the last reply, and whether a reply was lost after the request may have reached the server
+/// (so that a 466 may be our own phase 2 having spent the hash).
+async fn send_phase2(
+    client: &Client,
+    pending: &PendingUpdate,
+    transaction_hash: TransactionHash,
+    resend: &Phase2Resend,
+    was_included: &dyn Fn(&TransactionHash) -> bool,
+    progress: &Progress<'_>,
+) -> (Result<EnvsUpdateAccepted, UpdateEnvsError>, bool) {
+    let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
+    loop {
+        progress.emit(FlowEvent::Phase2Sent { attempt });
+        match pending.confirm(client, transaction_hash).await {
+            Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < resend.attempts => {
+                tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
+                lost_reply |= e.is_maybe_sent();
+                tokio::time::sleep(retry::phase2_resend_delay(lost)).await;
+                lost += 1;
+            }
+            Err(e)
+                if e.is_transaction_verification_failed()
+                    && unverified < resend.verification_retries
+                    && was_included(&transaction_hash) =>
+            {
+                unverified += 1;
+                tracing::info!(
+                    attempt,
+                    %transaction_hash,
+                    "467 for an included transaction: the verifier is behind; sending phase 2 again"
+                );
+                progress.emit(FlowEvent::VerificationPending {
+                    transaction_hash,
+                    retry: unverified,
+                    retry_in: resend.verification_retry_interval,
+                });
+                tokio::time::sleep(resend.verification_retry_interval).await;
+            }
+            result => return (result, lost_reply),
+        }
+        attempt += 1;
     }
 }
 

@@ -23,4 +23,7 @@ pub use driver::{
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
-pub use registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
+pub use registrar::{
+    BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, FlowEvent, KnownTransaction, OtherComposeHash, Progress,
+    RestartReason,
+};

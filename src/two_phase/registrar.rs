@@ -2,6 +2,7 @@
 //! flow reports.
 
 use std::future::Future;
+use std::pin::Pin;
 
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::update_envs::Phase1Data;
@@ -34,6 +35,134 @@ impl<R: ComposeHashRegistrar> ComposeHashRegistrar for &R {
         progress: &Progress<'_>,
     ) -> impl Future<Output = Result<TransactionHash, Self::Error>> + Send {
         (**self).register(data, progress)
+    }
+}
+
+/// Any [`ComposeHashRegistrar`] as one type, for a registrar chosen at run time (a key, a
+/// multisig, a hash registered elsewhere): `BoxedRegistrar::new(r)`. Its error is
+/// [`BoxedRegistrarError`], which keeps the registrar's own error as its source (reach it with
+/// [`downcast_ref`](BoxedRegistrarError::downcast_ref)).
+///
+/// ```
+/// use phala_cloud::{BoxedRegistrar, KnownTransaction, TransactionHash};
+/// # fn from_key() -> BoxedRegistrar { unimplemented!() }
+/// # let pasted: Option<TransactionHash> = Some(TransactionHash([7; 32]));
+/// let registrar = match pasted {
+///     Some(tx) => BoxedRegistrar::new(KnownTransaction::new(tx)),
+///     None => from_key(),
+/// };
+/// # let _ = registrar;
+/// ```
+pub struct BoxedRegistrar(Box<dyn DynRegistrar>);
+
+impl BoxedRegistrar {
+    /// Boxes `registrar`.
+    pub fn new<R: ComposeHashRegistrar + 'static>(registrar: R) -> Self {
+        Self(Box::new(registrar))
+    }
+}
+
+impl std::fmt::Debug for BoxedRegistrar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BoxedRegistrar").finish_non_exhaustive()
+    }
+}
+
+type RegisterFuture<'a> = Pin<Box<dyn Future<Output = Result<TransactionHash, BoxedRegistrarError>> + Send + 'a>>;
+
+/// [`ComposeHashRegistrar`] with the future boxed and the error erased, so that it can be a
+/// trait object.
+trait DynRegistrar: Send + Sync {
+    fn register_boxed<'a>(&'a self, data: &'a Phase1Data, progress: &'a Progress<'a>) -> RegisterFuture<'a>;
+}
+
+impl<R: ComposeHashRegistrar> DynRegistrar for R {
+    fn register_boxed<'a>(&'a self, data: &'a Phase1Data, progress: &'a Progress<'a>) -> RegisterFuture<'a> {
+        Box::pin(async move { self.register(data, progress).await.map_err(|e| BoxedRegistrarError(Box::new(e))) })
+    }
+}
+
+impl ComposeHashRegistrar for BoxedRegistrar {
+    type Error = BoxedRegistrarError;
+
+    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
+        self.0.register_boxed(data, progress).await
+    }
+}
+
+/// The error of a [`BoxedRegistrar`]: the boxed registrar's own error, shown as it shows itself.
+#[derive(Debug)]
+pub struct BoxedRegistrarError(Box<dyn std::error::Error + Send + Sync>);
+
+impl BoxedRegistrarError {
+    /// The registrar's error as its own type, if it is an `E`.
+    pub fn downcast_ref<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Display for BoxedRegistrarError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for BoxedRegistrarError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// A registrar for a compose hash registered elsewhere (a multisig, a hardware wallet, an
+/// earlier run): it sends nothing and answers with the transaction it was given. Tied to a
+/// hash with [`for_compose_hash`](Self::for_compose_hash), it refuses any other (a 466 restart
+/// that yields a new hash needs a new registration), so phase 2 never cites a transaction for
+/// the wrong hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownTransaction {
+    transaction_hash: TransactionHash,
+    compose_hash: Option<ComposeHash>,
+}
+
+impl KnownTransaction {
+    /// Answers every registration with `transaction_hash`.
+    pub fn new(transaction_hash: TransactionHash) -> Self {
+        Self { transaction_hash, compose_hash: None }
+    }
+
+    /// Only for `compose_hash`: asked for another, it fails with
+    /// [`OtherComposeHash`].
+    pub fn for_compose_hash(mut self, compose_hash: ComposeHash) -> Self {
+        self.compose_hash = Some(compose_hash);
+        self
+    }
+}
+
+/// Phase 1 asked [`KnownTransaction`] for another compose hash than the one its transaction
+/// registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "transaction {transaction_hash} registered compose hash {registered}, but phase 1 asks for {asked}: register {asked} and pass that transaction"
+)]
+pub struct OtherComposeHash {
+    /// The transaction given.
+    pub transaction_hash: TransactionHash,
+    /// The hash it was given for.
+    pub registered: ComposeHash,
+    /// The hash phase 1 asked for.
+    pub asked: ComposeHash,
+}
+
+impl ComposeHashRegistrar for KnownTransaction {
+    type Error = OtherComposeHash;
+
+    async fn register(&self, data: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, OtherComposeHash> {
+        match self.compose_hash {
+            Some(registered) if registered != data.compose_hash => {
+                Err(OtherComposeHash { transaction_hash: self.transaction_hash, registered, asked: data.compose_hash })
+            }
+            _ => Ok(self.transaction_hash),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::phase1::Phase1Data;
+use super::phase1::{Phase1Data, Phase1Error};
 use crate::error::{ErrorEnvelope, HttpError, SdkError, ServiceErrorKind};
 use crate::types::ValidationError;
 
@@ -67,7 +67,7 @@ pub struct RegistrationRequired {
     /// The reply.
     pub http: HttpError,
     /// The phase-1 data, or why it could not be read from the body.
-    pub data: Result<Phase1Data, String>,
+    pub data: Result<Phase1Data, Phase1Error>,
 }
 
 struct RegistrationDisplay<'a>(&'a RegistrationRequired);
@@ -100,7 +100,7 @@ impl ServiceErrorKind for UpdateEnvsKind {
             422 => Self::Validation(http),
             465 => {
                 let data = if http.body_truncated() {
-                    Err("the body exceeded the response-size cap".to_owned())
+                    Err(Phase1Error::Truncated)
                 } else {
                     Phase1Data::parse(http.raw_body())
                 };

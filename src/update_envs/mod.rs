@@ -11,7 +11,7 @@ mod error;
 mod phase1;
 
 pub use error::{RegistrationRequired, UpdateEnvsError, UpdateEnvsKind};
-pub use phase1::{KmsInfo, Phase1Data};
+pub use phase1::{KmsInfo, Phase1Data, Phase1Error};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -24,14 +24,6 @@ use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind};
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::types::UpdateCvmEnvsBody;
 use crate::validate::{self, InputError};
-
-/// The operation's path in `openapi.json` (checked by the spec-conformance tests).
-pub const PATH: &str = "/api/v1/cvms/{cvm_id}/envs";
-
-/// Every status [`classify`] maps to its own outcome: 202 (and a 2xx proven accepted, see
-/// [`classify`]) and each error status
-/// the spec lists. Anything else is [`UpdateEnvsKind::UnexpectedStatus`].
-pub const MAPPED_STATUSES: &[u16] = &[202, 401, 403, 404, 409, 422, 465, 466, 467, 468, 500];
 
 /// A 202 (or a 2xx whose body proves acceptance): the update was accepted and runs in the
 /// background.
@@ -145,7 +137,7 @@ fn carries_success_fields(body: &[u8]) -> bool {
 
 /// Checks a request before it is sent: the CVM id, the blob, the env names (valid, no
 /// duplicates) and the phase-2 pair (both or neither, 32-byte hex each).
-pub fn check_request(cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<(), InputError> {
+pub(crate) fn check_request(cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<(), InputError> {
     validate::check_cvm_id(cvm_id)?;
     validate::check_encrypted_env(&body.encrypted_env)?;
     if let Some(keys) = &body.env_keys {
@@ -173,7 +165,8 @@ impl Client {
     /// `PATCH /api/v1/cvms/{cvm_id}/envs`: sends one update (phase 1, or phase 2 when the
     /// body carries `compose_hash` and `transaction_hash`).
     ///
-    /// The request is checked first ([`check_request`]); bad input returns
+    /// The request is checked first (the CVM id, the blob, the env names: valid and not
+    /// repeated, and the phase-2 pair: both or neither, 32-byte hex each); bad input returns
     /// [`SdkError::InvalidInput`] with nothing sent. A 409 is retried only if the
     /// client was built with [`retry_on_conflict`](crate::ClientBuilder::retry_on_conflict);
     /// nothing else is retried.

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
-use crate::hex::{AppId, ComposeHash, strip_0x};
+use crate::hex::{AppId, ComposeHash, HexError, strip_0x};
 
 /// Top-level fields of the error envelope itself, not phase-1 data.
 const ENVELOPE: [&str; 7] = ["error_code", "message", "request_id", "details", "suggestions", "links", "detail"];
@@ -68,13 +68,34 @@ fn lenient_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error>
     })
 }
 
+/// Why a 465 reply's phase-1 data could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Phase1Error {
+    /// The body exceeded the response-size cap, so only its start was kept.
+    #[error("the body exceeded the response-size cap")]
+    Truncated,
+    /// The body is not JSON.
+    #[error("body is not JSON: {0}")]
+    NotJson(#[source] std::sync::Arc<serde_json::Error>),
+    /// The body is JSON, but not an object.
+    #[error("body is not a JSON object")]
+    NotObject,
+    /// A field phase 2 needs is missing (or not a string).
+    #[error("no {0}")]
+    Missing(&'static str),
+    /// A field phase 2 needs is not the hex value it should be.
+    #[error(transparent)]
+    Malformed(#[from] HexError),
+}
+
 impl Phase1Data {
     /// Reads the phase-1 data of a 465 body, structured or flat. The error says which field
     /// is missing or malformed.
-    pub fn parse(body: &[u8]) -> Result<Self, String> {
-        let value: Value = serde_json::from_slice(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    pub fn parse(body: &[u8]) -> Result<Self, Phase1Error> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| Phase1Error::NotJson(std::sync::Arc::new(e)))?;
         let Value::Object(mut top) = value else {
-            return Err("body is not a JSON object".into());
+            return Err(Phase1Error::NotObject);
         };
         // Structured form: details = [{field, value}]; they win over flat fields.
         let mut fields = Map::new();
@@ -94,9 +115,9 @@ impl Phase1Data {
         let text = |fields: &Map<String, Value>, key: &str| -> Option<String> {
             fields.get(key).and_then(Value::as_str).map(str::to_owned)
         };
-        let compose_hash = text(&fields, "compose_hash").ok_or("no compose_hash")?;
-        let compose_hash: ComposeHash = compose_hash.parse().map_err(|e| format!("{e}"))?;
-        let app_id: AppId = text(&fields, "app_id").ok_or("no app_id")?.parse().map_err(|e| format!("{e}"))?;
+        let compose_hash: ComposeHash =
+            text(&fields, "compose_hash").ok_or(Phase1Error::Missing("compose_hash"))?.parse()?;
+        let app_id: AppId = text(&fields, "app_id").ok_or(Phase1Error::Missing("app_id"))?.parse()?;
         let device_id = text(&fields, "device_id").map(|d| strip_0x(&d).to_ascii_lowercase());
         // kms_info is informative: one of its fields in an unexpected shape must not lose the
         // hash and app id, so an unreadable kms_info stays, raw, in `extra`.
@@ -151,10 +172,14 @@ mod tests {
 
     #[test]
     fn missing_or_bad_fields_are_named() {
-        assert_eq!(Phase1Data::parse(br#"{"app_id":"00"}"#).unwrap_err(), "no compose_hash");
+        let e = Phase1Data::parse(br#"{"app_id":"00"}"#).unwrap_err();
+        assert!(matches!(e, Phase1Error::Missing("compose_hash")), "{e:?}");
+        assert_eq!(e.to_string(), "no compose_hash");
         let e = Phase1Data::parse(br#"{"compose_hash":"12","app_id":"00"}"#).unwrap_err();
-        assert!(e.contains("compose hash must be 32 bytes"), "{e}");
-        assert!(Phase1Data::parse(b"<html>").unwrap_err().contains("not JSON"));
+        assert!(matches!(e, Phase1Error::Malformed(HexError::WrongLength { what: "compose hash", .. })), "{e:?}");
+        assert!(e.to_string().contains("compose hash must be 32 bytes"), "{e}");
+        let e = Phase1Data::parse(b"<html>").unwrap_err();
+        assert!(matches!(e, Phase1Error::NotJson(_)) && e.to_string().contains("not JSON"), "{e}");
         // An odd kms_info keeps the hash and app id; the raw value stays in `extra`.
         let data = Phase1Data::parse(
             br#"{"compose_hash":"18c6844ab5199260711a82b83367e977c1c152129c1e70deb252eae8b276cd49","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":{"version":5}}"#,

@@ -1,6 +1,6 @@
 //! The test contract `contracts/AppAuth.json` on a local anvil: deployment, the owner, and what
 //! `addComposeHash` does for the owner and for anyone else.
-#![cfg(feature = "onchain")]
+#![cfg(feature = "simulator")]
 
 use crate::support;
 

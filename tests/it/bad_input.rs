@@ -6,16 +6,16 @@ use crate::support;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use phala_cloud::envcrypt::{EnvCryptError, EnvVars, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use phala_cloud::onchain::OnchainRegistrar;
-use phala_cloud::two_phase::{ComposeHashRegistrar, EnvUpdateRequest, Progress};
 use phala_cloud::{AppId, Client, ComposeHash, Phase1Data, TransactionHash, UpdateCvmEnvsBody};
+use phala_cloud::{ComposeHashRegistrar, EnvUpdateRequest, Progress};
+use phala_cloud::{EnvCryptError, EnvVars, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use support::{Reply, ScriptedServer};
 
 const SECRET: &str = "SECRET-VALUE-3b7e";
 
 fn good_body() -> UpdateCvmEnvsBody {
-    let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     encrypt(&EnvVars::from_pairs([("A", SECRET)]).unwrap(), key).unwrap().into_body()
 }
 
@@ -79,7 +79,7 @@ async fn requests_are_refused_before_sending() {
 
     // The one-call flow: nothing to send, a bad id, env_keys that miss an encrypted name.
     let unreachable = Unreachable(AtomicU32::new(0));
-    let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     let env = EnvVars::from_pairs([("A", SECRET), ("B", "2")]).unwrap();
     let flows = [
         client.env_update("cvm").run(&unreachable).await.unwrap_err(),
@@ -101,10 +101,10 @@ fn constructors_refuse_bad_values_with_clear_errors() {
     // Env names and limits.
     assert!(matches!(EnvVars::from_pairs([("1A", SECRET)]), Err(EnvCryptError::Input(_))));
     assert!(matches!(EnvVars::from_pairs([("A", SECRET), ("A", "x")]), Err(EnvCryptError::DuplicateKey { .. })));
-    let big = "x".repeat(phala_cloud::envcrypt::MAX_ENV_VALUE_BYTES + 1);
+    let big = "x".repeat(phala_cloud::MAX_ENV_VALUE_BYTES + 1);
     assert!(matches!(EnvVars::from_pairs([("A", big.as_str())]), Err(EnvCryptError::ValueTooLarge { .. })));
     let many: Vec<(String, String)> =
-        (0..=phala_cloud::envcrypt::MAX_ENV_ENTRIES).map(|i| (format!("K{i}"), String::new())).collect();
+        (0..=phala_cloud::MAX_ENV_ENTRIES).map(|i| (format!("K{i}"), String::new())).collect();
     assert!(matches!(EnvVars::from_pairs(many), Err(EnvCryptError::TooManyEntries { .. })));
     let e = EnvVars::from_assignments([format!("no-equals-{SECRET}")]).unwrap_err();
     assert!(!e.to_string().contains(SECRET), "{e}");

@@ -270,7 +270,7 @@ async fn conflict_after_retries_and_server_errors() {
     // A 500, and a status the API does not define.
     for status in [500, 502] {
         let server = ScriptedServer::start(vec![Reply::json(status, r#"{"detail":"KMS RPC error"}"#)]).await;
-        let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+        let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key().to_hex();
         let out = cli(
             args(&["envs", "update", "c1", "-e", "A=1", "--pubkey", &key]),
             vec![("PHALA_CLOUD_API_KEY", API_KEY_CANARY.into()), ("PHALA_CLOUD_API_PREFIX", server.base_url.clone())],
@@ -285,14 +285,14 @@ async fn conflict_after_retries_and_server_errors() {
 
 #[tokio::test]
 async fn encrypt_and_verify_pubkey() {
-    let cvm = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap();
+    let cvm = phala_cloud::simulator::RecipientSecretKey::generate().unwrap();
     let out =
         cli(args(&["envs", "encrypt", "--pubkey", &cvm.public_key().to_hex(), "-e", &format!("K={CANARY}")]), vec![])
             .await;
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
     assert_no_secret(&out, &[CANARY]);
-    let env = phala_cloud::envcrypt::decrypt(stdout.trim(), &cvm).unwrap();
+    let env = phala_cloud::simulator::decrypt(stdout.trim(), &cvm).unwrap();
     assert_eq!(env.get("K"), Some(CANARY));
 
     // The published vector (legacy form): a good signature, then a wrong signer.
@@ -318,7 +318,7 @@ async fn verify_pubkey_against_the_kms_contract_on_chain() {
     let app = phala_cloud::AppId::from(chain.deploy_app_auth(0).await);
     let kms_key = k256::ecdsa::SigningKey::from_slice(&[0x42; 32]).unwrap();
     let kms_pub = support::k256_public(&kms_key);
-    let kms = phala_cloud::onchain::deploy_kms_auth(&url, chain.signer(0), &kms_pub, &[app]).await.unwrap();
+    let kms = phala_cloud::simulator::deploy_kms_auth(&url, chain.signer(0), &kms_pub, &[app]).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let run = |signed: phala_cloud::SignedEnvPubkey, extra: &[&str]| {
         let mut argv = vec![
@@ -588,7 +588,7 @@ async fn a_bad_rpc_url_is_refused_without_echoing_it() {
 #[tokio::test]
 async fn an_unproven_2xx_is_not_success() {
     let server = httpmock::MockServer::start_async().await;
-    let pubkey = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+    let pubkey = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key().to_hex();
     for (cvm, status, body) in [
         ("cvm-html", 200, "<html><body>Welcome to our dashboard</body></html>"),
         ("cvm-empty", 200, ""),

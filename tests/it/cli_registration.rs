@@ -89,7 +89,7 @@ async fn nonce(chain: &LocalChain, n: usize) -> u64 {
 async fn three_processes_for_one_app_send_one_transaction() {
     let chain = LocalChain::start_with(AnvilOptions::base_like());
     let owner = chain.signer(0);
-    let app = phala_cloud::onchain::deploy_app_auth(&chain.endpoint.parse().unwrap(), owner.clone()).await.unwrap();
+    let app = phala_cloud::simulator::deploy_app_auth(&chain.endpoint.parse().unwrap(), owner.clone()).await.unwrap();
     let cvms = ["cvm-a", "cvm-b", "cvm-c"];
     let config = SimulatorConfig::default()
         .cvms(cvms.map(|id| CvmSpec::onchain(id).app_id(AppId::from(app))))
@@ -178,13 +178,13 @@ async fn a_465_for_another_app_than_the_cvms_is_refused_before_signing() {
     let chain = LocalChain::start();
     let owner = chain.signer(0);
     let rpc: url::Url = chain.endpoint.parse().unwrap();
-    let cvm_app = phala_cloud::onchain::deploy_app_auth(&rpc, owner.clone()).await.unwrap();
-    let other_app = phala_cloud::onchain::deploy_app_auth(&rpc, owner.clone()).await.unwrap();
+    let cvm_app = phala_cloud::simulator::deploy_app_auth(&rpc, owner.clone()).await.unwrap();
+    let other_app = phala_cloud::simulator::deploy_app_auth(&rpc, owner.clone()).await.unwrap();
     let server =
         ScriptedServer::start(vec![phase1_reply(other_app, B256::repeat_byte(0x5c)), cvm_reply("cvm-x", cvm_app)])
             .await;
     let nonce_before = nonce(&chain, 0).await;
-    let pubkey = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+    let pubkey = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key().to_hex();
     let env = vec![
         ("PHALA_CLOUD_API_KEY", "phak_test".to_owned()),
         ("PHALA_CLOUD_API_PREFIX", server.base_url.clone()),
@@ -248,7 +248,7 @@ async fn app_id_pins_the_app_and_the_library_check_reads_the_simulators_cvm() {
     let client = sim.client_builder().build().unwrap();
     let cvm = client.send(|api| api.handle_get_cvm("cvm-b")).await.unwrap();
     let value = serde_json::to_value(cvm.into_inner()).unwrap();
-    assert_eq!(phala_cloud::two_phase::parse_app_id(value["app_id"].as_str().unwrap()), Some(app_b));
+    assert_eq!(phala_cloud::parse_app_id(value["app_id"].as_str().unwrap()), Some(app_b));
     assert_eq!(value["name"], "cvm-b");
     assert_eq!(value["encrypted_env_pubkey"], b.public_key.to_hex());
     assert_eq!(value["kms_info"]["chain_id"], 31337);
@@ -343,7 +343,7 @@ async fn against_fake_chain(
     let server =
         ScriptedServer::start(vec![phase1_reply(FAKE_APP, B256::repeat_byte(0x11)), cvm_reply("cvm-x", FAKE_APP)])
             .await;
-    let pubkey = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key().to_hex();
+    let pubkey = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key().to_hex();
     let env = vec![
         ("PHALA_CLOUD_API_KEY", "phak_test".to_owned()),
         ("PHALA_CLOUD_API_PREFIX", server.base_url.clone()),

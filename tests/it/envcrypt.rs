@@ -6,9 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k256::ecdsa::SigningKey;
 use phala_cloud::AppId;
-use phala_cloud::envcrypt::{
+// The CVM's side, to read back what was encrypted, is the simulator's: the tests that decrypt
+// need feature `simulator`.
+#[cfg(feature = "simulator")]
+use phala_cloud::simulator::{RecipientSecretKey, decrypt, decrypt_bytes};
+use phala_cloud::{
     EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES,
-    RecipientPublicKey, RecipientSecretKey, SignedEnvPubkey, decrypt, decrypt_bytes, encrypt,
+    RecipientPublicKey, SignedEnvPubkey, encrypt,
 };
 use serde_json::Value;
 
@@ -40,6 +44,7 @@ fn assert_no_canary(text: &str) {
 // ---------------------------------------------------------------- vectors
 
 #[test]
+#[cfg(feature = "simulator")]
 fn first_vector_decrypts_to_its_env() {
     let v = &vectors()["env_encryption"][0];
     let secret = RecipientSecretKey::from_hex(str_of(v, "recipient_secret_key")).unwrap();
@@ -51,6 +56,7 @@ fn first_vector_decrypts_to_its_env() {
 }
 
 #[test]
+#[cfg(feature = "simulator")]
 fn dstack_vector_decrypts_with_the_recipient_secret() {
     let v = &vectors()["env_encryption"][1];
     let secret = RecipientSecretKey::from_hex(str_of(v, "recipient_secret_key")).unwrap();
@@ -65,6 +71,19 @@ fn dstack_vector_decrypts_with_the_recipient_secret() {
 
 // ---------------------------------------------------------------- encryption
 
+/// Encrypts `env` and, where the CVM's side is built (feature `simulator`), reads it back.
+fn encrypt_and_read_back(env: &EnvVars) -> EncryptedEnv {
+    #[cfg(feature = "simulator")]
+    {
+        let cvm = RecipientSecretKey::generate().unwrap();
+        let out = encrypt(env, cvm.public_key()).unwrap();
+        assert_eq!(&decrypt(out.as_hex(), &cvm).unwrap(), env);
+        out
+    }
+    #[cfg(not(feature = "simulator"))]
+    encrypt(env, support::random_recipient()).unwrap()
+}
+
 fn sample_env() -> EnvVars {
     EnvVars::from_pairs([
         ("DATABASE_URL", "postgres://u:p@h/db".to_string()),
@@ -76,6 +95,7 @@ fn sample_env() -> EnvVars {
 }
 
 #[test]
+#[cfg(feature = "simulator")]
 fn round_trip_and_blob_layout() {
     let secret = RecipientSecretKey::generate().unwrap();
     let env = sample_env();
@@ -101,7 +121,7 @@ fn round_trip_and_blob_layout() {
 
 #[test]
 fn every_call_uses_fresh_randomness() {
-    let recipient = RecipientSecretKey::generate().unwrap().public_key();
+    let recipient = support::random_recipient();
     let env = sample_env();
     let a = encrypt(&env, recipient).unwrap();
     let b = encrypt(&env, recipient).unwrap();
@@ -111,6 +131,7 @@ fn every_call_uses_fresh_randomness() {
 }
 
 #[test]
+#[cfg(feature = "simulator")]
 #[allow(clippy::needless_borrows_for_generic_args)] // the borrowed forms are among those tested
 fn recipient_key_forms() {
     let secret = RecipientSecretKey::generate().unwrap();
@@ -154,6 +175,7 @@ fn recipient_key_errors() {
 }
 
 #[test]
+#[cfg(feature = "simulator")]
 fn decrypt_errors() {
     let secret = RecipientSecretKey::generate().unwrap();
     let other = RecipientSecretKey::generate().unwrap();
@@ -176,7 +198,7 @@ fn decrypt_errors() {
 
 #[test]
 fn body_env_keys_cover_the_encrypted_keys() {
-    let recipient = RecipientSecretKey::generate().unwrap().public_key();
+    let recipient = support::random_recipient();
     let out = encrypt(&sample_env(), recipient).unwrap();
     let hex = out.as_hex().to_string();
 
@@ -211,10 +233,7 @@ fn key(i: usize) -> String {
 fn entry_count_limit() {
     let at_limit = EnvVars::from_pairs((0..MAX_ENV_ENTRIES).map(|i| (key(i), "v"))).unwrap();
     assert_eq!(at_limit.len(), 1024);
-    let recipient = RecipientSecretKey::generate().unwrap();
-    let out = encrypt(&at_limit, recipient.public_key()).unwrap();
-    assert_eq!(out.keys().len(), 1024);
-    assert_eq!(decrypt(out.as_hex(), &recipient).unwrap(), at_limit);
+    assert_eq!(encrypt_and_read_back(&at_limit).keys().len(), 1024);
 
     let e = EnvVars::from_pairs((0..=MAX_ENV_ENTRIES).map(|i| (key(i), CANARY))).unwrap_err();
     assert!(matches!(&e, EnvCryptError::TooManyEntries { key, count: 1025, max: 1024 } if key == "K1024"), "{e:?}");
@@ -226,8 +245,7 @@ fn entry_count_limit() {
 fn value_size_limit() {
     let ok = EnvVars::from_pairs([("BIG", "x".repeat(MAX_ENV_VALUE_BYTES))]).unwrap();
     assert_eq!(ok.total_bytes(), 3 + 128 * 1024);
-    let recipient = RecipientSecretKey::generate().unwrap();
-    assert_eq!(decrypt(encrypt(&ok, recipient.public_key()).unwrap().as_hex(), &recipient).unwrap(), ok);
+    encrypt_and_read_back(&ok);
 
     let mut too_big = CANARY.repeat(MAX_ENV_VALUE_BYTES / CANARY.len() + 1);
     too_big.truncate(MAX_ENV_VALUE_BYTES + 1);
@@ -243,8 +261,7 @@ fn total_size_limit_counts_names_and_values() {
     let entry = |i: usize, extra: usize| (format!("K{i}"), "v".repeat(MAX_ENV_VALUE_BYTES - 2 + extra));
     let exact = EnvVars::from_pairs((0..8).map(|i| entry(i, 0))).unwrap();
     assert_eq!(exact.total_bytes(), MAX_ENV_TOTAL_BYTES);
-    let recipient = RecipientSecretKey::generate().unwrap();
-    assert_eq!(decrypt(encrypt(&exact, recipient.public_key()).unwrap().as_hex(), &recipient).unwrap(), exact);
+    encrypt_and_read_back(&exact);
 
     let e = EnvVars::from_pairs((0..8).map(|i| entry(i, usize::from(i == 7)))).unwrap_err();
     assert!(
@@ -511,7 +528,7 @@ fn dotenv_file_must_be_a_bounded_regular_file() {
     assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { .. }), "{e:?}");
 
     // One byte over the cap is refused by its size, before it is read.
-    let max = phala_cloud::envcrypt::MAX_DOTENV_FILE_BYTES;
+    let max = phala_cloud::MAX_DOTENV_FILE_BYTES;
     assert_eq!(max, 2 * 1024 * 1024);
     let big = dir.join("big.env");
     std::fs::write(&big, vec![b'#'; max as usize + 1]).unwrap();
@@ -541,7 +558,7 @@ fn secrets_stay_out_of_debug() {
     assert_no_canary(&debug);
     assert!(debug.contains("\"SECRET\": <redacted>"), "{debug}");
     assert!(!debug.contains("postgres"), "{debug}");
-    let out = encrypt(&env, RecipientSecretKey::generate().unwrap().public_key()).unwrap();
+    let out = encrypt(&env, support::random_recipient()).unwrap();
     assert_no_canary(&format!("{out:?}"));
     assert_no_canary(&format!("{:?}", out.into_body()));
 }

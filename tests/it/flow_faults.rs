@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use phala_cloud::simulator::{Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
+use phala_cloud::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use phala_cloud::{EnvVars, Phase1Data, TransactionHash};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -164,14 +164,14 @@ async fn phase_2_that_keeps_failing_surfaces_as_maybe_sent_with_the_registration
     let gone = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let pending = {
-        let request = phala_cloud::two_phase::EnvUpdateRequest::new(
+        let request = phala_cloud::EnvUpdateRequest::new(
             "cvm-onchain",
             phala_cloud::encrypt(&env(), sim.cvm("cvm-onchain").unwrap().public_key).unwrap(),
             Some(vec!["API_TOKEN".into(), "MODE".into(), "EXTRA".into()]),
         )
         .unwrap();
         match sim.client_builder().build().unwrap().begin_env_update(&request).await.unwrap() {
-            phala_cloud::two_phase::Phase1Outcome::RegistrationRequired(p) => p,
+            phala_cloud::Phase1Outcome::RegistrationRequired(p) => p,
             other => panic!("{other:?}"),
         }
     };

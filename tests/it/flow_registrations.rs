@@ -10,7 +10,9 @@ use crate::support;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress};
+use phala_cloud::{
+    BoxedRegistrar, ComposeHashRegistrar, FlowError, FlowEvent, KnownTransaction, OtherComposeHash, Progress,
+};
 use phala_cloud::{Client, ComposeHash, EnvVars, Phase1Data, TransactionHash};
 use support::{Reply, ScriptedServer};
 
@@ -74,7 +76,7 @@ fn env() -> EnvVars {
 }
 
 fn pubkey() -> phala_cloud::RecipientPublicKey {
-    phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key()
+    phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key()
 }
 
 /// Defect: a 467 right after the registrar saw its transaction included was final. A verifier
@@ -129,16 +131,11 @@ async fn a_467_is_resent_a_bounded_number_of_times_and_only_for_an_included_tran
     assert!(e.update_error().unwrap().is_transaction_verification_failed(), "{e:?}");
     assert_eq!(server.recorded().len(), 1 + 3, "phase 1, phase 2 and two resends");
 
-    /// Returns a transaction without reporting it included (a person pasting a hash).
-    struct Pasted;
-    impl ComposeHashRegistrar for Pasted {
-        type Error = std::convert::Infallible;
-        async fn register(&self, _: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
-            Ok(TransactionHash([9; 32]))
-        }
-    }
+    // A transaction registered elsewhere is not reported included (a person pasting a hash);
+    // boxed, as a registrar chosen at run time is.
+    let pasted = BoxedRegistrar::new(KnownTransaction::new(TransactionHash([9; 32])));
     let server = ScriptedServer::start(vec![reply_465(h1), reply_467()]).await;
-    let e = client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(Pasted).await.unwrap_err();
+    let e = client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(pasted).await.unwrap_err();
     assert!(e.update_error().unwrap().is_transaction_verification_failed(), "{e:?}");
     assert_eq!(server.recorded().len(), 2, "that 467 is final");
     assert_eq!(e.registration().unwrap().transaction_hash, TransactionHash([9; 32]));
@@ -221,4 +218,35 @@ async fn a_run_registers_at_most_two_distinct_hashes() {
     let sent: Vec<_> = outcome.registrations.iter().map(|r| (r.compose_hash, r.transaction_hash)).collect();
     assert_eq!(sent, [(h1, TransactionHash([1; 32])), (h2, TransactionHash([2; 32]))]);
     assert_eq!(outcome.registration.as_ref(), outcome.registrations.last());
+}
+
+/// A transaction registered elsewhere, tied to its hash, is cited for that hash only: after a
+/// 466 restart that yields another hash, the run stops and says which hash now needs
+/// registering, instead of citing the old transaction for the new hash. The error comes
+/// through the boxed registrar with its own type.
+#[tokio::test]
+async fn a_known_transaction_is_cited_for_its_own_hash_only() {
+    let (h1, h2, tx) = (ComposeHash([0x11; 32]), ComposeHash([0x22; 32]), TransactionHash([9; 32]));
+    let known = KnownTransaction::new(tx).for_compose_hash(h1);
+
+    let server = ScriptedServer::start(vec![reply_465(h1), reply_202()]).await;
+    let done = client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(known).await.unwrap();
+    assert_eq!(done.registration.unwrap().transaction_hash, tx);
+    let sent: serde_json::Value = serde_json::from_slice(&server.recorded()[1].body).unwrap();
+    assert_eq!(sent["transaction_hash"], tx.to_hex());
+
+    let server = ScriptedServer::start(vec![reply_465(h1), reply_466(), reply_465(h2)]).await;
+    let e = client(&server)
+        .env_update("cvm-1")
+        .skip_app_id_check()
+        .env(env(), pubkey())
+        .run(BoxedRegistrar::new(known))
+        .await
+        .unwrap_err();
+    let FlowError::Registration { compose_hash, source, .. } = &e else { panic!("{e:?}") };
+    assert_eq!(*compose_hash, h2);
+    let other = source.downcast_ref::<OtherComposeHash>().unwrap_or_else(|| panic!("{source:?}"));
+    assert_eq!((other.registered, other.asked, other.transaction_hash), (h1, h2, tx));
+    assert!(other.to_string().contains(&h2.to_string()), "{other}");
+    assert_eq!(server.recorded().len(), 3, "phase 1, phase 2, phase 1 again; no phase 2 for the new hash");
 }

@@ -13,7 +13,8 @@
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use phala_cloud::update_envs::{Phase1Data, classify};
+use phala_cloud::__internals::classify;
+use phala_cloud::Phase1Data;
 use phala_cloud::{ConflictRetry, ErrorEnvelope, UpdateEnvsError};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
@@ -666,6 +667,7 @@ fn phase1_parser_is_total() {
                 let _ = serde_json::to_string(&data).unwrap();
             }
             Err(why) => {
+                let why = why.to_string();
                 prop_assert!(!why.is_empty());
                 prop_assert!(!why.contains(LINE_BREAKS), "{:?}", why);
             }

@@ -37,6 +37,8 @@ mod flow_faults;
 mod flow_registrations;
 mod from_env;
 mod generated_ops;
+// It calls the reply classifier directly, which only feature `__internals` exposes.
+#[cfg(feature = "__internals")]
 mod hostile_parse;
 mod normalizer;
 mod odd_replies;

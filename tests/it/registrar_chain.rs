@@ -10,13 +10,11 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use k256::ecdsa::SigningKey;
-use phala_cloud::envcrypt::EnvCryptError;
-use phala_cloud::onchain::{
-    COMPOSE_HASH_ADDED_TOPIC, KmsCheckError, KmsContract, OnchainError, OnchainRegistrar, deploy_kms_auth,
-};
-use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, Progress};
+use phala_cloud::EnvCryptError;
+use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
+use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig, deploy_kms_auth};
 use phala_cloud::{AppId, ComposeHash, Phase1Data};
+use phala_cloud::{ComposeHashRegistrar, Progress};
 use phala_cloud::{EnvVars, UpdateCvmEnvsBody};
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 

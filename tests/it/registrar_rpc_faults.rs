@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use alloy::primitives::{Address, B256, keccak256};
 use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainError, OnchainRegistrar};
-use phala_cloud::two_phase::{ComposeHashRegistrar, Progress};
+use phala_cloud::{ComposeHashRegistrar, Progress};
 use phala_cloud::{Phase1Data, TransactionHash};
 use serde_json::json;
 use support::fake_rpc::{Answer, Call, FakeRpc, healthy, log_json, receipt_json};

@@ -7,8 +7,8 @@ use crate::support;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-use phala_cloud::envcrypt::{EnvVars, encrypt};
 use phala_cloud::{Client, RecipientPublicKey};
+use phala_cloud::{EnvVars, encrypt};
 
 /// The child process, killed when the test ends.
 struct Simulate(Child);
@@ -82,7 +82,7 @@ async fn with_a_chain_it_deploys_an_app_contract_owned_by_the_deployer() {
     let onchain = d["cvms"].as_array().unwrap().iter().find(|c| c["kms"] == "onchain").unwrap();
     let app: alloy::primitives::Address = onchain["app_id"].as_str().unwrap().parse().unwrap();
     let provider = support::anvil::wallet_provider(&chain.endpoint, chain.signer(0));
-    let owner = phala_cloud::onchain::AppAuth::new(app, provider).owner().call().await.unwrap();
+    let owner = phala_cloud::simulator::AppAuth::new(app, provider).owner().call().await.unwrap();
     assert_eq!(owner, chain.signer(3).address());
     // The KMS contract it deployed serves the app, as kms_info will say.
     let kms: alloy::primitives::Address = d["chain"]["kms_contract"].as_str().unwrap().parse().unwrap();

@@ -7,10 +7,10 @@ use crate::support;
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
-use phala_cloud::envcrypt::{EnvVars, encrypt};
-use phala_cloud::onchain::AppAuth;
+use phala_cloud::simulator::AppAuth;
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
 use phala_cloud::{ComposeHash, TransactionHash, UpdateCvmEnvsBody, UpdateEnvsError};
+use phala_cloud::{EnvVars, encrypt};
 use support::anvil::{LocalChain, wallet_provider};
 
 struct Setup {
@@ -154,7 +154,7 @@ async fn a_registration_relayed_through_another_contract_is_accepted() {
         .unwrap();
     assert_eq!(AppAuth::new(s.app(), &provider).owner().call().await.unwrap(), forwarder, "the forwarder owns the app");
 
-    let call = phala_cloud::onchain::AppAuth::addComposeHashCall { composeHash: s.hash.into() }.abi_encode();
+    let call = phala_cloud::simulator::AppAuth::addComposeHashCall { composeHash: s.hash.into() }.abi_encode();
     let relay = alloy::rpc::types::TransactionRequest::default()
         .to(forwarder)
         .input(Bytes::from(call).into())

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use phala_cloud::envcrypt::{EnvVars, encrypt};
 use phala_cloud::simulator::{CvmSpec, KmsKind, Phase, Simulator, SimulatorConfig};
 use phala_cloud::{ComposeHash, TransactionHash, UpdateCvmEnvsBody};
+use phala_cloud::{EnvVars, encrypt};
 
 fn env(pairs: &[(&str, &str)]) -> EnvVars {
     EnvVars::from_pairs(pairs.iter().copied()).unwrap()
@@ -135,7 +135,7 @@ async fn an_env_the_cvm_cannot_decrypt_is_accepted_and_recorded() {
     client.update_cvm_envs("cvm-central", &good).await.unwrap();
     assert_eq!(sim.cvm_decrypt_error("cvm-central"), None);
 
-    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let other = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     let blob = encrypt(&env(&[("A", "2")]), other).unwrap().into_hex();
     let (status, json) =
         raw_patch(&sim, "cvm-central", Some(sim.api_key()), &format!(r#"{{"encrypted_env":"{blob}"}}"#)).await;
@@ -148,7 +148,7 @@ async fn an_env_the_cvm_cannot_decrypt_is_accepted_and_recorded() {
     assert_eq!((last.status, last.cvm_decrypts), (202, Some(false)));
 
     // A contract-owned CVM still asks for the registration first: the server cannot tell.
-    let other = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let other = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     let mut body = body_for(&sim, "cvm-onchain", &env(&[("B", "1")]), Some(&["B"]));
     body.encrypted_env = encrypt(&env(&[("B", "1")]), other).unwrap().into_hex();
     let e = client.update_cvm_envs("cvm-onchain", &body).await.unwrap_err();

@@ -2,9 +2,9 @@
 //! phase 1 plus the two hashes, and bad hashes or input are refused before anything is sent.
 #![cfg(feature = "simulator")]
 
-use phala_cloud::envcrypt::encrypt;
+use phala_cloud::encrypt;
 use phala_cloud::simulator::{Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{EnvUpdateRequest, Phase1Outcome};
+use phala_cloud::{EnvUpdateRequest, Phase1Outcome};
 use phala_cloud::{EnvVars, TransactionHash};
 
 #[tokio::test]
@@ -42,7 +42,7 @@ async fn pending_update_sends_exactly_its_phase_1_request_plus_the_hashes() {
 
 #[tokio::test]
 async fn requests_that_cannot_be_right_are_refused_before_sending() {
-    let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     let env = EnvVars::from_pairs([("A", "1"), ("B", "2")]).unwrap();
     // env_keys that miss an encrypted name: the CVM would drop B silently.
     let e = EnvUpdateRequest::new("cvm", encrypt(&env, key).unwrap(), Some(vec!["A".into()])).unwrap_err();
@@ -60,12 +60,12 @@ async fn requests_that_cannot_be_right_are_refused_before_sending() {
 #[derive(Default)]
 struct Counting(std::sync::atomic::AtomicU32);
 
-impl phala_cloud::two_phase::ComposeHashRegistrar for Counting {
+impl phala_cloud::ComposeHashRegistrar for Counting {
     type Error = std::convert::Infallible;
     async fn register(
         &self,
         _: &phala_cloud::Phase1Data,
-        _: &phala_cloud::two_phase::Progress<'_>,
+        _: &phala_cloud::Progress<'_>,
     ) -> Result<TransactionHash, Self::Error> {
         self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         Ok(TransactionHash([0x42; 32]))
@@ -76,7 +76,7 @@ impl phala_cloud::two_phase::ComposeHashRegistrar for Counting {
 /// asked, by default: a server answering 465 for another app gets nothing signed.
 #[tokio::test]
 async fn a_465_for_another_app_than_the_cvms_is_refused_before_the_registrar_is_asked() {
-    use phala_cloud::two_phase::{AppIdCheckError, FlowError};
+    use phala_cloud::{AppIdCheckError, FlowError};
     let server = httpmock::MockServer::start_async().await;
     let phase1 = include_str!("../fixtures/responses/465_structured.json"); // app a172cedc…
     server.mock(|when, then| {
@@ -90,7 +90,7 @@ async fn a_465_for_another_app_than_the_cvms_is_refused_before_the_registrar_is_
             .body(r#"{"id":"cvm-1","name":"one","app_id":"app_00000000000000000000000000000000000000aa"}"#);
     });
     let client = phala_cloud::Client::builder().base_url(server.base_url()).api_key("phak_test").build().unwrap();
-    let key = phala_cloud::envcrypt::RecipientSecretKey::generate().unwrap().public_key();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
     let env = || EnvVars::from_pairs([("A", "1")]).unwrap();
 
     let registrar = Counting::default();

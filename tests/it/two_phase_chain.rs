@@ -14,7 +14,7 @@ use alloy::providers::Provider;
 use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason};
+use phala_cloud::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason};
 use phala_cloud::{ConflictRetry, EnvVars, Phase1Data, TransactionHash};
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 

@@ -4,9 +4,7 @@
 use crate::support;
 
 use httpmock::MockServer;
-use phala_cloud::{
-    Client, ConflictRetry, ErrorEnvelope, UpdateCvmEnvsBody, UpdateEnvsError, update_envs::EnvsUpdateAccepted,
-};
+use phala_cloud::{Client, ConflictRetry, EnvsUpdateAccepted, ErrorEnvelope, UpdateCvmEnvsBody, UpdateEnvsError};
 use std::time::Duration;
 use support::{Reply, ScriptedServer};
 

@@ -13,7 +13,7 @@ use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::Phase1Data;
 use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainRegistrar};
-use phala_cloud::two_phase::{ComposeHashRegistrar, Progress};
+use phala_cloud::{ComposeHashRegistrar, Progress};
 use serde_json::json;
 use support::fake_rpc::{Answer, FakeRpc, healthy, log_json, receipt_json};
 

@@ -10,11 +10,12 @@ use crate::support;
 use std::time::Duration;
 
 use alloy::signers::local::PrivateKeySigner;
-use phala_cloud::envcrypt::{EnvVars, RecipientSecretKey, encrypt};
+use phala_cloud::EnvUpdateRequest;
 use phala_cloud::onchain::OnchainRegistrar;
+use phala_cloud::simulator::RecipientSecretKey;
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
-use phala_cloud::two_phase::EnvUpdateRequest;
 use phala_cloud::{Client, UpdateCvmEnvsBody};
+use phala_cloud::{EnvVars, encrypt};
 use support::{Reply, ScriptedServer};
 
 const ENV_CANARY: &str = "ENVCANARY-41c9e2d7";

@@ -5,12 +5,13 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use alloy::primitives::Address;
-use phala_cloud::envcrypt::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use phala_cloud::onchain::{KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
-use phala_cloud::two_phase::{
-    AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason, UpdateOutcome,
-};
 use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
+use phala_cloud::{
+    AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, KnownTransaction, Progress, RestartReason,
+    UpdateOutcome,
+};
+use phala_cloud::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use serde_json::json;
 
 use crate::lock_dir::LockDir;
@@ -60,9 +61,9 @@ fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
     let mut env = EnvVars::new();
     for (index, arg) in args.iter().enumerate() {
         let pushed = match arg.split_once('=') {
-            Some((key, value)) if phala_cloud::validate::is_valid_env_key(key) => env.push(key, value),
+            Some((key, value)) if phala_cloud::is_valid_env_key(key) => env.push(key, value),
             Some(_) => Err(EnvCryptError::InvalidAssignmentKey { index }),
-            None if phala_cloud::validate::is_valid_env_key(arg) => match std::env::var(arg) {
+            None if phala_cloud::is_valid_env_key(arg) => match std::env::var(arg) {
                 Ok(value) => env.push(arg.as_str(), value),
                 Err(std::env::VarError::NotPresent) => {
                     return Err(Failure::usage(format!(
@@ -290,10 +291,11 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let registrar = CliRegistrar {
         private_key,
         rpc_url,
-        transaction_hash: args.transaction_hash,
+        known: args.transaction_hash.map(KnownTransaction::new),
         lock_dir: LockDir::resolve(args.lock_dir),
         max_fee_per_gas: args.max_fee_gwei,
         gas_limit_cap: args.gas_limit_cap,
+        built: tokio::sync::OnceCell::new(),
     };
     let display = Display::new(args.json);
     let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
@@ -425,10 +427,14 @@ impl Display {
 struct CliRegistrar {
     private_key: Option<Secret>,
     rpc_url: Option<url::Url>,
-    transaction_hash: Option<TransactionHash>,
+    /// `--transaction-hash`: registered elsewhere, nothing to send.
+    known: Option<KnownTransaction>,
     lock_dir: LockDir,
     max_fee_per_gas: Option<u128>,
     gas_limit_cap: Option<u64>,
+    /// The on-chain registrar, built on the first registration of the run and kept for the
+    /// rest (a restart after a 466 registers again with the same one), with its RPC URL.
+    built: tokio::sync::OnceCell<(url::Url, OnchainRegistrar)>,
 }
 
 /// Why the CLI could not register.
@@ -438,16 +444,21 @@ enum RegisterError {
         "no private key: set PRIVATE_KEY to the app owner's key, or use --private-key-file PATH, or register the hash yourself and pass --transaction-hash"
     )]
     NoKey,
-    #[error("no RPC URL for chain {0}: give --rpc-url (or ETH_RPC_URL)")]
-    NoRpc(String),
-    #[error("{0}: give the app owner's key, 64 hex digits with or without 0x")]
-    BadKey(String),
+    #[error(
+        "no RPC URL for chain {}: give --rpc-url (or ETH_RPC_URL)",
+        .0.map_or_else(|| "(not named by phase 1)".to_owned(), |c| c.to_string())
+    )]
+    NoRpc(Option<u64>),
+    #[error("{origin}: {problem}: give the app owner's key, 64 hex digits with or without 0x")]
+    BadKey { origin: String, problem: phala_cloud::onchain::SetupError },
     #[error("{0}")]
-    Setup(String),
-    #[error("{0}")]
-    LockDir(String),
+    Setup(#[source] phala_cloud::onchain::SetupError),
+    #[error(transparent)]
+    LockDir(#[from] crate::lock_dir::LockDirError),
     #[error(transparent)]
     Onchain(#[from] OnchainError),
+    #[error(transparent)]
+    Known(#[from] phala_cloud::OtherComposeHash),
 }
 
 /// Public endpoints of the chains the official client knows.
@@ -464,27 +475,38 @@ impl ComposeHashRegistrar for CliRegistrar {
     type Error = RegisterError;
 
     async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, RegisterError> {
-        if let Some(tx) = self.transaction_hash {
-            return Ok(tx);
+        if let Some(known) = &self.known {
+            return Ok(known.register(data, progress).await?);
         }
         let key = self.private_key.as_ref().ok_or(RegisterError::NoKey)?;
         let rpc_url = match (&self.rpc_url, data.chain_id()) {
             (Some(url), _) => url.clone(),
-            (None, Some(chain)) => default_rpc(chain).ok_or_else(|| RegisterError::NoRpc(chain.to_string()))?,
-            (None, None) => return Err(RegisterError::NoRpc("(not named by phase 1)".into())),
+            (None, chain) => chain.and_then(default_rpc).ok_or(RegisterError::NoRpc(chain))?,
         };
-        let signer =
-            secret_arg::private_key(key.expose(), key.origin()).map_err(|f| RegisterError::BadKey(f.message))?;
-        let lock_dir = self.lock_dir.prepare().map_err(RegisterError::LockDir)?;
+        let (built_for, registrar) = self.built.get_or_try_init(|| async { self.build(key, &rpc_url) }).await?;
+        if *built_for == rpc_url {
+            return Ok(registrar.register(data, progress).await?);
+        }
+        // Phase 1 named another chain than the first registration of this run did.
+        let (_, registrar) = self.build(key, &rpc_url)?;
+        Ok(registrar.register(data, progress).await?)
+    }
+}
+
+impl CliRegistrar {
+    fn build(&self, key: &Secret, rpc_url: &url::Url) -> Result<(url::Url, OnchainRegistrar), RegisterError> {
+        let signer = phala_cloud::onchain::signer_from_hex(key.expose())
+            .map_err(|problem| RegisterError::BadKey { origin: key.origin().to_owned(), problem })?;
+        let lock_dir = self.lock_dir.prepare()?;
         let mut registrar =
-            OnchainRegistrar::new(signer, rpc_url).map_err(|e| RegisterError::Setup(e.to_string()))?.lock_dir(lock_dir);
+            OnchainRegistrar::new(signer, rpc_url.clone()).map_err(RegisterError::Setup)?.lock_dir(lock_dir);
         if let Some(wei) = self.max_fee_per_gas {
             registrar = registrar.max_fee_per_gas(wei);
         }
         if let Some(gas) = self.gas_limit_cap {
             registrar = registrar.gas_limit_cap(gas);
         }
-        Ok(registrar.register(data, progress).await?)
+        Ok((rpc_url.clone(), registrar))
     }
 }
 
@@ -587,7 +609,9 @@ fn app_id_check_exit_code(e: &AppIdCheckError) -> u8 {
 /// The exit code of a failed registration.
 fn registration_exit_code(e: &RegisterError) -> u8 {
     match e {
-        RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey(_) => exit::BAD_INPUT,
+        RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey { .. } | RegisterError::Known(_) => {
+            exit::BAD_INPUT
+        }
         RegisterError::Setup(_) | RegisterError::LockDir(_) => exit::OTHER,
         RegisterError::Onchain(o) => match o {
             OnchainError::LockBusy { .. } => exit::CONFLICT,
@@ -679,7 +703,7 @@ fn parse_gwei(text: &str) -> Result<u128, String> {
 
 /// `--app-id`: 40 hex digits, `0x` or `app_` optional.
 fn parse_app_id_arg(text: &str) -> Result<AppId, String> {
-    phala_cloud::two_phase::parse_app_id(text).ok_or_else(|| {
+    phala_cloud::parse_app_id(text).ok_or_else(|| {
         format!("{text:?} is not an app id: give the app contract's address, 40 hex digits (0x or app_ optional)")
     })
 }

@@ -31,24 +31,18 @@ impl LockDir {
     /// Creates the directory if missing (mode 0700 on Unix) and returns it. The default
     /// directory must be a real directory owned by this user and closed to others, since a
     /// shared temp dir lets anyone create it first; a chosen one must be a directory.
-    pub fn prepare(&self) -> Result<&Path, String> {
+    pub fn prepare(&self) -> Result<&Path, LockDirError> {
         let path = &self.path;
-        let how = if self.chosen {
-            "give another --lock-dir (or PHALA_CLOUD_LOCK_DIR)"
-        } else {
-            "set --lock-dir DIR (or PHALA_CLOUD_LOCK_DIR) to a directory of yours"
-        };
-        create_private(path).map_err(|e| format!("cannot create the lock directory {}: {e}; {how}", path.display()))?;
-        let meta = std::fs::symlink_metadata(path)
-            .map_err(|e| format!("cannot read the lock directory {}: {e}; {how}", path.display()))?;
+        let fail = |problem| LockDirError { path: path.clone(), chosen: self.chosen, problem };
+        create_private(path).map_err(|e| fail(Problem::Create(e)))?;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| fail(Problem::Read(e)))?;
         let meta = if self.chosen && meta.file_type().is_symlink() {
-            std::fs::metadata(path)
-                .map_err(|e| format!("cannot read the lock directory {}: {e}; {how}", path.display()))?
+            std::fs::metadata(path).map_err(|e| fail(Problem::Read(e)))?
         } else {
             meta
         };
         if !meta.is_dir() {
-            return Err(format!("the lock directory {} is not a directory; {how}", path.display()));
+            return Err(fail(Problem::NotADirectory));
         }
         #[cfg(unix)]
         if !self.chosen {
@@ -56,16 +50,37 @@ impl LockDir {
             // SAFETY: geteuid has no preconditions and cannot fail.
             let uid = unsafe { libc::geteuid() };
             if meta.uid() != uid || meta.mode() & 0o077 != 0 {
-                return Err(format!(
-                    "the lock directory {} belongs to another user or is open to others (owner uid {}, mode {:o}); {how}",
-                    path.display(),
-                    meta.uid(),
-                    meta.mode() & 0o7777
-                ));
+                return Err(fail(Problem::NotPrivate { owner: meta.uid(), mode: meta.mode() & 0o7777 }));
             }
         }
         Ok(path)
     }
+}
+
+/// The lock directory cannot be used; the message says what to do.
+#[derive(Debug, thiserror::Error)]
+#[error("the lock directory {} {problem}; {}", path.display(), if *.chosen {
+    "give another --lock-dir (or PHALA_CLOUD_LOCK_DIR)"
+} else {
+    "set --lock-dir DIR (or PHALA_CLOUD_LOCK_DIR) to a directory of yours"
+})]
+pub struct LockDirError {
+    path: PathBuf,
+    /// The user chose it (with the flag or the variable).
+    chosen: bool,
+    problem: Problem,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Problem {
+    #[error("cannot be created: {0}")]
+    Create(std::io::Error),
+    #[error("cannot be read: {0}")]
+    Read(std::io::Error),
+    #[error("is not a directory")]
+    NotADirectory,
+    #[error("belongs to another user or is open to others (owner uid {owner}, mode {mode:o})")]
+    NotPrivate { owner: u32, mode: u32 },
 }
 
 #[cfg(unix)]

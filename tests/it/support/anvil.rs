@@ -29,7 +29,7 @@ pub const ANVIL_NPM_VERSION: &str = "1.7.1";
 pub const ANVIL_CHAIN_ID: ChainId = 31_337;
 
 /// The test stand-in for dstack's app-auth contract: `contracts/AppAuth.sol`, compiled.
-pub use phala_cloud::onchain::AppAuth;
+pub use phala_cloud::simulator::AppAuth;
 
 /// How to start anvil.
 #[derive(Debug, Clone, Copy)]
@@ -140,7 +140,7 @@ pub fn wallet_provider(endpoint: &str, signer: PrivateKeySigner) -> impl Provide
 /// once the deployment is mined.
 pub async fn deploy_app_auth(endpoint: &str, signer: PrivateKeySigner) -> Address {
     let url = endpoint.parse().unwrap_or_else(|e| panic!("bad endpoint {endpoint}: {e}"));
-    phala_cloud::onchain::deploy_app_auth(&url, signer)
+    phala_cloud::simulator::deploy_app_auth(&url, signer)
         .await
         .unwrap_or_else(|e| panic!("deploying AppAuth failed: {e}"))
 }

@@ -2,7 +2,7 @@
 //! byte-level control of what is sent back (httpmock answers one fixed reply per mock).
 #![allow(dead_code)]
 
-#[cfg(feature = "onchain")]
+#[cfg(feature = "simulator")]
 pub mod anvil;
 #[cfg(feature = "onchain")]
 pub mod fake_rpc;
@@ -134,6 +134,14 @@ pub async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Recorded> 
     Some(Recorded { head, body: buf[head_end..].to_vec() })
 }
 
+/// A fresh X25519 public key to encrypt to (its secret is dropped: nothing decrypts with it).
+pub fn random_recipient() -> phala_cloud::RecipientPublicKey {
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).expect("CSPRNG");
+    let public = x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(secret));
+    phala_cloud::RecipientPublicKey::from(*public.as_bytes())
+}
+
 /// An env-encryption public key of a fresh CVM, signed by `kms` for `app_id` (timestamped form
 /// with `timestamp`, legacy form without), as a KMS's `GET /kms/{slug}/pubkey/{app_id}` answers.
 pub fn sign_env_pubkey(
@@ -141,7 +149,7 @@ pub fn sign_env_pubkey(
     app_id: &phala_cloud::AppId,
     timestamp: Option<u64>,
 ) -> phala_cloud::SignedEnvPubkey {
-    let public_key = phala_cloud::envcrypt::RecipientSecretKey::generate().expect("CSPRNG").public_key();
+    let public_key = random_recipient();
     let mut signed = phala_cloud::SignedEnvPubkey { public_key, signature: [0; 65], timestamp };
     let (signature, recovery_id) = kms.sign_prehash_recoverable(&signed.digest(app_id));
     signed.signature[..64].copy_from_slice(&signature.to_bytes());
