@@ -55,9 +55,9 @@ pub use client::{
 };
 pub use dispatch::{Hooks, Reply};
 pub use envcrypt::{
-    EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS, KMS_SIGNATURE_MAX_SKEW_SECS,
-    KMS_SIGNATURE_PREFIX, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES,
-    RecipientPublicKey, SignedEnvPubkey, encrypt,
+    CryptError, EncryptedEnv, EnvError, EnvVars, K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS,
+    KMS_SIGNATURE_MAX_SKEW_SECS, KMS_SIGNATURE_PREFIX, KmsSignatureError, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES,
+    MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES, RecipientPublicKey, SignedEnvPubkey, encrypt,
 };
 pub use error::{
     Delivery, ErrorDetail, ErrorEnvelope, ErrorLink, HttpError, InvalidReply, SdkError, ServiceErrorKind,

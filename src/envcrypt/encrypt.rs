@@ -11,9 +11,9 @@ use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::json::{self, plaintext_len, write_plaintext};
-use super::{EnvCryptError, EnvVars};
+use super::{CryptError, EnvError, EnvVars};
 use crate::UpdateCvmEnvsBody;
-use crate::hex::{decode_fixed, strip_0x};
+use crate::hex::{HexError, decode_fixed, strip_0x};
 use crate::validate::check_env_key;
 
 const KEY_LEN: usize = 32;
@@ -40,7 +40,7 @@ impl RecipientPublicKey {
     }
 
     /// The key from 64 hex digits, with or without `0x`.
-    pub fn from_hex(hex: &str) -> Result<Self, EnvCryptError> {
+    pub fn from_hex(hex: &str) -> Result<Self, HexError> {
         Ok(Self(decode_fixed::<KEY_LEN>(hex, Self::WHAT)?))
     }
 
@@ -56,30 +56,30 @@ impl RecipientPublicKey {
 }
 
 impl FromStr for RecipientPublicKey {
-    type Err = EnvCryptError;
-    fn from_str(s: &str) -> Result<Self, EnvCryptError> {
+    type Err = HexError;
+    fn from_str(s: &str) -> Result<Self, HexError> {
         Self::from_hex(s)
     }
 }
 
 impl TryFrom<&str> for RecipientPublicKey {
-    type Error = EnvCryptError;
-    fn try_from(s: &str) -> Result<Self, EnvCryptError> {
+    type Error = HexError;
+    fn try_from(s: &str) -> Result<Self, HexError> {
         Self::from_hex(s)
     }
 }
 
 impl TryFrom<&String> for RecipientPublicKey {
-    type Error = EnvCryptError;
-    fn try_from(s: &String) -> Result<Self, EnvCryptError> {
+    type Error = HexError;
+    fn try_from(s: &String) -> Result<Self, HexError> {
         Self::from_hex(s)
     }
 }
 
 impl TryFrom<&[u8]> for RecipientPublicKey {
-    type Error = EnvCryptError;
-    fn try_from(bytes: &[u8]) -> Result<Self, EnvCryptError> {
-        let bytes = <[u8; KEY_LEN]>::try_from(bytes).map_err(|_| crate::hex::HexError::WrongLength {
+    type Error = HexError;
+    fn try_from(bytes: &[u8]) -> Result<Self, HexError> {
+        let bytes = <[u8; KEY_LEN]>::try_from(bytes).map_err(|_| HexError::WrongLength {
             what: Self::WHAT,
             expected: KEY_LEN,
             got: bytes.len() * 2,
@@ -129,9 +129,9 @@ pub struct RecipientSecretKey(StaticSecret);
 #[cfg_attr(not(feature = "simulator"), allow(dead_code))]
 impl RecipientSecretKey {
     /// A fresh key from the operating system's random number generator.
-    pub fn generate() -> Result<Self, EnvCryptError> {
+    pub fn generate() -> Result<Self, CryptError> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
-        getrandom::fill(bytes.as_mut_slice()).map_err(EnvCryptError::Rng)?;
+        getrandom::fill(bytes.as_mut_slice()).map_err(CryptError::Rng)?;
         Ok(Self(StaticSecret::from(*bytes)))
     }
 
@@ -141,7 +141,7 @@ impl RecipientSecretKey {
     }
 
     /// The key from 64 hex digits, with or without `0x`.
-    pub fn from_hex(hex: &str) -> Result<Self, EnvCryptError> {
+    pub fn from_hex(hex: &str) -> Result<Self, HexError> {
         let bytes = Zeroizing::new(decode_fixed::<KEY_LEN>(hex, "recipient secret key")?);
         Ok(Self(StaticSecret::from(*bytes)))
     }
@@ -184,7 +184,7 @@ impl EncryptedEnv {
 
     /// Checks that `env_keys` are valid env names and cover every encrypted name; the error names
     /// the first encrypted name left out. Extra names are allowed.
-    pub fn check_env_keys<S: AsRef<str>>(&self, env_keys: &[S]) -> Result<(), EnvCryptError> {
+    pub fn check_env_keys<S: AsRef<str>>(&self, env_keys: &[S]) -> Result<(), EnvError> {
         let mut given = HashSet::with_capacity(env_keys.len());
         for (i, key) in env_keys.iter().enumerate() {
             let key = key.as_ref();
@@ -192,7 +192,7 @@ impl EncryptedEnv {
             given.insert(key);
         }
         match self.keys.iter().find(|k| !given.contains(k.as_str())) {
-            Some(missing) => Err(EnvCryptError::EnvKeysMissing { key: missing.clone() }),
+            Some(missing) => Err(EnvError::EnvKeysMissing { key: missing.clone() }),
             None => Ok(()),
         }
     }
@@ -211,7 +211,7 @@ impl EncryptedEnv {
     /// Like [`into_body`](Self::into_body) with `env_keys` given: a superset of the encrypted
     /// names, e.g. to keep names the app allows but this update does not set. Refuses an
     /// `env_keys` that leaves out an encrypted name, naming it.
-    pub fn into_body_with_env_keys<I, S>(self, env_keys: I) -> Result<UpdateCvmEnvsBody, EnvCryptError>
+    pub fn into_body_with_env_keys<I, S>(self, env_keys: I) -> Result<UpdateCvmEnvsBody, EnvError>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -248,18 +248,18 @@ impl From<EncryptedEnv> for UpdateCvmEnvsBody {
 ///
 /// `recipient` is a [`RecipientPublicKey`], 32 bytes (`[u8; 32]`, `&[u8; 32]`, `&[u8]`), or hex
 /// with or without `0x` (`&str`, `&String`). Errors: malformed hex or wrong length
-/// ([`EnvCryptError::Hex`]), a low-order key ([`EnvCryptError::LowOrderPublicKey`]), and a failing
+/// ([`CryptError::Hex`]), a low-order key ([`CryptError::LowOrderPublicKey`]), and a failing
 /// OS random number generator. The env itself was checked when it was built.
-pub fn encrypt<K>(env: &EnvVars, recipient: K) -> Result<EncryptedEnv, EnvCryptError>
+pub fn encrypt<K>(env: &EnvVars, recipient: K) -> Result<EncryptedEnv, CryptError>
 where
     K: TryInto<RecipientPublicKey>,
-    EnvCryptError: From<K::Error>,
+    CryptError: From<K::Error>,
 {
     let recipient = recipient.try_into()?;
     let mut ephemeral = Zeroizing::new([0u8; KEY_LEN]);
-    getrandom::fill(ephemeral.as_mut_slice()).map_err(EnvCryptError::Rng)?;
+    getrandom::fill(ephemeral.as_mut_slice()).map_err(CryptError::Rng)?;
     let mut iv = [0u8; IV_LEN];
-    getrandom::fill(&mut iv).map_err(EnvCryptError::Rng)?;
+    getrandom::fill(&mut iv).map_err(CryptError::Rng)?;
     seal(env, &recipient, StaticSecret::from(*ephemeral), &iv)
 }
 
@@ -269,12 +269,12 @@ fn seal(
     recipient: &RecipientPublicKey,
     ephemeral: StaticSecret,
     iv: &[u8; IV_LEN],
-) -> Result<EncryptedEnv, EnvCryptError> {
+) -> Result<EncryptedEnv, CryptError> {
     let ephemeral_public = PublicKey::from(&ephemeral);
     let shared = ephemeral.diffie_hellman(&PublicKey::from(recipient.0));
     drop(ephemeral);
     if !shared.was_contributory() {
-        return Err(EnvCryptError::LowOrderPublicKey);
+        return Err(CryptError::LowOrderPublicKey);
     }
     // Both wipe themselves on drop (x25519-dalek and aes-gcm `zeroize` features).
     let cipher = Aes256Gcm::new(shared.as_bytes().into());
@@ -306,20 +306,19 @@ fn seal(
 /// This is the CVM's side, for tests and local simulators; it accepts any plaintext (the
 /// published dstack vector's is a bare JSON array).
 #[cfg_attr(not(feature = "simulator"), allow(dead_code))]
-pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<Zeroizing<Vec<u8>>, EnvCryptError> {
+pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<Zeroizing<Vec<u8>>, CryptError> {
     let digits = strip_0x(encrypted_env.trim());
     if !digits.len().is_multiple_of(2) {
-        return Err(EnvCryptError::MalformedBlob { reason: "odd number of hex digits".into() });
+        return Err(CryptError::MalformedBlob { reason: "odd number of hex digits".into() });
     }
     let len = digits.len() / 2;
     if len < HEADER_LEN + TAG_LEN {
-        return Err(EnvCryptError::MalformedBlob {
+        return Err(CryptError::MalformedBlob {
             reason: format!("{len} bytes, shorter than the {} of key, IV and tag", HEADER_LEN + TAG_LEN),
         });
     }
     let mut buf = Zeroizing::new(vec![0u8; len]);
-    const_hex::decode_to_slice(digits, &mut buf)
-        .map_err(|_| EnvCryptError::MalformedBlob { reason: "not hex".into() })?;
+    const_hex::decode_to_slice(digits, &mut buf).map_err(|_| CryptError::MalformedBlob { reason: "not hex".into() })?;
 
     let (header, body) = buf.split_at_mut(HEADER_LEN);
     let (ephemeral_public, iv) = header.split_at(KEY_LEN);
@@ -327,13 +326,13 @@ pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result
     let iv: &[u8; IV_LEN] = iv.try_into().expect("header is key and IV");
     let shared = secret.0.diffie_hellman(&PublicKey::from(ephemeral_public));
     if !shared.was_contributory() {
-        return Err(EnvCryptError::MalformedBlob { reason: "the ephemeral public key is a low-order point".into() });
+        return Err(CryptError::MalformedBlob { reason: "the ephemeral public key is a low-order point".into() });
     }
     let cipher = Aes256Gcm::new(shared.as_bytes().into());
     drop(shared);
     let (ciphertext, tag) = body.split_at_mut(body.len() - TAG_LEN);
     let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("split at TAG_LEN");
-    cipher.decrypt_inout_detached(iv.into(), &[], ciphertext.into(), tag.into()).map_err(|_| EnvCryptError::Decrypt)?;
+    cipher.decrypt_inout_detached(iv.into(), &[], ciphertext.into(), tag.into()).map_err(|_| CryptError::Decrypt)?;
 
     let plaintext_len = len - HEADER_LEN - TAG_LEN;
     buf.copy_within(HEADER_LEN..HEADER_LEN + plaintext_len, 0);
@@ -348,10 +347,10 @@ pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result
 /// Values are moved from the parser into wiped storage; a value containing JSON escapes also
 /// passes through serde_json's scratch buffer, which is not wiped.
 #[cfg_attr(not(feature = "simulator"), allow(dead_code))]
-pub fn decrypt(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<EnvVars, EnvCryptError> {
+pub fn decrypt(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<EnvVars, CryptError> {
     let plaintext = decrypt_bytes(encrypted_env, secret)?;
     let envelope: json::de::Envelope = serde_json::from_slice(&plaintext)
-        .map_err(|e| EnvCryptError::MalformedPlaintext { line: e.line(), column: e.column() })?;
+        .map_err(|e| CryptError::MalformedPlaintext { line: e.line(), column: e.column() })?;
     let mut env = EnvVars::new();
     for mut entry in envelope.env {
         env.push(entry.key, std::mem::take(&mut *entry.value.0))?;
@@ -429,7 +428,7 @@ mod tests {
             one[0] = 1;
             one
         }] {
-            assert!(matches!(encrypt(&env, key), Err(EnvCryptError::LowOrderPublicKey)));
+            assert!(matches!(encrypt(&env, key), Err(CryptError::LowOrderPublicKey)));
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use super::{EnvCryptError, json};
+use super::{EnvError, json};
 use crate::validate::check_env_key;
 
 /// Most entries a CVM accepts in one env.
@@ -49,7 +49,7 @@ struct Entry {
 /// assert_eq!(env.get("B"), Some("two=2"));
 /// assert_eq!(format!("{env:?}"), r#"EnvVars {"A": <redacted>, "B": <redacted>}"#);
 /// assert!(EnvVars::from_assignments(["A=1", "A=2"]).unwrap_err().to_string().contains("`A`"));
-/// # Ok::<(), phala_cloud::EnvCryptError>(())
+/// # Ok::<(), phala_cloud::EnvError>(())
 /// ```
 #[derive(Clone, Default)]
 pub struct EnvVars {
@@ -69,7 +69,7 @@ impl EnvVars {
     /// Builds an env from `(name, value)` pairs, in order.
     ///
     /// Values passed as `String` are moved in, not copied.
-    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, EnvCryptError>
+    pub fn from_pairs<I, K, V>(pairs: I) -> Result<Self, EnvError>
     where
         I: IntoIterator<Item = (K, V)>,
         K: Into<String>,
@@ -86,16 +86,16 @@ impl EnvVars {
     ///
     /// The value is copied; the caller's strings are left as they are. A string without `=` is
     /// refused by position, without echoing it (it may be a secret given by mistake).
-    pub fn from_assignments<I, S>(assignments: I) -> Result<Self, EnvCryptError>
+    pub fn from_assignments<I, S>(assignments: I) -> Result<Self, EnvError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let mut env = Self::new();
         for (index, assignment) in assignments.into_iter().enumerate() {
-            let (key, value) = assignment.as_ref().split_once('=').ok_or(EnvCryptError::MissingEquals { index })?;
+            let (key, value) = assignment.as_ref().split_once('=').ok_or(EnvError::MissingEquals { index })?;
             if !crate::validate::is_valid_env_key(key) {
-                return Err(EnvCryptError::InvalidAssignmentKey { index });
+                return Err(EnvError::InvalidAssignmentKey { index });
             }
             env.push(key, value)?;
         }
@@ -128,9 +128,9 @@ impl EnvVars {
     ///
     /// let env = EnvVars::from_dotenv_str("export A=pa$sw0rd # comment\nB=\"${A}\\n\"\nC='x'\n")?;
     /// assert_eq!(env.iter().collect::<Vec<_>>(), [("A", "pa$sw0rd"), ("B", "${A}\n"), ("C", "x")]);
-    /// # Ok::<(), phala_cloud::EnvCryptError>(())
+    /// # Ok::<(), phala_cloud::EnvError>(())
     /// ```
-    pub fn from_dotenv_str(text: &str) -> Result<Self, EnvCryptError> {
+    pub fn from_dotenv_str(text: &str) -> Result<Self, EnvError> {
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut env = Self::new();
         let mut parser = dotenv::Parser::new(text);
@@ -139,7 +139,7 @@ impl EnvVars {
                 Ok(Some((key, value))) => env.push(key, value)?,
                 Ok(None) => return Ok(env),
                 Err(error) => {
-                    return Err(EnvCryptError::Dotenv {
+                    return Err(EnvError::Dotenv {
                         after_key: env.entries.last().map(|e| e.key.clone()),
                         line: error.line,
                         column: error.column,
@@ -157,16 +157,16 @@ impl EnvVars {
     /// file is refused before anything is read from it. The bytes are read into one buffer of the
     /// file's size, never more than the limit even if the file grows meanwhile, and wiped
     /// afterwards.
-    pub fn from_dotenv_file(path: impl AsRef<Path>) -> Result<Self, EnvCryptError> {
+    pub fn from_dotenv_file(path: impl AsRef<Path>) -> Result<Self, EnvError> {
         let path = path.as_ref();
-        let io_err = |source| EnvCryptError::Io { path: path.to_path_buf(), source };
+        let io_err = |source| EnvError::Io { path: path.to_path_buf(), source };
         // Checked on the path first: opening a FIFO for reading blocks until a writer appears.
         let check = |metadata: std::fs::Metadata| {
             if !metadata.is_file() {
-                return Err(EnvCryptError::DotenvFileNotRegular { path: path.to_path_buf() });
+                return Err(EnvError::DotenvFileNotRegular { path: path.to_path_buf() });
             }
             if metadata.len() > MAX_DOTENV_FILE_BYTES {
-                return Err(EnvCryptError::DotenvFileTooLarge {
+                return Err(EnvError::DotenvFileTooLarge {
                     path: path.to_path_buf(),
                     len: metadata.len(),
                     max: MAX_DOTENV_FILE_BYTES,
@@ -182,7 +182,7 @@ impl EnvVars {
         let mut bytes = Zeroizing::new(Vec::with_capacity(capacity));
         file.take(MAX_DOTENV_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(io_err)?;
         if bytes.len() as u64 > MAX_DOTENV_FILE_BYTES {
-            return Err(EnvCryptError::DotenvFileTooLarge {
+            return Err(EnvError::DotenvFileTooLarge {
                 path: path.to_path_buf(),
                 len: bytes.len() as u64,
                 max: MAX_DOTENV_FILE_BYTES,
@@ -195,23 +195,23 @@ impl EnvVars {
 
     /// Appends one entry, after checking it and the env it makes against the CVM's limits. On
     /// error the env is unchanged and the refused value is wiped.
-    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<(), EnvCryptError> {
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) -> Result<(), EnvError> {
         let value = Zeroizing::new(value.into());
         let key = key.into();
         check_env_key(format!("env[{}]", self.entries.len()), &key)?;
         if self.index.contains_key(&key) {
-            return Err(EnvCryptError::DuplicateKey { key });
+            return Err(EnvError::DuplicateKey { key });
         }
         if value.len() > MAX_ENV_VALUE_BYTES {
-            return Err(EnvCryptError::ValueTooLarge { key, len: value.len(), max: MAX_ENV_VALUE_BYTES });
+            return Err(EnvError::ValueTooLarge { key, len: value.len(), max: MAX_ENV_VALUE_BYTES });
         }
         let count = self.entries.len() + 1;
         if count > MAX_ENV_ENTRIES {
-            return Err(EnvCryptError::TooManyEntries { key, count, max: MAX_ENV_ENTRIES });
+            return Err(EnvError::TooManyEntries { key, count, max: MAX_ENV_ENTRIES });
         }
         let total = self.total + key.len() + value.len();
         if total > MAX_ENV_TOTAL_BYTES {
-            return Err(EnvCryptError::TotalTooLarge { key, total, max: MAX_ENV_TOTAL_BYTES });
+            return Err(EnvError::TotalTooLarge { key, total, max: MAX_ENV_TOTAL_BYTES });
         }
         let value_json_len = json::escaped_len(value.as_bytes());
         self.index.insert(key.clone(), self.entries.len());
@@ -492,9 +492,9 @@ mod tests {
         let mut env = EnvVars::new();
         env.push("A", "1").unwrap();
         let e = env.push("1A", "x").unwrap_err();
-        assert!(matches!(&e, EnvCryptError::Input(i) if i.field == "env[1]"), "{e:?}");
+        assert!(matches!(&e, EnvError::Input(i) if i.field == "env[1]"), "{e:?}");
         assert!(e.to_string().contains("\"1A\""), "{e}");
-        assert!(matches!(env.push("A", "2").unwrap_err(), EnvCryptError::DuplicateKey { key } if key == "A"));
+        assert!(matches!(env.push("A", "2").unwrap_err(), EnvError::DuplicateKey { key } if key == "A"));
         assert_eq!(env.len(), 1);
         assert_eq!(env.total_bytes(), 2);
         assert_eq!(env.get("A"), Some("1"));
@@ -506,13 +506,13 @@ mod tests {
         let e = EnvVars::from_dotenv_str("OK=1\nBAD=\"canary-secret\nmore").unwrap_err();
         let text = format!("{e} {e:?}");
         assert!(!text.contains("canary"), "{text}");
-        assert!(matches!(e, EnvCryptError::Dotenv { after_key: Some(ref k), .. } if k == "OK"), "{e:?}");
+        assert!(matches!(e, EnvError::Dotenv { after_key: Some(ref k), .. } if k == "OK"), "{e:?}");
     }
 
     #[test]
     fn dotenv_errors_give_line_and_column_in_characters() {
         let err = |text: &str| match EnvVars::from_dotenv_str(text).unwrap_err() {
-            EnvCryptError::Dotenv { line, column, reason, .. } => (line, column, reason),
+            EnvError::Dotenv { line, column, reason, .. } => (line, column, reason),
             other => panic!("{other:?}"),
         };
         // The column counts characters, not bytes.

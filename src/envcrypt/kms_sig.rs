@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use k256::ecdsa::{RecoveryId, Signature, VerifyingKey};
 use sha3::{Digest, Keccak256};
 
-use super::{EnvCryptError, RecipientPublicKey};
+use super::{KmsSignatureError, RecipientPublicKey};
 use crate::hex::{AppId, HexError, decode_fixed, strip_0x};
 
 /// The domain prefix of the signed message; `":"` follows it.
@@ -33,14 +33,14 @@ impl K256PublicKey {
     pub const WHAT: &'static str = "k256 public key";
 
     /// The key from SEC1 bytes, compressed or uncompressed.
-    pub fn from_sec1_bytes(bytes: &[u8]) -> Result<Self, EnvCryptError> {
+    pub fn from_sec1_bytes(bytes: &[u8]) -> Result<Self, KmsSignatureError> {
         if bytes.len() != COMPRESSED_LEN && bytes.len() != 65 {
-            return Err(EnvCryptError::InvalidK256PublicKey {
+            return Err(KmsSignatureError::InvalidK256PublicKey {
                 reason: "must be 33 bytes (compressed) or 65 bytes (uncompressed)",
             });
         }
         let key = VerifyingKey::from_sec1_bytes(bytes)
-            .map_err(|_| EnvCryptError::InvalidK256PublicKey { reason: "not a point on secp256k1" })?;
+            .map_err(|_| KmsSignatureError::InvalidK256PublicKey { reason: "not a point on secp256k1" })?;
         Ok(Self::from_verifying_key(&key))
     }
 
@@ -63,8 +63,8 @@ impl K256PublicKey {
 }
 
 impl FromStr for K256PublicKey {
-    type Err = EnvCryptError;
-    fn from_str(s: &str) -> Result<Self, EnvCryptError> {
+    type Err = KmsSignatureError;
+    fn from_str(s: &str) -> Result<Self, KmsSignatureError> {
         let digits = strip_0x(s.trim());
         let bytes = const_hex::decode(digits).map_err(|_| HexError::NotHex { what: Self::WHAT })?;
         Self::from_sec1_bytes(&bytes)
@@ -72,8 +72,8 @@ impl FromStr for K256PublicKey {
 }
 
 impl TryFrom<&str> for K256PublicKey {
-    type Error = EnvCryptError;
-    fn try_from(s: &str) -> Result<Self, EnvCryptError> {
+    type Error = KmsSignatureError;
+    fn try_from(s: &str) -> Result<Self, KmsSignatureError> {
         s.parse()
     }
 }
@@ -125,7 +125,7 @@ pub struct SignedEnvPubkey {
 
 impl SignedEnvPubkey {
     /// From the hex strings of the response (with or without `0x`).
-    pub fn from_hex(public_key: &str, signature: &str, timestamp: Option<u64>) -> Result<Self, EnvCryptError> {
+    pub fn from_hex(public_key: &str, signature: &str, timestamp: Option<u64>) -> Result<Self, KmsSignatureError> {
         Ok(Self {
             public_key: RecipientPublicKey::from_hex(public_key)?,
             signature: decode_fixed::<SIGNATURE_LEN>(signature, "KMS signature")?,
@@ -147,30 +147,30 @@ impl SignedEnvPubkey {
     }
 
     /// Checks freshness (timestamped form) against the system clock and recovers the signer.
-    pub fn recover_signer(&self, app_id: &AppId) -> Result<K256PublicKey, EnvCryptError> {
+    pub fn recover_signer(&self, app_id: &AppId) -> Result<K256PublicKey, KmsSignatureError> {
         self.recover_signer_at(app_id, SystemTime::now())
     }
 
     /// As [`recover_signer`](Self::recover_signer), with the current time given.
-    pub fn recover_signer_at(&self, app_id: &AppId, now: SystemTime) -> Result<K256PublicKey, EnvCryptError> {
+    pub fn recover_signer_at(&self, app_id: &AppId, now: SystemTime) -> Result<K256PublicKey, KmsSignatureError> {
         if let Some(timestamp) = self.timestamp {
             check_fresh(timestamp, now)?;
         }
         let v = match self.signature[64] {
             v @ (0 | 1) => v,
             v @ (27 | 28) => v - 27,
-            _ => return Err(EnvCryptError::KmsSignature { reason: "the recovery id (last byte) must be 0 or 1" }),
+            _ => return Err(KmsSignatureError::Malformed { reason: "the recovery id (last byte) must be 0 or 1" }),
         };
         let signature = Signature::from_slice(&self.signature[..64])
-            .map_err(|_| EnvCryptError::KmsSignature { reason: "r or s is zero or not below the curve order" })?;
+            .map_err(|_| KmsSignatureError::Malformed { reason: "r or s is zero or not below the curve order" })?;
         let key = VerifyingKey::recover_from_prehash(&self.digest(app_id), &signature, RecoveryId::new(v == 1, false))
-            .map_err(|_| EnvCryptError::KmsSignature { reason: "no public key can be recovered from it" })?;
+            .map_err(|_| KmsSignatureError::Malformed { reason: "no public key can be recovered from it" })?;
         Ok(K256PublicKey::from_verifying_key(&key))
     }
 
     /// Recovers the signer (checking freshness against the system clock) and compares it with
     /// the KMS's `k256_pubkey`; returns the public key, now safe to encrypt to.
-    pub fn verify(&self, app_id: &AppId, expected: &K256PublicKey) -> Result<RecipientPublicKey, EnvCryptError> {
+    pub fn verify(&self, app_id: &AppId, expected: &K256PublicKey) -> Result<RecipientPublicKey, KmsSignatureError> {
         self.verify_at(app_id, expected, SystemTime::now())
     }
 
@@ -180,26 +180,26 @@ impl SignedEnvPubkey {
         app_id: &AppId,
         expected: &K256PublicKey,
         now: SystemTime,
-    ) -> Result<RecipientPublicKey, EnvCryptError> {
+    ) -> Result<RecipientPublicKey, KmsSignatureError> {
         let recovered = self.recover_signer_at(app_id, now)?;
         if recovered != *expected {
-            return Err(EnvCryptError::KmsSignerMismatch { expected: *expected, recovered });
+            return Err(KmsSignatureError::SignerMismatch { expected: *expected, recovered });
         }
         Ok(self.public_key)
     }
 }
 
-fn check_fresh(timestamp: u64, now: SystemTime) -> Result<(), EnvCryptError> {
+fn check_fresh(timestamp: u64, now: SystemTime) -> Result<(), KmsSignatureError> {
     let now = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     if timestamp > now {
         let ahead_secs = timestamp - now;
         if ahead_secs > KMS_SIGNATURE_MAX_SKEW_SECS {
-            return Err(EnvCryptError::KmsSignatureFromFuture { ahead_secs, max_secs: KMS_SIGNATURE_MAX_SKEW_SECS });
+            return Err(KmsSignatureError::FromFuture { ahead_secs, max_secs: KMS_SIGNATURE_MAX_SKEW_SECS });
         }
     } else {
         let age_secs = now - timestamp;
         if age_secs > KMS_SIGNATURE_MAX_AGE_SECS {
-            return Err(EnvCryptError::KmsSignatureExpired { age_secs, max_secs: KMS_SIGNATURE_MAX_AGE_SECS });
+            return Err(KmsSignatureError::Expired { age_secs, max_secs: KMS_SIGNATURE_MAX_AGE_SECS });
         }
     }
     Ok(())
@@ -243,12 +243,9 @@ mod tests {
         let t = 1_700_000_000;
         let at = |secs| UNIX_EPOCH + Duration::from_secs(secs);
         assert!(check_fresh(t, at(t + 300)).is_ok());
-        assert!(matches!(check_fresh(t, at(t + 301)), Err(EnvCryptError::KmsSignatureExpired { age_secs: 301, .. })));
+        assert!(matches!(check_fresh(t, at(t + 301)), Err(KmsSignatureError::Expired { age_secs: 301, .. })));
         assert!(check_fresh(t, at(t - 60)).is_ok());
-        assert!(matches!(
-            check_fresh(t, at(t - 61)),
-            Err(EnvCryptError::KmsSignatureFromFuture { ahead_secs: 61, .. })
-        ));
+        assert!(matches!(check_fresh(t, at(t - 61)), Err(KmsSignatureError::FromFuture { ahead_secs: 61, .. })));
     }
 
     #[test]
@@ -257,7 +254,7 @@ mod tests {
         let uncompressed = VerifyingKey::from_sec1_bytes(compressed.as_bytes()).unwrap().to_sec1_point(false);
         let again: K256PublicKey = const_hex::encode(uncompressed.as_bytes()).parse().unwrap();
         assert_eq!(again, compressed);
-        assert!(matches!("0x02".parse::<K256PublicKey>(), Err(EnvCryptError::InvalidK256PublicKey { .. })));
-        assert!(matches!("zz".parse::<K256PublicKey>(), Err(EnvCryptError::Hex(_))));
+        assert!(matches!("0x02".parse::<K256PublicKey>(), Err(KmsSignatureError::InvalidK256PublicKey { .. })));
+        assert!(matches!("zz".parse::<K256PublicKey>(), Err(KmsSignatureError::Hex(_))));
     }
 }

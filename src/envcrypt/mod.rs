@@ -15,7 +15,7 @@
 //! assert_eq!(encrypted.keys(), ["DATABASE_URL", "API_TOKEN"]);
 //! let body = encrypted.into_body();
 //! assert_eq!(body.env_keys.as_deref(), Some(&["DATABASE_URL".to_string(), "API_TOKEN".to_string()][..]));
-//! # Ok::<(), phala_cloud::EnvCryptError>(())
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! # Format
@@ -55,12 +55,13 @@ pub use kms_sig::{
 use crate::hex::HexError;
 use crate::validate::InputError;
 
-/// What can go wrong building, encrypting or decrypting an env, or verifying a KMS signature.
+/// An env that cannot be built as a CVM would take it: a bad or repeated name, a limit, dotenv
+/// syntax or I/O, or `env_keys` that do not match the blob.
 ///
 /// No variant carries an env value; env names are not secret and are named where they help.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum EnvCryptError {
+pub enum EnvError {
     /// An env name or an `env_keys` entry is not what a CVM accepts.
     #[error(transparent)]
     Input(#[from] InputError),
@@ -160,7 +161,20 @@ pub enum EnvCryptError {
         #[source]
         source: std::io::Error,
     },
-    /// A hex value (a key, a signature, an app id) is malformed.
+    /// `env_keys` leaves out a name that the blob encrypts; the CVM would drop that value silently.
+    #[error("env_keys does not include `{key}`, which is encrypted in encrypted_env; the CVM would drop it silently")]
+    EnvKeysMissing {
+        /// The encrypted name that `env_keys` leaves out.
+        key: String,
+    },
+}
+
+/// Encryption or decryption of an env failed: the recipient key, the system's randomness, or
+/// (on the CVM's side) the blob.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CryptError {
+    /// The recipient key (or the CVM's secret) is not 32 bytes of hex.
     #[error(transparent)]
     Hex(#[from] HexError),
     /// The recipient public key is a low-order point: the shared secret would be all zeros, and
@@ -170,12 +184,6 @@ pub enum EnvCryptError {
     /// The operating system's random number generator failed.
     #[error("the operating system's random number generator failed: {0}")]
     Rng(getrandom::Error),
-    /// `env_keys` leaves out a name that the blob encrypts; the CVM would drop that value silently.
-    #[error("env_keys does not include `{key}`, which is encrypted in encrypted_env; the CVM would drop it silently")]
-    EnvKeysMissing {
-        /// The encrypted name that `env_keys` leaves out.
-        key: String,
-    },
     /// An `encrypted_env` blob is not well formed (not hex, or too short).
     #[error("malformed encrypted_env: {reason}")]
     MalformedBlob {
@@ -193,6 +201,18 @@ pub enum EnvCryptError {
         /// Column of the JSON error (1-based).
         column: usize,
     },
+    /// The decrypted env is not one a CVM accepts.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+}
+
+/// A KMS key or its signature over an env-encryption public key does not check out.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KmsSignatureError {
+    /// A key or the signature is not hex of the right length.
+    #[error(transparent)]
+    Hex(#[from] HexError),
     /// A secp256k1 key (`k256_pubkey`) is not a valid SEC1 point.
     #[error("invalid secp256k1 public key: {reason}")]
     InvalidK256PublicKey {
@@ -201,7 +221,7 @@ pub enum EnvCryptError {
     },
     /// The KMS signature is malformed or no signer can be recovered from it.
     #[error("invalid KMS signature: {reason}")]
-    KmsSignature {
+    Malformed {
         /// What is wrong.
         reason: &'static str,
     },
@@ -209,7 +229,7 @@ pub enum EnvCryptError {
     #[error(
         "the env-encryption public key is not signed by the KMS: the signer is {recovered}, kms_info.k256_pubkey is {expected}"
     )]
-    KmsSignerMismatch {
+    SignerMismatch {
         /// The key the KMS should have signed with.
         expected: K256PublicKey,
         /// The key that did sign.
@@ -217,7 +237,7 @@ pub enum EnvCryptError {
     },
     /// The timestamped signature is older than [`KMS_SIGNATURE_MAX_AGE_SECS`].
     #[error("the KMS signature is {age_secs} s old, older than the {max_secs} s allowed")]
-    KmsSignatureExpired {
+    Expired {
         /// Its age in seconds.
         age_secs: u64,
         /// The limit.
@@ -225,7 +245,7 @@ pub enum EnvCryptError {
     },
     /// The timestamped signature is more than [`KMS_SIGNATURE_MAX_SKEW_SECS`] in the future.
     #[error("the KMS signature is dated {ahead_secs} s in the future, more than the {max_secs} s allowed")]
-    KmsSignatureFromFuture {
+    FromFuture {
         /// How far ahead, in seconds.
         ahead_secs: u64,
         /// The limit.
@@ -240,7 +260,7 @@ fn describe_after(after_key: Option<&str>) -> String {
     }
 }
 
-impl From<std::convert::Infallible> for EnvCryptError {
+impl From<std::convert::Infallible> for CryptError {
     fn from(never: std::convert::Infallible) -> Self {
         match never {}
     }

@@ -14,7 +14,7 @@ use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 
-use crate::envcrypt::{EnvCryptError, K256PublicKey, RecipientPublicKey, SignedEnvPubkey};
+use crate::envcrypt::{K256PublicKey, KmsSignatureError, RecipientPublicKey, SignedEnvPubkey};
 use crate::hex::AppId;
 
 alloy::sol!(
@@ -66,7 +66,7 @@ pub enum KmsCheckError {
         kms: Address,
         /// Why the key was refused.
         #[source]
-        source: EnvCryptError,
+        source: KmsSignatureError,
     },
     /// The env-encryption key's signature does not check out against the contract's key
     /// (another signer, a stale or future timestamp, a malformed signature).
@@ -76,7 +76,7 @@ pub enum KmsCheckError {
         kms: Address,
         /// What the signature check found.
         #[source]
-        source: EnvCryptError,
+        source: KmsSignatureError,
     },
     /// The chain could not be asked.
     #[error("{call} on the KMS contract {kms} failed")]

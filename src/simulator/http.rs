@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::compose::{compose_hash, normalize_names};
 use super::state::{Operation, Pending, Phase};
 use super::{KmsKind, Shared};
-use crate::envcrypt::{EnvCryptError, decrypt};
+use crate::envcrypt::{CryptError, decrypt};
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::validate::is_valid_env_key;
 
@@ -364,7 +364,7 @@ fn invalid_hash(hash: ComposeHash, message: &str) -> Reply {
 }
 
 /// Why the CVM cannot use an env it was sent (the CVM's side; never in a reply).
-fn cvm_decrypt_error(e: &EnvCryptError) -> String {
+fn cvm_decrypt_error(e: &CryptError) -> String {
     format!("the CVM cannot decrypt this encrypted_env: {e}")
 }
 

@@ -322,9 +322,12 @@ pub enum SimulatorError {
     /// An allowed env name a CVM would not accept.
     #[error("invalid simulator configuration: {0:?} is not a valid env name")]
     InvalidEnvName(String),
-    /// A key of the simulator (a CVM's X25519 secret, the KMS key) could not be made.
-    #[error("cannot make the simulator's keys: {0}")]
-    Keys(#[source] crate::EnvCryptError),
+    /// A CVM's X25519 secret could not be made (the system's randomness failed).
+    #[error("cannot make a CVM's key: {0}")]
+    Keys(#[source] crate::CryptError),
+    /// The simulated KMS's key is not a usable secp256k1 key.
+    #[error("cannot make the KMS key: {0}")]
+    KmsKey(#[source] crate::KmsSignatureError),
 }
 
 /// A CVM the simulator serves, as a client needs to know it.
@@ -467,7 +470,7 @@ impl Simulator {
         let kms_key = kms_signing_key();
         let kms_pubkey =
             crate::envcrypt::K256PublicKey::from_sec1_bytes(kms_key.verifying_key().to_sec1_point(true).as_bytes())
-                .map_err(SimulatorError::Keys)?;
+                .map_err(SimulatorError::KmsKey)?;
         let mut chain_info = chain_info;
         if let (Some(info), Some(ChainConfig { rpc_url, deployer: Some(signer) })) = (&mut chain_info, &config.chain) {
             let apps: Vec<AppId> = seeded.iter().filter_map(|c| c.app_id).collect();

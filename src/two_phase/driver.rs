@@ -10,7 +10,7 @@ use super::checks::{AppIdCheckError, AppIdPolicy};
 use super::phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use crate::client::Client;
-use crate::envcrypt::{EncryptedEnv, EnvCryptError, EnvVars, RecipientPublicKey, encrypt};
+use crate::envcrypt::{CryptError, EncryptedEnv, EnvVars, RecipientPublicKey, encrypt};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::retry;
 use crate::types::UpdateCvmEnvsBody;
@@ -490,7 +490,7 @@ pub struct Registration {
 pub enum FlowError<E: std::error::Error + 'static> {
     /// The env could not be encrypted; nothing was sent.
     #[error("could not encrypt the env")]
-    Encrypt(#[source] EnvCryptError),
+    Encrypt(#[source] CryptError),
     /// Phase 1 failed (including input refused before sending).
     #[error("phase 1 of the env update failed")]
     Phase1(#[source] UpdateEnvsError),

@@ -2,7 +2,7 @@
 //! confirmed with a transaction hash, which sends phase 2 with exactly the phase-1 request.
 
 use crate::client::Client;
-use crate::envcrypt::{EncryptedEnv, EnvCryptError};
+use crate::envcrypt::{EncryptedEnv, EnvError};
 use crate::error::SdkError;
 use crate::hex::{ComposeHash, TransactionHash};
 use crate::types::UpdateCvmEnvsBody;
@@ -52,9 +52,9 @@ impl EnvUpdateRequest {
     }
 }
 
-fn input_error(e: EnvCryptError) -> UpdateEnvsError {
+fn input_error(e: EnvError) -> UpdateEnvsError {
     match e {
-        EnvCryptError::Input(input) => input.into(),
+        EnvError::Input(input) => input.into(),
         other => crate::InputError::new("env_keys", other.to_string()).into(),
     }
 }

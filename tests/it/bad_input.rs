@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use phala_cloud::onchain::OnchainRegistrar;
 use phala_cloud::{AppId, Client, ComposeHash, Phase1Data, TransactionHash, UpdateCvmEnvsBody};
 use phala_cloud::{ComposeHashRegistrar, EnvUpdateRequest, Progress};
-use phala_cloud::{EnvCryptError, EnvVars, RecipientPublicKey, SignedEnvPubkey, encrypt};
+use phala_cloud::{EnvError, EnvVars, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use support::{Reply, ScriptedServer};
 
 const SECRET: &str = "SECRET-VALUE-3b7e";
@@ -99,13 +99,13 @@ async fn requests_are_refused_before_sending() {
 #[test]
 fn constructors_refuse_bad_values_with_clear_errors() {
     // Env names and limits.
-    assert!(matches!(EnvVars::from_pairs([("1A", SECRET)]), Err(EnvCryptError::Input(_))));
-    assert!(matches!(EnvVars::from_pairs([("A", SECRET), ("A", "x")]), Err(EnvCryptError::DuplicateKey { .. })));
+    assert!(matches!(EnvVars::from_pairs([("1A", SECRET)]), Err(EnvError::Input(_))));
+    assert!(matches!(EnvVars::from_pairs([("A", SECRET), ("A", "x")]), Err(EnvError::DuplicateKey { .. })));
     let big = "x".repeat(phala_cloud::MAX_ENV_VALUE_BYTES + 1);
-    assert!(matches!(EnvVars::from_pairs([("A", big.as_str())]), Err(EnvCryptError::ValueTooLarge { .. })));
+    assert!(matches!(EnvVars::from_pairs([("A", big.as_str())]), Err(EnvError::ValueTooLarge { .. })));
     let many: Vec<(String, String)> =
         (0..=phala_cloud::MAX_ENV_ENTRIES).map(|i| (format!("K{i}"), String::new())).collect();
-    assert!(matches!(EnvVars::from_pairs(many), Err(EnvCryptError::TooManyEntries { .. })));
+    assert!(matches!(EnvVars::from_pairs(many), Err(EnvError::TooManyEntries { .. })));
     let e = EnvVars::from_assignments([format!("no-equals-{SECRET}")]).unwrap_err();
     assert!(!e.to_string().contains(SECRET), "{e}");
     let e = EnvVars::from_dotenv_str(&format!("A=\"{SECRET}")).unwrap_err();

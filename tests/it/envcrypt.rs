@@ -11,8 +11,8 @@ use phala_cloud::AppId;
 #[cfg(feature = "simulator")]
 use phala_cloud::simulator::{RecipientSecretKey, decrypt, decrypt_bytes};
 use phala_cloud::{
-    EncryptedEnv, EnvCryptError, EnvVars, K256PublicKey, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES,
-    RecipientPublicKey, SignedEnvPubkey, encrypt,
+    CryptError, EncryptedEnv, EnvError, EnvVars, K256PublicKey, KmsSignatureError, MAX_ENV_ENTRIES,
+    MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES, RecipientPublicKey, SignedEnvPubkey, encrypt,
 };
 use serde_json::Value;
 
@@ -27,7 +27,7 @@ fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
 }
 
 /// Everything a user could print about an error.
-fn all_text(e: &EnvCryptError) -> String {
+fn all_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = format!("{e} | {e:?}");
     let mut source = std::error::Error::source(e);
     while let Some(s) = source {
@@ -65,7 +65,7 @@ fn dstack_vector_decrypts_with_the_recipient_secret() {
     // Its plaintext is a bare array, not the {"env":[…]} envelope.
     assert!(matches!(
         decrypt(str_of(v, "encrypted_env"), &secret),
-        Err(EnvCryptError::MalformedPlaintext { line: 1, .. })
+        Err(CryptError::MalformedPlaintext { line: 1, .. })
     ));
 }
 
@@ -168,7 +168,7 @@ fn recipient_key_errors() {
     assert!(e.to_string().contains("must be 32 bytes"), "{e}");
     for low_order in ["00".repeat(32), format!("01{}", "00".repeat(31))] {
         let e = encrypt(&env, low_order.as_str()).unwrap_err();
-        assert!(matches!(e, EnvCryptError::LowOrderPublicKey), "{e:?}");
+        assert!(matches!(e, CryptError::LowOrderPublicKey), "{e:?}");
         assert!(e.to_string().contains("low-order"));
         assert_no_canary(&all_text(&e));
     }
@@ -181,16 +181,16 @@ fn decrypt_errors() {
     let other = RecipientSecretKey::generate().unwrap();
     let out = encrypt(&sample_env(), secret.public_key()).unwrap();
     let e = decrypt(out.as_hex(), &other).unwrap_err();
-    assert!(matches!(e, EnvCryptError::Decrypt), "{e:?}");
+    assert!(matches!(e, CryptError::Decrypt), "{e:?}");
     assert_no_canary(&all_text(&e));
 
     let mut tampered = out.as_hex().to_string();
     let last = tampered.pop().unwrap();
     tampered.push(if last == '0' { '1' } else { '0' });
-    assert!(matches!(decrypt(&tampered, &secret), Err(EnvCryptError::Decrypt)));
-    assert!(matches!(decrypt(&out.as_hex()[..119], &secret), Err(EnvCryptError::MalformedBlob { .. })));
-    assert!(matches!(decrypt(&out.as_hex()[..118], &secret), Err(EnvCryptError::MalformedBlob { .. })));
-    assert!(matches!(decrypt(&"zz".repeat(80), &secret), Err(EnvCryptError::MalformedBlob { .. })));
+    assert!(matches!(decrypt(&tampered, &secret), Err(CryptError::Decrypt)));
+    assert!(matches!(decrypt(&out.as_hex()[..119], &secret), Err(CryptError::MalformedBlob { .. })));
+    assert!(matches!(decrypt(&out.as_hex()[..118], &secret), Err(CryptError::MalformedBlob { .. })));
+    assert!(matches!(decrypt(&"zz".repeat(80), &secret), Err(CryptError::MalformedBlob { .. })));
     assert!(format!("{secret:?}").contains("redacted"));
 }
 
@@ -213,7 +213,7 @@ fn body_env_keys_cover_the_encrypted_keys() {
     assert_eq!(body.env_keys.as_deref().unwrap(), superset);
 
     let e = out.clone().into_body_with_env_keys(["DATABASE_URL", "MULTI", "EMPTY"]).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::EnvKeysMissing { key } if key == "SECRET"), "{e:?}");
+    assert!(matches!(&e, EnvError::EnvKeysMissing { key } if key == "SECRET"), "{e:?}");
     assert!(e.to_string().contains("`SECRET`"), "{e}");
     assert_no_canary(&all_text(&e));
 
@@ -236,7 +236,7 @@ fn entry_count_limit() {
     assert_eq!(encrypt_and_read_back(&at_limit).keys().len(), 1024);
 
     let e = EnvVars::from_pairs((0..=MAX_ENV_ENTRIES).map(|i| (key(i), CANARY))).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::TooManyEntries { key, count: 1025, max: 1024 } if key == "K1024"), "{e:?}");
+    assert!(matches!(&e, EnvError::TooManyEntries { key, count: 1025, max: 1024 } if key == "K1024"), "{e:?}");
     assert!(e.to_string().contains("`K1024`"), "{e}");
     assert_no_canary(&all_text(&e));
 }
@@ -250,7 +250,7 @@ fn value_size_limit() {
     let mut too_big = CANARY.repeat(MAX_ENV_VALUE_BYTES / CANARY.len() + 1);
     too_big.truncate(MAX_ENV_VALUE_BYTES + 1);
     let e = EnvVars::from_pairs([("OK", "1".to_string()), ("BIG", too_big)]).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::ValueTooLarge { key, len: 131_073, max: 131_072 } if key == "BIG"), "{e:?}");
+    assert!(matches!(&e, EnvError::ValueTooLarge { key, len: 131_073, max: 131_072 } if key == "BIG"), "{e:?}");
     assert!(e.to_string().contains("`BIG`"));
     assert_no_canary(&all_text(&e));
 }
@@ -264,12 +264,9 @@ fn total_size_limit_counts_names_and_values() {
     encrypt_and_read_back(&exact);
 
     let e = EnvVars::from_pairs((0..8).map(|i| entry(i, usize::from(i == 7)))).unwrap_err();
-    assert!(
-        matches!(&e, EnvCryptError::TotalTooLarge { key, total: 1_048_577, max: 1_048_576 } if key == "K7"),
-        "{e:?}"
-    );
+    assert!(matches!(&e, EnvError::TotalTooLarge { key, total: 1_048_577, max: 1_048_576 } if key == "K7"), "{e:?}");
     let mut env = exact.clone();
-    assert!(matches!(env.push("X", ""), Err(EnvCryptError::TotalTooLarge { .. })));
+    assert!(matches!(env.push("X", ""), Err(EnvError::TotalTooLarge { .. })));
     assert_eq!(env, exact, "a refused push leaves the env unchanged");
 }
 
@@ -280,7 +277,7 @@ fn key_syntax() {
     }
     for bad in ["", "1A", "A-B", "A B", "É", "A=B", "a.b"] {
         let e = EnvVars::from_pairs([("OK", "v"), (bad, CANARY)]).unwrap_err();
-        assert!(matches!(&e, EnvCryptError::Input(i) if i.field == "env[1]"), "{bad}: {e:?}");
+        assert!(matches!(&e, EnvError::Input(i) if i.field == "env[1]"), "{bad}: {e:?}");
         assert!(e.to_string().contains(&format!("{bad:?}")), "{e}");
         assert_no_canary(&all_text(&e));
     }
@@ -291,13 +288,13 @@ fn key_syntax() {
 #[test]
 fn duplicate_keys_are_named() {
     let e = EnvVars::from_pairs([("A", "1"), ("B", CANARY), ("B", CANARY)]).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::DuplicateKey { key } if key == "B"));
+    assert!(matches!(&e, EnvError::DuplicateKey { key } if key == "B"));
     assert_eq!(e.to_string(), "duplicate env name `B`");
     assert_no_canary(&all_text(&e));
     let e = EnvVars::from_assignments(["X=1", "X=2"]).unwrap_err();
-    assert!(matches!(e, EnvCryptError::DuplicateKey { key } if key == "X"));
+    assert!(matches!(e, EnvError::DuplicateKey { key } if key == "X"));
     let e = EnvVars::from_dotenv_str("X=1\nY=2\nexport X=3\n").unwrap_err();
-    assert!(matches!(e, EnvCryptError::DuplicateKey { key } if key == "X"));
+    assert!(matches!(e, EnvError::DuplicateKey { key } if key == "X"));
 }
 
 #[test]
@@ -306,14 +303,14 @@ fn assignments() {
     let pairs: Vec<_> = env.iter().collect();
     assert_eq!(pairs, [("A", "1"), ("B", ""), ("C", "x=y"), ("D", "="), ("E", " spaced ")]);
     let e = EnvVars::from_assignments(["A=1", CANARY]).unwrap_err();
-    assert!(matches!(e, EnvCryptError::MissingEquals { index: 1 }));
+    assert!(matches!(e, EnvError::MissingEquals { index: 1 }));
     assert_no_canary(&all_text(&e));
     let e = EnvVars::from_assignments([format!(" A={CANARY}")]).unwrap_err();
-    assert!(matches!(e, EnvCryptError::InvalidAssignmentKey { index: 0 }), "a name with a space is refused: {e:?}");
+    assert!(matches!(e, EnvError::InvalidAssignmentKey { index: 0 }), "a name with a space is refused: {e:?}");
     assert_no_canary(&all_text(&e));
     // A base64 secret with `=` padding, given without its key: no part of it is echoed.
     let e = EnvVars::from_assignments(["c2VjcmV0LXNlY3JldA+x=="]).unwrap_err();
-    assert!(matches!(e, EnvCryptError::InvalidAssignmentKey { index: 0 }));
+    assert!(matches!(e, EnvError::InvalidAssignmentKey { index: 0 }));
     assert!(!all_text(&e).contains("c2VjcmV0"), "{}", all_text(&e));
 }
 
@@ -466,14 +463,14 @@ fn dotenv_syntax_errors_say_where_and_what() {
 fn dotenv_errors_hide_the_line() {
     // An unterminated quote, and a name the CVM refuses (dotenvy accepts `.` in names).
     let e = EnvVars::from_dotenv_str(&format!("A=1\nB=\"{CANARY}\n")).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::Dotenv { after_key: Some(k), .. } if k == "A"), "{e:?}");
+    assert!(matches!(&e, EnvError::Dotenv { after_key: Some(k), .. } if k == "A"), "{e:?}");
     assert!(e.to_string().contains("after `A`"), "{e}");
     assert_no_canary(&all_text(&e));
     let e = EnvVars::from_dotenv_str(&format!("a.b={CANARY}\n")).unwrap_err();
     assert!(e.to_string().contains("\"a.b\""), "{e}");
     assert_no_canary(&all_text(&e));
     let e = EnvVars::from_dotenv_str(&format!("{CANARY}\n")).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::Dotenv { after_key: None, .. }), "{e:?}");
+    assert!(matches!(&e, EnvError::Dotenv { after_key: None, .. }), "{e:?}");
     assert_no_canary(&all_text(&e));
 }
 
@@ -489,12 +486,12 @@ fn dotenv_file() {
     let missing = dir.join("missing.env");
     let e = EnvVars::from_dotenv_file(&missing).unwrap_err();
     assert!(
-        matches!(&e, EnvCryptError::Io { path, source } if *path == missing && source.kind() == std::io::ErrorKind::NotFound)
+        matches!(&e, EnvError::Io { path, source } if *path == missing && source.kind() == std::io::ErrorKind::NotFound)
     );
     assert!(e.to_string().contains("missing.env"), "{e}");
 
     std::fs::write(&path, b"A=\xff\xfe\n").unwrap();
-    assert!(matches!(EnvVars::from_dotenv_file(&path), Err(EnvCryptError::Io { .. })));
+    assert!(matches!(EnvVars::from_dotenv_file(&path), Err(EnvError::Io { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -521,11 +518,11 @@ fn dotenv_file_must_be_a_bounded_regular_file() {
     assert!(e.contains("fifo.env") && e.contains("not a regular file"), "{e}");
 
     let e = EnvVars::from_dotenv_file("/dev/zero").unwrap_err();
-    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { path } if path.as_os_str() == "/dev/zero"), "{e:?}");
+    assert!(matches!(&e, EnvError::DotenvFileNotRegular { path } if path.as_os_str() == "/dev/zero"), "{e:?}");
     assert!(e.to_string().contains("/dev/zero") && e.to_string().contains("regular file"), "{e}");
 
     let e = EnvVars::from_dotenv_file(&dir).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::DotenvFileNotRegular { .. }), "{e:?}");
+    assert!(matches!(&e, EnvError::DotenvFileNotRegular { .. }), "{e:?}");
 
     // One byte over the cap is refused by its size, before it is read.
     let max = phala_cloud::MAX_DOTENV_FILE_BYTES;
@@ -533,10 +530,7 @@ fn dotenv_file_must_be_a_bounded_regular_file() {
     let big = dir.join("big.env");
     std::fs::write(&big, vec![b'#'; max as usize + 1]).unwrap();
     let e = EnvVars::from_dotenv_file(&big).unwrap_err();
-    assert!(
-        matches!(&e, EnvCryptError::DotenvFileTooLarge { len, max: m, .. } if *len == max + 1 && *m == max),
-        "{e:?}"
-    );
+    assert!(matches!(&e, EnvError::DotenvFileTooLarge { len, max: m, .. } if *len == max + 1 && *m == max), "{e:?}");
     assert!(e.to_string().contains("big.env") && e.to_string().contains(&max.to_string()), "{e}");
     // At the cap it is read (a file of comments is an empty env).
     std::fs::write(&big, vec![b'#'; max as usize]).unwrap();
@@ -597,7 +591,7 @@ fn kms_tampered_key_signature_or_app_id_fails() {
     key[0] ^= 1;
     let tampered_key = SignedEnvPubkey { public_key: RecipientPublicKey::from_bytes(key), ..signed };
     let e = tampered_key.verify(&app_id, &expected).unwrap_err();
-    assert!(matches!(&e, EnvCryptError::KmsSignerMismatch { expected: x, .. } if *x == expected), "{e:?}");
+    assert!(matches!(&e, KmsSignatureError::SignerMismatch { expected: x, .. } if *x == expected), "{e:?}");
     assert!(e.to_string().contains(&expected.to_string()), "{e}");
     assert!(e.to_string().contains("not signed by the KMS"), "{e}");
 
@@ -606,7 +600,7 @@ fn kms_tampered_key_signature_or_app_id_fails() {
     let tampered_sig = SignedEnvPubkey { signature: sig, ..signed };
     assert!(matches!(
         tampered_sig.verify(&app_id, &expected),
-        Err(EnvCryptError::KmsSignerMismatch { .. } | EnvCryptError::KmsSignature { .. })
+        Err(KmsSignatureError::SignerMismatch { .. } | KmsSignatureError::Malformed { .. })
     ));
 
     let mut sig = signed.signature;
@@ -617,14 +611,14 @@ fn kms_tampered_key_signature_or_app_id_fails() {
     let mut sig = signed.signature;
     sig[64] = 2;
     let e = SignedEnvPubkey { signature: sig, ..signed }.verify(&app_id, &expected).unwrap_err();
-    assert!(matches!(e, EnvCryptError::KmsSignature { .. }), "{e:?}");
+    assert!(matches!(e, KmsSignatureError::Malformed { .. }), "{e:?}");
 
     let other_app: AppId = "0x0000000000000000000000000000000000000001".parse().unwrap();
-    assert!(matches!(signed.verify(&other_app, &expected), Err(EnvCryptError::KmsSignerMismatch { .. })));
+    assert!(matches!(signed.verify(&other_app, &expected), Err(KmsSignatureError::SignerMismatch { .. })));
 
     // A timestamp turns the message into the newer form: the legacy signature no longer matches.
     let with_ts = SignedEnvPubkey { timestamp: Some(now_secs()), ..signed };
-    assert!(matches!(with_ts.verify(&app_id, &expected), Err(EnvCryptError::KmsSignerMismatch { .. })));
+    assert!(matches!(with_ts.verify(&app_id, &expected), Err(KmsSignatureError::SignerMismatch { .. })));
 
     let e = SignedEnvPubkey::from_hex(&"ab".repeat(32), &"ab".repeat(64), None).unwrap_err();
     assert!(e.to_string().contains("KMS signature must be 65 bytes"), "{e}");
@@ -648,35 +642,35 @@ fn kms_timestamped_form_fresh_expired_future() {
     let (fresh, kms) = sign_timestamped(&app_id, now);
     assert_eq!(fresh.verify(&app_id, &kms).unwrap(), fresh.public_key);
     assert_eq!(fresh.recover_signer(&app_id).unwrap(), kms);
-    assert!(matches!(fresh.verify(&app_id, &legacy().2), Err(EnvCryptError::KmsSignerMismatch { .. })));
+    assert!(matches!(fresh.verify(&app_id, &legacy().2), Err(KmsSignatureError::SignerMismatch { .. })));
 
     let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
     let signed_at = now - 301;
     let (old, kms) = sign_timestamped(&app_id, signed_at);
     let e = old.verify(&app_id, &kms).unwrap_err();
-    assert!(matches!(e, EnvCryptError::KmsSignatureExpired { max_secs: 300, .. }), "{e:?}");
+    assert!(matches!(e, KmsSignatureError::Expired { max_secs: 300, .. }), "{e:?}");
     assert!(e.to_string().contains("old"), "{e}");
     assert!(old.verify_at(&app_id, &kms, at(signed_at + 300)).is_ok(), "exactly 300 s old is accepted");
     assert!(matches!(
         old.verify_at(&app_id, &kms, at(signed_at + 301)),
-        Err(EnvCryptError::KmsSignatureExpired { age_secs: 301, .. })
+        Err(KmsSignatureError::Expired { age_secs: 301, .. })
     ));
 
     let signed_at = now + 3600;
     let (future, kms) = sign_timestamped(&app_id, signed_at);
     let e = future.verify(&app_id, &kms).unwrap_err();
-    assert!(matches!(e, EnvCryptError::KmsSignatureFromFuture { max_secs: 60, .. }), "{e:?}");
+    assert!(matches!(e, KmsSignatureError::FromFuture { max_secs: 60, .. }), "{e:?}");
     assert!(e.to_string().contains("future"), "{e}");
     assert!(future.verify_at(&app_id, &kms, at(signed_at - 60)).is_ok(), "exactly 60 s ahead is accepted");
     assert!(matches!(
         future.verify_at(&app_id, &kms, at(signed_at - 61)),
-        Err(EnvCryptError::KmsSignatureFromFuture { ahead_secs: 61, .. })
+        Err(KmsSignatureError::FromFuture { ahead_secs: 61, .. })
     ));
 
     // Tampering with the timestamp breaks the signature.
     let (signed, kms) = sign_timestamped(&app_id, now);
     let shifted = SignedEnvPubkey { timestamp: Some(now - 1), ..signed };
-    assert!(matches!(shifted.verify(&app_id, &kms), Err(EnvCryptError::KmsSignerMismatch { .. })));
+    assert!(matches!(shifted.verify(&app_id, &kms), Err(KmsSignatureError::SignerMismatch { .. })));
 
     // The endpoint's JSON in the newer form.
     let json = format!(

@@ -10,7 +10,7 @@ use alloy::primitives::Address;
 use alloy::providers::Provider;
 use alloy::rpc::types::Filter;
 use k256::ecdsa::SigningKey;
-use phala_cloud::EnvCryptError;
+use phala_cloud::KmsSignatureError;
 use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig, deploy_kms_auth};
 use phala_cloud::{AppId, ComposeHash, Phase1Data};
@@ -228,11 +228,11 @@ async fn the_kms_contract_vouches_for_its_apps_and_their_env_keys() {
     // A key the API signed itself (and named as kms_info.k256_pubkey): not the chain's key.
     let forged = support::sign_env_pubkey(&SigningKey::from_slice(&[0x43; 32]).unwrap(), &app, Some(now));
     let e = kms.verify_env_pubkey(&forged, &app).await.unwrap_err();
-    assert!(matches!(e, KmsCheckError::Signature { source: EnvCryptError::KmsSignerMismatch { .. }, .. }), "{e:?}");
+    assert!(matches!(e, KmsCheckError::Signature { source: KmsSignatureError::SignerMismatch { .. }, .. }), "{e:?}");
     // A stale signature by the right key.
     let stale = support::sign_env_pubkey(&kms_key, &app, Some(now - 301));
     let e = kms.verify_env_pubkey(&stale, &app).await.unwrap_err();
-    assert!(matches!(e, KmsCheckError::Signature { source: EnvCryptError::KmsSignatureExpired { .. }, .. }), "{e:?}");
+    assert!(matches!(e, KmsCheckError::Signature { source: KmsSignatureError::Expired { .. }, .. }), "{e:?}");
     // A key signed for another app: not this app's, and that app is not this KMS's.
     let for_other = support::sign_env_pubkey(&kms_key, &unserved, Some(now));
     let e = kms.verify_env_pubkey(&for_other, &app).await.unwrap_err();

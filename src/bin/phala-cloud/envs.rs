@@ -11,7 +11,7 @@ use phala_cloud::{
     AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, KnownTransaction, Progress, RestartReason,
     UpdateOutcome,
 };
-use phala_cloud::{EnvCryptError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
+use phala_cloud::{EnvError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use serde_json::json;
 
 use crate::lock_dir::LockDir;
@@ -62,7 +62,7 @@ fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
     for (index, arg) in args.iter().enumerate() {
         let pushed = match arg.split_once('=') {
             Some((key, value)) if phala_cloud::is_valid_env_key(key) => env.push(key, value),
-            Some(_) => Err(EnvCryptError::InvalidAssignmentKey { index }),
+            Some(_) => Err(EnvError::InvalidAssignmentKey { index }),
             None if phala_cloud::is_valid_env_key(arg) => match std::env::var(arg) {
                 Ok(value) => env.push(arg.as_str(), value),
                 Err(std::env::VarError::NotPresent) => {
@@ -80,7 +80,7 @@ fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
                 return Err(Failure::usage(format!(
                     "-e: {}, nor the name of a variable (not shown: it may be a secret): \
                      give -e KEY=VALUE, or -e KEY to take the value of the variable KEY",
-                    EnvCryptError::MissingEquals { index }
+                    EnvError::MissingEquals { index }
                 )));
             }
         };
