@@ -63,6 +63,8 @@ pub use error::{
     Delivery, ErrorDetail, ErrorEnvelope, ErrorLink, HttpError, InvalidReply, SdkError, ServiceErrorKind,
     StructuredError, TransportError,
 };
+/// The body of `PATCH /api/v1/cvms/{cvm_id}/envs` (`Body_update_cvm_envs_…` in the spec).
+pub use generated::types::BodyUpdateCvmEnvsApiV1CvmsCvmIdEnvsPatch as UpdateCvmEnvsBody;
 pub use hex::{AppId, ComposeHash, HexError, TransactionHash};
 pub use retry::ConflictRetry;
 pub use two_phase::{
@@ -71,7 +73,6 @@ pub use two_phase::{
     FlowEvent, KnownTransaction, MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress,
     Registration, RestartReason, UpdateOutcome, parse_app_id,
 };
-pub use types::UpdateCvmEnvsBody;
 pub use update_envs::{
     EnvsUpdateAccepted, KmsInfo, Phase1Data, Phase1Error, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind,
 };
@@ -125,8 +126,7 @@ pub mod api {
 
 /// The spec's schemas, generated, under readable names.
 pub mod types {
-    /// The body of `PATCH /api/v1/cvms/{cvm_id}/envs` (`Body_update_cvm_envs_…` in the spec).
-    pub use crate::generated::types::BodyUpdateCvmEnvsApiV1CvmsCvmIdEnvsPatch as UpdateCvmEnvsBody;
+    // The env update's body is at the root: `phala_cloud::UpdateCvmEnvsBody`.
     pub use crate::generated::types::{HttpValidationError, LocationItem, ValidationError};
 
     /// A CVM as newer API versions describe it.

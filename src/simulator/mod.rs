@@ -624,6 +624,24 @@ impl Simulator {
         }
         let _ = (&mut self.task).await;
     }
+
+    /// Serves until the process is asked to stop (Ctrl-C, or SIGTERM on Unix), then shuts
+    /// down as [`shutdown`](Self::shutdown) does: for a binary that runs a simulator as its
+    /// service, as `phala-cloud simulate` does.
+    pub async fn serve_until_stopped(self) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                stopped = tokio::signal::ctrl_c() => stopped?,
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        tokio::signal::ctrl_c().await?;
+        self.shutdown().await;
+        Ok(())
+    }
 }
 
 impl Drop for Simulator {

@@ -9,11 +9,11 @@ use tracing::Instrument;
 use super::checks::{AppIdCheckError, AppIdPolicy};
 use super::phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
+use crate::UpdateCvmEnvsBody;
 use crate::client::Client;
 use crate::envcrypt::{CryptError, EncryptedEnv, EnvVars, RecipientPublicKey, encrypt};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::retry;
-use crate::types::UpdateCvmEnvsBody;
 use crate::update_envs::{EnvsUpdateAccepted, UpdateEnvsError};
 
 /// How many times phase 2 is sent when its reply is lost (the same transaction each time).

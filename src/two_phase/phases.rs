@@ -1,11 +1,11 @@
 //! The two phases as values: phase 1 gives [`Phase1Outcome`]; a [`PendingUpdate`] can only be
 //! confirmed with a transaction hash, which sends phase 2 with exactly the phase-1 request.
 
+use crate::UpdateCvmEnvsBody;
 use crate::client::Client;
 use crate::envcrypt::{EncryptedEnv, EnvError};
 use crate::error::SdkError;
 use crate::hex::{ComposeHash, TransactionHash};
-use crate::types::UpdateCvmEnvsBody;
 use crate::update_envs::{EnvsUpdateAccepted, Phase1Data, UpdateEnvsError, UpdateEnvsKind, check_request};
 
 /// A checked phase-1 request: the CVM id, the encrypted env and the allowed env names.

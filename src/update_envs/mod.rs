@@ -18,11 +18,11 @@ use http::{HeaderMap, StatusCode};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
+use crate::UpdateCvmEnvsBody;
 use crate::client::Client;
 use crate::dispatch;
 use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind};
 use crate::hex::{ComposeHash, TransactionHash};
-use crate::types::UpdateCvmEnvsBody;
 use crate::validate::{self, InputError};
 
 /// A 202 (or a 2xx whose body proves acceptance): the update was accepted and runs in the

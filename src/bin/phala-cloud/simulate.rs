@@ -101,21 +101,9 @@ pub async fn run(args: SimulateArgs) -> Result<(), Failure> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", sim.describe()).and_then(|()| out.flush()).map_err(|e| Failure::usage(e.to_string()))?;
     drop(out);
-    wait_for_signal().await;
-    sim.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    sim.serve_until_stopped().await.map_err(|e| Failure {
+        code: crate::exit::OTHER,
+        message: format!("cannot wait for Ctrl-C or SIGTERM: {e}"),
+        json: None,
+    })
 }
