@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
+use crate::dispatch::RawReply;
 use crate::types::ValidationError;
 use crate::validate::InputError;
 
@@ -175,11 +176,34 @@ pub struct InvalidReply(Box<InvalidReplyParts>);
 
 #[derive(Clone)]
 struct InvalidReplyParts {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    body_truncated: bool,
+    reply: RawReply,
     reason: String,
+}
+
+/// The accessors of a kept reply, the same on [`HttpError`] and [`InvalidReply`] (each holds
+/// its [`RawReply`] as `self.0.reply`).
+macro_rules! reply_accessors {
+    () => {
+        /// The HTTP status.
+        pub fn status(&self) -> StatusCode {
+            self.0.reply.status
+        }
+
+        /// The response headers.
+        pub fn headers(&self) -> &HeaderMap {
+            &self.0.reply.headers
+        }
+
+        /// The body as received (its first bytes only when [`body_truncated`](Self::body_truncated)).
+        pub fn raw_body(&self) -> &Bytes {
+            &self.0.reply.body
+        }
+
+        /// The body was longer than the client's response-size cap and was not read to its end.
+        pub fn body_truncated(&self) -> bool {
+            self.0.reply.truncated
+        }
+    };
 }
 
 impl InvalidReply {
@@ -190,32 +214,17 @@ impl InvalidReply {
         body_truncated: bool,
         reason: String,
     ) -> Self {
-        Self(Box::new(InvalidReplyParts { status, headers, body, body_truncated, reason }))
+        Self(Box::new(InvalidReplyParts {
+            reply: RawReply { status, headers, body, truncated: body_truncated },
+            reason,
+        }))
     }
 
-    /// The HTTP status (a 2xx).
-    pub fn status(&self) -> StatusCode {
-        self.0.status
-    }
-
-    /// The response headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.0.headers
-    }
-
-    /// The body as received (its first bytes only when [`body_truncated`](Self::body_truncated)).
-    pub fn raw_body(&self) -> &Bytes {
-        &self.0.body
-    }
-
-    /// The body was longer than the client's response-size cap and was not read to its end.
-    pub fn body_truncated(&self) -> bool {
-        self.0.body_truncated
-    }
+    reply_accessors!();
 
     /// The `X-Request-ID` header.
     pub fn request_id(&self) -> Option<&str> {
-        self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        crate::dispatch::header_request_id(&self.0.reply.headers)
     }
 
     /// Why the body was not accepted (the parser's message; it may quote part of the body).
@@ -258,10 +267,7 @@ pub struct HttpError(Box<HttpErrorParts>);
 
 #[derive(Clone)]
 struct HttpErrorParts {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-    body_truncated: bool,
+    reply: RawReply,
     envelope: ErrorEnvelope,
     body_request_id: Option<String>,
 }
@@ -275,28 +281,11 @@ impl HttpError {
         } else {
             ErrorEnvelope::parse_with_request_id(&body)
         };
-        Self(Box::new(HttpErrorParts { status, headers, body, body_truncated, envelope, body_request_id }))
+        let reply = RawReply { status, headers, body, truncated: body_truncated };
+        Self(Box::new(HttpErrorParts { reply, envelope, body_request_id }))
     }
 
-    /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
-        self.0.status
-    }
-
-    /// The response headers.
-    pub fn headers(&self) -> &HeaderMap {
-        &self.0.headers
-    }
-
-    /// The body bytes as received (the first bytes only when [`body_truncated`](Self::body_truncated)).
-    pub fn raw_body(&self) -> &Bytes {
-        &self.0.body
-    }
-
-    /// The body was longer than the client's response-size cap and was not read to its end.
-    pub fn body_truncated(&self) -> bool {
-        self.0.body_truncated
-    }
+    reply_accessors!();
 
     /// The parsed body, where it is a known envelope.
     pub fn envelope(&self) -> &ErrorEnvelope {
@@ -305,7 +294,10 @@ impl HttpError {
 
     /// The request id: the body's `request_id`, else the `X-Request-ID` header.
     pub fn request_id(&self) -> Option<&str> {
-        self.0.body_request_id.as_deref().or_else(|| self.0.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
+        self.0
+            .body_request_id
+            .as_deref()
+            .or_else(|| self.0.reply.headers.get("x-request-id").and_then(|v| v.to_str().ok()))
     }
 
     /// The `error_code` of a StructuredError body (e.g. `ERR-01-005`).
@@ -329,7 +321,7 @@ impl HttpError {
 
     /// The delay asked for by `Retry-After` (seconds or an HTTP date), if any.
     pub fn retry_after(&self) -> Option<Duration> {
-        let value = self.0.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
+        let value = self.0.reply.headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
         if let Ok(secs) = value.parse::<u64>() {
             return Some(Duration::from_secs(secs));
         }
@@ -341,14 +333,14 @@ impl HttpError {
 /// `HTTP 404: CVM not found`, `HTTP 465 ERR-01-005: Compose hash registration required`.
 impl fmt::Display for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "HTTP {}", self.0.status.as_u16())?;
+        write!(f, "HTTP {}", self.0.reply.status.as_u16())?;
         if let Some(code) = self.error_code() {
             // The code comes from the body as much as the message does: one line, bounded.
             write!(f, " {}", one_line(code))?;
         }
         if let Some(message) = self.message() {
             write!(f, ": {}", one_line(message))?;
-        } else if let Some(reason) = self.0.status.canonical_reason() {
+        } else if let Some(reason) = self.0.reply.status.canonical_reason() {
             write!(f, " {reason}")?;
         }
         if let ErrorEnvelope::Validation(issues) = &self.0.envelope
@@ -363,11 +355,11 @@ impl fmt::Display for HttpError {
 impl fmt::Debug for HttpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpError")
-            .field("status", &self.0.status)
+            .field("status", &self.0.reply.status)
             .field("request_id", &self.request_id())
             .field("envelope", &self.0.envelope)
-            .field("body_len", &self.0.body.len())
-            .field("body_truncated", &self.0.body_truncated)
+            .field("body_len", &self.0.reply.body.len())
+            .field("body_truncated", &self.0.reply.truncated)
             .finish()
     }
 }

@@ -2,6 +2,7 @@
 //! replies in the envelopes Phala Cloud uses (FastAPI `detail`, FastAPI validation list,
 //! StructuredError).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -264,13 +265,11 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         // Phase 1 decides and applies under one lock: another request may have changed the
         // CVM since the checks above, so they are made again here.
         let mut cvms = super::state::lock(&shared.cvms);
-        let Some(cvm) = cvms.get_mut(cvm_id) else {
-            return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
-        };
         let now = Instant::now();
-        if let Some(retry_after) = cvm.busy_for(now) {
-            return Reply::Conflict { retry_after };
-        }
+        let cvm = match idle_cvm(&mut cvms, cvm_id, now) {
+            Ok(cvm) => cvm,
+            Err(reply) => return reply,
+        };
         let allowed = requested.unwrap_or_else(|| cvm.allowed.clone());
         let changed = allowed != cvm.allowed;
         if changed && kms == KmsKind::Onchain {
@@ -338,19 +337,32 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         };
     }
     let mut cvms = super::state::lock(&shared.cvms);
-    let Some(cvm) = cvms.get_mut(cvm_id) else {
-        return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
-    };
     let now = Instant::now();
-    if let Some(retry_after) = cvm.busy_for(now) {
-        return Reply::Conflict { retry_after };
-    }
+    let cvm = match idle_cvm(&mut cvms, cvm_id, now) {
+        Ok(cvm) => cvm,
+        Err(reply) => return reply,
+    };
     if cvm.pending.remove(&hash).is_none() {
         return invalid_hash(hash, "This compose hash was used by a concurrent request");
     }
     let changed = allowed != cvm.allowed;
     cvm.apply(allowed, decrypted.as_ref().map_err(String::as_str), shared.operation_duration, now);
     Reply::Accepted { correlation_id: super::correlation_id(), allowed_envs_changed: changed }
+}
+
+/// The CVM an update may change now: a 404 when there is none, a 409 while an earlier update
+/// still runs.
+fn idle_cvm<'a>(
+    cvms: &'a mut HashMap<String, super::state::Cvm>,
+    cvm_id: &str,
+    now: Instant,
+) -> Result<&'a mut super::state::Cvm, Reply> {
+    let cvm =
+        cvms.get_mut(cvm_id).ok_or_else(|| Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found")))?;
+    match cvm.busy_for(now) {
+        Some(retry_after) => Err(Reply::Conflict { retry_after }),
+        None => Ok(cvm),
+    }
 }
 
 fn invalid_hash(hash: ComposeHash, message: &str) -> Reply {
