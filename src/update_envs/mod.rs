@@ -143,16 +143,27 @@ fn carries_success_fields(body: &[u8]) -> bool {
     }
 }
 
+/// Up to this many env names are checked for duplicates by comparing each with those before it.
+const SCAN_KEYS: usize = 16;
+
 /// Checks a request before it is sent: the CVM id, the blob, the env names (valid, no
 /// duplicates) and the phase-2 pair (both or neither, 32-byte hex each).
 pub fn check_request(cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<(), InputError> {
     validate::check_cvm_id(cvm_id)?;
     validate::check_encrypted_env(&body.encrypted_env)?;
     if let Some(keys) = &body.env_keys {
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        // A short list is searched (no hashing, no allocation); a long one goes through a set.
+        let mut seen = (keys.len() > SCAN_KEYS).then(|| std::collections::HashSet::with_capacity(keys.len()));
         for (i, key) in keys.iter().enumerate() {
-            validate::check_env_key(format!("env_keys[{i}]"), key)?;
-            if !seen.insert(key.as_str()) {
+            // The field name is built only for an error.
+            if !validate::is_valid_env_key(key) {
+                validate::check_env_key(format!("env_keys[{i}]"), key)?;
+            }
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(key.as_str()),
+                None => keys[..i].contains(key),
+            };
+            if repeated {
                 return Err(InputError::new(format!("env_keys[{i}]"), format!("{key:?} is listed twice")));
             }
         }
@@ -223,5 +234,48 @@ impl Client {
         // What progenitor parsed is not used: the raw reply is classified, leniently.
         let (_, raw) = dispatch::settle(result, captured)?;
         classify(raw.status, raw.headers, raw.body, raw.truncated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys(keys: Vec<String>) -> UpdateCvmEnvsBody {
+        UpdateCvmEnvsBody {
+            encrypted_env: "ab".repeat(60),
+            env_keys: Some(keys),
+            compose_hash: None,
+            transaction_hash: None,
+        }
+    }
+
+    #[test]
+    fn env_keys_are_checked_in_order_on_short_and_long_lists() {
+        for len in [2, SCAN_KEYS, SCAN_KEYS + 1, 3 * SCAN_KEYS] {
+            let keys: Vec<String> = (0..len).map(|i| format!("K{i}")).collect();
+            assert_eq!(check_request("cvm", &with_keys(keys.clone())), Ok(()), "{len}");
+
+            // The first repeat is named, at its second place.
+            let mut repeated = keys.clone();
+            repeated[len - 1] = "K0".into();
+            let e = check_request("cvm", &with_keys(repeated)).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.reason.as_str()),
+                (&*format!("env_keys[{}]", len - 1), "\"K0\" is listed twice")
+            );
+
+            // An invalid name before a repeat is reported first.
+            let mut both = keys.clone();
+            both[1] = "1BAD".into();
+            both[len - 1] = "K0".into();
+            assert_eq!(check_request("cvm", &with_keys(both)).unwrap_err().field, "env_keys[1]");
+
+            let mut invalid = keys;
+            invalid[len - 1] = "A-B".into();
+            let e = check_request("cvm", &with_keys(invalid)).unwrap_err();
+            assert_eq!(e.field, format!("env_keys[{}]", len - 1));
+            assert!(e.reason.contains("not a valid env name"), "{}", e.reason);
+        }
     }
 }
