@@ -135,14 +135,14 @@ impl ClientHooks<Hooks> for generated::Client {
         request: &mut reqwest::Request,
         info: &OperationInfo,
     ) -> Result<(), progenitor_client::Error<E>> {
-        if let Some(op) = crate::GENERATED_OPERATIONS.iter().find(|op| op.name == info.operation_id)
-            && !on_template(request.url().path(), op.path)
+        if let Some(template) = operation_path(info.operation_id)
+            && !on_template(request.url().path(), template)
         {
             return Err(progenitor_client::Error::InvalidRequest(format!(
                 "a path parameter of {} is empty, `.` or `..`: the request would go to {} instead of {}",
                 info.operation_id,
                 request.url().path(),
-                op.path
+                template
             )));
         }
         request.headers_mut().remove("api-version");
@@ -199,21 +199,38 @@ impl ClientHooks<Hooks> for generated::Client {
     }
 }
 
+/// The path template of the generated operation named `name`.
+fn operation_path(name: &str) -> Option<&'static str> {
+    let table = generated::OPERATION_PATHS_BY_NAME;
+    table.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| table[i].1)
+}
+
 /// `path` (after the base URL's own path) has the template's segments: its literals as
-/// written, a non-empty segment for each `{parameter}`.
+/// written, a non-empty segment for each `{parameter}`. Compared from the end, segment by
+/// segment, without collecting either.
 fn on_template(path: &str, template: &str) -> bool {
-    let want: Vec<&str> = template.trim_matches('/').split('/').collect();
-    let have: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let Some(tail) = have.len().checked_sub(want.len()).map(|start| &have[start..]) else {
-        return false;
-    };
-    want.iter().zip(tail).all(|(w, h)| if w.starts_with('{') && w.ends_with('}') { !h.is_empty() } else { w == h })
+    let mut have = path.trim_matches('/').rsplit('/');
+    template.trim_matches('/').rsplit('/').all(|w| match have.next() {
+        None => false,
+        Some(h) if w.starts_with('{') && w.ends_with('}') => !h.is_empty(),
+        Some(h) => w == h,
+    })
 }
 
 /// The body exceeded the client's response-size cap.
 #[cfg(test)]
 mod tests {
-    use super::on_template;
+    use super::{on_template, operation_path};
+
+    #[test]
+    fn every_generated_operation_is_found_by_name() {
+        assert_eq!(crate::generated::OPERATION_PATHS_BY_NAME.len(), crate::GENERATED_OPERATIONS.len());
+        for op in crate::GENERATED_OPERATIONS {
+            assert_eq!(operation_path(op.name), Some(op.path), "{}", op.name);
+        }
+        assert_eq!(operation_path("no_such_operation"), None);
+        assert_eq!(operation_path(""), None);
+    }
 
     #[test]
     fn paths_stay_on_their_template() {
@@ -224,6 +241,49 @@ mod tests {
         assert!(!on_template("/api/v1/cvms/envs", "/api/v1/cvms/{cvm_id}/envs"));
         assert!(!on_template("/api/v1/cvms//envs", "/api/v1/cvms/{cvm_id}/envs"));
         assert!(!on_template("/api/v1/kms", "/api/v1/cvms/{cvm_id}"));
+        // Shorter than the template; the template's trailing parameter empty; the root.
+        assert!(!on_template("/cvms/abc", "/api/v1/cvms/{cvm_id}"));
+        assert!(!on_template("/api/v1/cvms/", "/api/v1/cvms/{cvm_id}"));
+        assert!(!on_template("/", "/api/v1/cvms/{cvm_id}"));
+        assert!(on_template("/api/v1/cvms", "/api/v1/cvms"));
+        assert!(on_template("/api/v1/cvms/", "/api/v1/cvms"));
+    }
+
+    /// The first form of `on_template`, collecting both paths' segments.
+    fn on_template_collected(path: &str, template: &str) -> bool {
+        let want: Vec<&str> = template.trim_matches('/').split('/').collect();
+        let have: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let Some(tail) = have.len().checked_sub(want.len()).map(|start| &have[start..]) else {
+            return false;
+        };
+        want.iter().zip(tail).all(|(w, h)| if w.starts_with('{') && w.ends_with('}') { !h.is_empty() } else { w == h })
+    }
+
+    #[test]
+    fn on_template_agrees_with_collecting_the_segments() {
+        // Every path and template of up to four segments over these.
+        fn all(parts: &[&str]) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..4 {
+                last = last.iter().flat_map(|p| parts.iter().map(move |s| format!("{p}/{s}"))).collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let paths = all(&["a", "b", "", "{p}"]);
+        let templates = all(&["a", "b", "{p}", "{q}"]);
+        for path in &paths {
+            for template in &templates {
+                for path in [path.clone(), format!("{path}/")] {
+                    assert_eq!(
+                        on_template(&path, template),
+                        on_template_collected(&path, template),
+                        "{path:?} {template:?}"
+                    );
+                }
+            }
+        }
     }
 }
 
