@@ -10,12 +10,14 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use tracing::Instrument;
+use url::Url;
 
 use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind, TransportError};
 use crate::generated;
@@ -168,9 +170,11 @@ impl ClientHooks<Hooks> for generated::Client {
         // A slot holds one call's reply: a call that fails before any reply leaves none.
         clear();
         async move {
-            let response = self.client().execute(request).await?;
+            let mut response = self.client().execute(request).await?;
             let status = response.status();
-            let headers = response.headers().clone();
+            // Taken, not cloned: reading the body needs no headers (its length hint is the
+            // body's own), and the rebuilt reply gets them back.
+            let headers = std::mem::take(response.headers_mut());
             let span = tracing::Span::current();
             span.record("status", status.as_u16());
             if let Some(id) = header_request_id(&headers) {
@@ -220,7 +224,36 @@ fn on_template(path: &str, template: &str) -> bool {
 /// The body exceeded the client's response-size cap.
 #[cfg(test)]
 mod tests {
-    use super::{on_template, operation_path};
+    use super::{on_template, operation_path, rebuild};
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    #[tokio::test]
+    async fn a_rebuilt_reply_is_what_reqwest_makes_of_an_http_response() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("req-1"));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        let mut plain = http::Response::new(reqwest::Body::from("{}"));
+        *plain.status_mut() = StatusCode::ACCEPTED;
+        *plain.headers_mut() = headers.clone();
+        let plain = reqwest::Response::from(plain);
+
+        let rebuilt = rebuild(StatusCode::ACCEPTED, headers, Bytes::from_static(b"{}"), false, 1024);
+        assert_eq!(rebuilt.url(), plain.url());
+        assert_eq!(rebuilt.status(), plain.status());
+        assert_eq!(rebuilt.headers(), plain.headers());
+        assert_eq!(rebuilt.content_length(), plain.content_length());
+        assert_eq!(rebuilt.bytes().await.unwrap(), plain.bytes().await.unwrap());
+
+        let cut = rebuild(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{"), true, 1);
+        let e = cut.bytes().await.unwrap_err();
+        let mut why = Some(&e as &dyn std::error::Error);
+        while let Some(inner) = why.and_then(std::error::Error::source) {
+            why = Some(inner);
+        }
+        assert_eq!(why.unwrap().to_string(), "the response body exceeds the client's cap of 1 bytes");
+    }
 
     #[test]
     fn every_generated_operation_is_found_by_name() {
@@ -293,18 +326,26 @@ struct BodyTooLarge {
     cap: usize,
 }
 
+/// The URL `reqwest` gives a `Response` built from an `http::Response` without one. Parsed
+/// once: converting without a URL parses it again on every call.
+static NO_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("http://no.url.provided.local").expect("a valid URL"));
+
 /// The reply again, for progenitor to parse; a body over the cap as a stream that fails.
 fn rebuild(status: StatusCode, headers: HeaderMap, body: Bytes, truncated: bool, cap: usize) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt;
+
     let body = if truncated {
         let failing = futures_util::stream::once(async move { Err::<Bytes, _>(BodyTooLarge { cap }) });
         reqwest::Body::wrap_stream(failing)
     } else {
         reqwest::Body::from(body)
     };
-    let mut response = http::Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    reqwest::Response::from(response)
+    // The builder fails only on a status or header given in a form that does not convert:
+    // none is given here.
+    let (mut parts, ()) = http::Response::builder().url(NO_URL.clone()).body(()).unwrap_or_default().into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }
 
 /// Reads at most `cap` bytes of the body; a longer body is cut there and not read further.
