@@ -2,10 +2,11 @@
 //!
 //! The request is the generated `update_cvm_envs`, sent through the crate's hooks like every
 //! operation. The reply is classified here from the raw reply the hooks keep, not from what
-//! progenitor parsed: its response handling drops what a caller of this endpoint needs (it
+//! progenitor made of it: its response handling drops what a caller of this endpoint needs (it
 //! parses 202 and 422 bodies without keeping the raw bytes, and a body that fails to parse
 //! becomes `InvalidResponsePayload` without its status, so a 202 with an odd body would look
-//! like a failed 422). [`classify`] keeps status, headers and raw body for every outcome.
+//! like a failed 422). [`classify`] keeps status, headers and raw body for every outcome; only
+//! a 202's JSON value, when progenitor parsed the whole body, is taken rather than parsed again.
 
 mod error;
 mod phase1;
@@ -64,8 +65,20 @@ pub struct EnvsUpdateAccepted {
 
 impl EnvsUpdateAccepted {
     fn parse(http_status: StatusCode, headers: &HeaderMap, raw_body: Bytes, body_truncated: bool) -> Self {
-        let mut map = match serde_json::from_slice::<Value>(&raw_body) {
-            Ok(Value::Object(map)) => map,
+        let value = serde_json::from_slice::<Value>(&raw_body).unwrap_or(Value::Null);
+        Self::from_value(http_status, headers, value, raw_body, body_truncated)
+    }
+
+    /// As [`parse`](Self::parse), from `value`, the JSON `raw_body` holds.
+    fn from_value(
+        http_status: StatusCode,
+        headers: &HeaderMap,
+        value: Value,
+        raw_body: Bytes,
+        body_truncated: bool,
+    ) -> Self {
+        let mut map = match value {
+            Value::Object(map) => map,
             _ => Map::new(),
         };
         let mut take_str = |k: &str| match map.remove(k) {
@@ -231,9 +244,20 @@ impl Client {
     /// One PATCH through the generated operation, no retries.
     async fn send_update(&self, cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
         let (result, captured) = dispatch::capture(self.api().update_cvm_envs(cvm_id, body)).await;
-        // What progenitor parsed is not used: the raw reply is classified, leniently.
-        let (_, raw) = dispatch::settle(result, captured)?;
-        classify(raw.status, raw.headers, raw.body, raw.truncated)
+        let (parsed, raw) = dispatch::settle(result, captured)?;
+        match parsed {
+            // A 202 whose whole body progenitor parsed as JSON: the value `classify` would parse
+            // from the same bytes, so it is not parsed again.
+            Ok(value) if raw.status == StatusCode::ACCEPTED => Ok(EnvsUpdateAccepted::from_value(
+                raw.status,
+                &raw.headers,
+                value.into_inner(),
+                raw.body,
+                raw.truncated,
+            )),
+            // Anything else is classified from the raw reply, leniently.
+            _ => classify(raw.status, raw.headers, raw.body, raw.truncated),
+        }
     }
 }
 
