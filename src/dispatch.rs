@@ -211,14 +211,23 @@ fn operation_path(name: &str) -> Option<&'static str> {
 
 /// `path` (after the base URL's own path) has the template's segments: its literals as
 /// written, a non-empty segment for each `{parameter}`. Compared from the end, segment by
-/// segment, without collecting either.
+/// segment, as bytes, without collecting either.
 fn on_template(path: &str, template: &str) -> bool {
-    let mut have = path.trim_matches('/').rsplit('/');
-    template.trim_matches('/').rsplit('/').all(|w| match have.next() {
+    let mut have = segments_from_end(path);
+    segments_from_end(template).all(|w| match have.next() {
         None => false,
-        Some(h) if w.starts_with('{') && w.ends_with('}') => !h.is_empty(),
+        Some(h) if w.starts_with(b"{") && w.ends_with(b"}") => !h.is_empty(),
         Some(h) => w == h,
     })
+}
+
+/// The `/`-separated segments of `path` less its leading and trailing `/`s, last first (one
+/// empty segment for a path of only `/`s).
+fn segments_from_end(path: &str) -> impl Iterator<Item = &[u8]> {
+    let bytes = path.as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b'/').map_or(start, |last| last + 1);
+    bytes[start..end].rsplit(|&b| b == b'/')
 }
 
 /// The body exceeded the client's response-size cap.
@@ -304,7 +313,7 @@ mod tests {
             }
             out
         }
-        let paths = all(&["a", "b", "", "{p}"]);
+        let paths = all(&["a", "b", "", "{p}", "//"]);
         let templates = all(&["a", "b", "{p}", "{q}"]);
         for path in &paths {
             for template in &templates {
