@@ -77,29 +77,24 @@ impl EnvsUpdateAccepted {
         raw_body: Bytes,
         body_truncated: bool,
     ) -> Self {
-        let mut map = match value {
+        let map = match value {
             Value::Object(map) => map,
             _ => Map::new(),
         };
-        let mut take_str = |k: &str| match map.remove(k) {
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                map.insert(k.to_owned(), other);
-                None
+        // One pass: a known field of the right type is taken, anything else stays in `extra`.
+        let (mut status, mut message, mut correlation_id, mut allowed_envs_changed) = (None, None, None, None);
+        let mut extra = Map::new();
+        for (key, value) in map {
+            match (key.as_str(), value) {
+                ("status", Value::String(s)) => status = Some(s),
+                ("message", Value::String(s)) => message = Some(s),
+                ("correlation_id", Value::String(s)) => correlation_id = Some(s),
+                ("allowed_envs_changed", Value::Bool(b)) => allowed_envs_changed = Some(b),
+                (_, value) => {
+                    extra.insert(key, value);
+                }
             }
-            None => None,
-        };
-        let status = take_str("status");
-        let message = take_str("message");
-        let correlation_id = take_str("correlation_id");
-        let allowed_envs_changed = match map.remove("allowed_envs_changed") {
-            Some(Value::Bool(b)) => Some(b),
-            Some(other) => {
-                map.insert("allowed_envs_changed".into(), other);
-                None
-            }
-            None => None,
-        };
+        }
         let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         Self {
             http_status,
@@ -107,7 +102,7 @@ impl EnvsUpdateAccepted {
             message,
             correlation_id,
             allowed_envs_changed,
-            extra: map,
+            extra,
             request_id,
             raw_body,
             body_truncated,
@@ -271,6 +266,59 @@ mod tests {
             env_keys: Some(keys),
             compose_hash: None,
             transaction_hash: None,
+        }
+    }
+
+    /// The first form of the field split: each known field removed, put back if of another type.
+    fn split_by_removing(mut map: Map<String, Value>) -> (Vec<Option<Value>>, Map<String, Value>) {
+        let mut taken = Vec::new();
+        for (k, string) in
+            [("status", true), ("message", true), ("correlation_id", true), ("allowed_envs_changed", false)]
+        {
+            taken.push(match map.remove(k) {
+                Some(v) if (string && v.is_string()) || (!string && v.is_boolean()) => Some(v),
+                Some(other) => {
+                    map.insert(k.to_owned(), other);
+                    None
+                }
+                None => None,
+            });
+        }
+        (taken, map)
+    }
+
+    #[test]
+    fn fields_are_split_as_by_removing_them() {
+        let values = [Value::Null, Value::Bool(false), Value::from("s"), Value::from(1), serde_json::json!({"a": [1]})];
+        let keys = ["status", "message", "correlation_id", "allowed_envs_changed", "other", "Status"];
+        // Each key absent or holding each value, two keys at a time.
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i..] {
+                for va in &values {
+                    for vb in &values {
+                        let mut map = Map::new();
+                        map.insert((*a).to_owned(), va.clone());
+                        map.insert((*b).to_owned(), vb.clone());
+                        let body = Bytes::from(serde_json::to_vec(&map).unwrap());
+                        let ok = EnvsUpdateAccepted::from_value(
+                            StatusCode::ACCEPTED,
+                            &HeaderMap::new(),
+                            Value::Object(map.clone()),
+                            body,
+                            false,
+                        );
+                        let (taken, extra) = split_by_removing(map);
+                        let got = [
+                            ok.status.map(Value::from),
+                            ok.message.map(Value::from),
+                            ok.correlation_id.map(Value::from),
+                            ok.allowed_envs_changed.map(Value::from),
+                        ];
+                        assert_eq!(got.to_vec(), taken, "{a}={va} {b}={vb}");
+                        assert_eq!(ok.extra, extra, "{a}={va} {b}={vb}");
+                    }
+                }
+            }
         }
     }
 
