@@ -14,7 +14,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use tracing::Instrument;
 use url::Url;
@@ -122,9 +122,13 @@ pub(crate) fn settle<T, E, K: ServiceErrorKind>(
     }
 }
 
+// Header names made once: looked up by `&str`, a name is parsed on every lookup.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static API_VERSION: HeaderName = HeaderName::from_static("api-version");
+
 /// The reply's `X-Request-ID` header.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
 impl ClientHooks<Hooks> for generated::Client {
@@ -147,7 +151,7 @@ impl ClientHooks<Hooks> for generated::Client {
                 template
             )));
         }
-        request.headers_mut().remove("api-version");
+        request.headers_mut().remove(&API_VERSION);
         if request.timeout().is_none() {
             *request.timeout_mut() = self.inner().timeout;
         }

@@ -95,7 +95,7 @@ impl EnvsUpdateAccepted {
                 }
             }
         }
-        let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let request_id = dispatch::header_request_id(headers).map(str::to_owned);
         Self {
             http_status,
             status,
