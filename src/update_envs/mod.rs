@@ -169,7 +169,8 @@ pub fn check_request(cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<(), Input
             }
             let repeated = match &mut seen {
                 Some(seen) => !seen.insert(key.as_str()),
-                None => keys[..i].contains(key),
+                // Compared from the end, inline: names often share a prefix.
+                None => keys[..i].iter().any(|k| k.len() == key.len() && k.bytes().rev().eq(key.bytes().rev())),
             };
             if repeated {
                 return Err(InputError::new(format!("env_keys[{i}]"), format!("{key:?} is listed twice")));
