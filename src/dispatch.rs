@@ -71,14 +71,14 @@ fn clear() {
 }
 
 /// Runs one generated call and returns its result with what the hooks saw of its reply.
-pub(crate) async fn capture<F: Future>(call: F) -> (F::Output, Option<Captured>) {
-    CAPTURE
-        .scope(RefCell::new(None), async {
-            let output = call.await;
-            let captured = CAPTURE.with(|slot| slot.borrow_mut().take());
-            (output, captured)
-        })
-        .await
+///
+/// A combinator, not an `async` block: an `async fn` awaiting an `async` block that awaits
+/// `call` holds `call` three times over (the generated future is kilobytes, and each copy is
+/// also moved), `Map` holds it once. Its closure runs inside the scope's poll, slot in reach.
+pub(crate) fn capture<F: Future>(call: F) -> impl Future<Output = (F::Output, Option<Captured>)> {
+    use futures_util::FutureExt;
+
+    CAPTURE.scope(RefCell::new(None), call.map(|output| (output, CAPTURE.with(|slot| slot.borrow_mut().take()))))
 }
 
 /// A generated call's outcome with the raw reply: `Ok` for a 2xx (with the parsed value, or
