@@ -161,7 +161,15 @@ impl ClientHooks<Hooks> for generated::Client {
     /// Sends the request in a span named by the operationId, reads the body up to the cap,
     /// keeps a copy for `Client::send`, and hands progenitor the same reply. A body over the cap
     /// reaches progenitor as a body error, so it is refused on every path.
-    async fn exec(&self, request: reqwest::Request, info: &OperationInfo) -> reqwest::Result<reqwest::Response> {
+    ///
+    /// A function returning the instrumented block, not an `async fn` awaiting it: that would
+    /// hold the request twice (its parameter and the block's) in a future the generated one
+    /// embeds. The block runs from the first poll, as the `async fn` body would.
+    fn exec(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
         let span = tracing::info_span!(
             "phala_cloud.request",
             otel.name = info.operation_id,
@@ -171,9 +179,9 @@ impl ClientHooks<Hooks> for generated::Client {
             request_id = tracing::field::Empty,
         );
         let cap = self.inner().max_response_body;
-        // A slot holds one call's reply: a call that fails before any reply leaves none.
-        clear();
         async move {
+            // A slot holds one call's reply: a call that fails before any reply leaves none.
+            clear();
             let mut response = self.client().execute(request).await?;
             let status = response.status();
             // Taken, not cloned: reading the body needs no headers (its length hint is the
@@ -203,7 +211,6 @@ impl ClientHooks<Hooks> for generated::Client {
             }
         }
         .instrument(span)
-        .await
     }
 }
 
