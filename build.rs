@@ -6,7 +6,8 @@
 //! handwritten layer wraps are generated ([`CRATE_OPERATIONS`]); with it, every operation that
 //! progenitor can generate. The client lands in `$OUT_DIR/codegen.rs` (included by
 //! `src/generated.rs`), ending with two lists: `GENERATED_OPERATIONS` and
-//! `SKIPPED_OPERATIONS` (the operations not generated, each with why). One file, so that the
+//! `SKIPPED_OPERATIONS` (the operations not generated, each with why), and the generated
+//! operations' paths sorted by name for the hooks (`OPERATION_PATHS_BY_NAME`). One file, so that the
 //! build-time bench can pre-expand it. Nothing generated is committed.
 
 // Both are shared with tests/normalizer.rs, which uses what this script does not.
@@ -89,6 +90,17 @@ fn operation_lists(operations: &[(String, String, String)], skipped: &[generate:
         out.push_str(&format!(
             "    crate::GeneratedOperation {{ method: {method:?}, path: {path:?}, name: {name:?} }},\n"
         ));
+    }
+    // The hooks look an operation's path template up by name on every call: a list sorted by
+    // name for a binary search.
+    let mut by_name: Vec<_> = operations.iter().map(|(_, path, name)| (name, path)).collect();
+    by_name.sort();
+    out.push_str(
+        "];\n\n/// `(name, path template)` of each generated operation, sorted by name.\n\
+         pub(crate) const OPERATION_PATHS_BY_NAME: &[(&str, &str)] = &[\n",
+    );
+    for (name, path) in by_name {
+        out.push_str(&format!("    ({name:?}, {path:?}),\n"));
     }
     out.push_str(
         "];\n\n/// The operations of the spec that could not be generated, each with why.\n\

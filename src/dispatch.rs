@@ -10,12 +10,14 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
 use progenitor_client::{ClientHooks, ClientInfo, OperationInfo, ResponseValue};
 use tracing::Instrument;
+use url::Url;
 
 use crate::error::{HttpError, InvalidReply, SdkError, ServiceErrorKind, TransportError};
 use crate::generated;
@@ -69,14 +71,14 @@ fn clear() {
 }
 
 /// Runs one generated call and returns its result with what the hooks saw of its reply.
-pub(crate) async fn capture<F: Future>(call: F) -> (F::Output, Option<Captured>) {
-    CAPTURE
-        .scope(RefCell::new(None), async {
-            let output = call.await;
-            let captured = CAPTURE.with(|slot| slot.borrow_mut().take());
-            (output, captured)
-        })
-        .await
+///
+/// A combinator, not an `async` block: an `async fn` awaiting an `async` block that awaits
+/// `call` holds `call` three times over (the generated future is kilobytes, and each copy is
+/// also moved), `Map` holds it once. Its closure runs inside the scope's poll, slot in reach.
+pub(crate) fn capture<F: Future>(call: F) -> impl Future<Output = (F::Output, Option<Captured>)> {
+    use futures_util::FutureExt;
+
+    CAPTURE.scope(RefCell::new(None), call.map(|output| (output, CAPTURE.with(|slot| slot.borrow_mut().take()))))
 }
 
 /// A generated call's outcome with the raw reply: `Ok` for a 2xx (with the parsed value, or
@@ -120,9 +122,13 @@ pub(crate) fn settle<T, E, K: ServiceErrorKind>(
     }
 }
 
+// Header names made once: looked up by `&str`, a name is parsed on every lookup.
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static API_VERSION: HeaderName = HeaderName::from_static("api-version");
+
 /// The reply's `X-Request-ID` header.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
-    headers.get("x-request-id").and_then(|v| v.to_str().ok())
+    headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok())
 }
 
 impl ClientHooks<Hooks> for generated::Client {
@@ -135,17 +141,17 @@ impl ClientHooks<Hooks> for generated::Client {
         request: &mut reqwest::Request,
         info: &OperationInfo,
     ) -> Result<(), progenitor_client::Error<E>> {
-        if let Some(op) = crate::GENERATED_OPERATIONS.iter().find(|op| op.name == info.operation_id)
-            && !on_template(request.url().path(), op.path)
+        if let Some(template) = operation_path(info.operation_id)
+            && !on_template(request.url().path(), template)
         {
             return Err(progenitor_client::Error::InvalidRequest(format!(
                 "a path parameter of {} is empty, `.` or `..`: the request would go to {} instead of {}",
                 info.operation_id,
                 request.url().path(),
-                op.path
+                template
             )));
         }
-        request.headers_mut().remove("api-version");
+        request.headers_mut().remove(&API_VERSION);
         if request.timeout().is_none() {
             *request.timeout_mut() = self.inner().timeout;
         }
@@ -155,7 +161,15 @@ impl ClientHooks<Hooks> for generated::Client {
     /// Sends the request in a span named by the operationId, reads the body up to the cap,
     /// keeps a copy for `Client::send`, and hands progenitor the same reply. A body over the cap
     /// reaches progenitor as a body error, so it is refused on every path.
-    async fn exec(&self, request: reqwest::Request, info: &OperationInfo) -> reqwest::Result<reqwest::Response> {
+    ///
+    /// A function returning the instrumented block, not an `async fn` awaiting it: that would
+    /// hold the request twice (its parameter and the block's) in a future the generated one
+    /// embeds. The block runs from the first poll, as the `async fn` body would.
+    fn exec(
+        &self,
+        request: reqwest::Request,
+        info: &OperationInfo,
+    ) -> impl Future<Output = reqwest::Result<reqwest::Response>> {
         let span = tracing::info_span!(
             "phala_cloud.request",
             otel.name = info.operation_id,
@@ -165,12 +179,14 @@ impl ClientHooks<Hooks> for generated::Client {
             request_id = tracing::field::Empty,
         );
         let cap = self.inner().max_response_body;
-        // A slot holds one call's reply: a call that fails before any reply leaves none.
-        clear();
         async move {
-            let response = self.client().execute(request).await?;
+            // A slot holds one call's reply: a call that fails before any reply leaves none.
+            clear();
+            let mut response = self.client().execute(request).await?;
             let status = response.status();
-            let headers = response.headers().clone();
+            // Taken, not cloned: reading the body needs no headers (its length hint is the
+            // body's own), and the rebuilt reply gets them back.
+            let headers = std::mem::take(response.headers_mut());
             let span = tracing::Span::current();
             span.record("status", status.as_u16());
             if let Some(id) = header_request_id(&headers) {
@@ -195,25 +211,79 @@ impl ClientHooks<Hooks> for generated::Client {
             }
         }
         .instrument(span)
-        .await
     }
 }
 
+/// The path template of the generated operation named `name`.
+fn operation_path(name: &str) -> Option<&'static str> {
+    let table = generated::OPERATION_PATHS_BY_NAME;
+    table.binary_search_by(|(n, _)| (*n).cmp(name)).ok().map(|i| table[i].1)
+}
+
 /// `path` (after the base URL's own path) has the template's segments: its literals as
-/// written, a non-empty segment for each `{parameter}`.
+/// written, a non-empty segment for each `{parameter}`. Compared from the end, segment by
+/// segment, as bytes, without collecting either.
 fn on_template(path: &str, template: &str) -> bool {
-    let want: Vec<&str> = template.trim_matches('/').split('/').collect();
-    let have: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let Some(tail) = have.len().checked_sub(want.len()).map(|start| &have[start..]) else {
-        return false;
-    };
-    want.iter().zip(tail).all(|(w, h)| if w.starts_with('{') && w.ends_with('}') { !h.is_empty() } else { w == h })
+    let mut have = segments_from_end(path);
+    segments_from_end(template).all(|w| match have.next() {
+        None => false,
+        Some(h) if w.starts_with(b"{") && w.ends_with(b"}") => !h.is_empty(),
+        Some(h) => w == h,
+    })
+}
+
+/// The `/`-separated segments of `path` less its leading and trailing `/`s, last first (one
+/// empty segment for a path of only `/`s).
+fn segments_from_end(path: &str) -> impl Iterator<Item = &[u8]> {
+    let bytes = path.as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    let end = bytes.iter().rposition(|&b| b != b'/').map_or(start, |last| last + 1);
+    bytes[start..end].rsplit(|&b| b == b'/')
 }
 
 /// The body exceeded the client's response-size cap.
 #[cfg(test)]
 mod tests {
-    use super::on_template;
+    use super::{on_template, operation_path, rebuild};
+    use bytes::Bytes;
+    use http::{HeaderMap, HeaderValue, StatusCode};
+
+    #[tokio::test]
+    async fn a_rebuilt_reply_is_what_reqwest_makes_of_an_http_response() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-request-id", HeaderValue::from_static("req-1"));
+        headers.append("set-cookie", HeaderValue::from_static("a=1"));
+        headers.append("set-cookie", HeaderValue::from_static("b=2"));
+        let mut plain = http::Response::new(reqwest::Body::from("{}"));
+        *plain.status_mut() = StatusCode::ACCEPTED;
+        *plain.headers_mut() = headers.clone();
+        let plain = reqwest::Response::from(plain);
+
+        let rebuilt = rebuild(StatusCode::ACCEPTED, headers, Bytes::from_static(b"{}"), false, 1024);
+        assert_eq!(rebuilt.url(), plain.url());
+        assert_eq!(rebuilt.status(), plain.status());
+        assert_eq!(rebuilt.headers(), plain.headers());
+        assert_eq!(rebuilt.content_length(), plain.content_length());
+        assert_eq!(rebuilt.bytes().await.unwrap(), plain.bytes().await.unwrap());
+
+        let cut = rebuild(StatusCode::OK, HeaderMap::new(), Bytes::from_static(b"{"), true, 1);
+        let e = cut.bytes().await.unwrap_err();
+        let mut why = Some(&e as &dyn std::error::Error);
+        while let Some(inner) = why.and_then(std::error::Error::source) {
+            why = Some(inner);
+        }
+        assert_eq!(why.unwrap().to_string(), "the response body exceeds the client's cap of 1 bytes");
+    }
+
+    #[test]
+    fn every_generated_operation_is_found_by_name() {
+        assert_eq!(crate::generated::OPERATION_PATHS_BY_NAME.len(), crate::GENERATED_OPERATIONS.len());
+        for op in crate::GENERATED_OPERATIONS {
+            assert_eq!(operation_path(op.name), Some(op.path), "{}", op.name);
+        }
+        assert_eq!(operation_path("no_such_operation"), None);
+        assert_eq!(operation_path(""), None);
+    }
 
     #[test]
     fn paths_stay_on_their_template() {
@@ -224,6 +294,49 @@ mod tests {
         assert!(!on_template("/api/v1/cvms/envs", "/api/v1/cvms/{cvm_id}/envs"));
         assert!(!on_template("/api/v1/cvms//envs", "/api/v1/cvms/{cvm_id}/envs"));
         assert!(!on_template("/api/v1/kms", "/api/v1/cvms/{cvm_id}"));
+        // Shorter than the template; the template's trailing parameter empty; the root.
+        assert!(!on_template("/cvms/abc", "/api/v1/cvms/{cvm_id}"));
+        assert!(!on_template("/api/v1/cvms/", "/api/v1/cvms/{cvm_id}"));
+        assert!(!on_template("/", "/api/v1/cvms/{cvm_id}"));
+        assert!(on_template("/api/v1/cvms", "/api/v1/cvms"));
+        assert!(on_template("/api/v1/cvms/", "/api/v1/cvms"));
+    }
+
+    /// The first form of `on_template`, collecting both paths' segments.
+    fn on_template_collected(path: &str, template: &str) -> bool {
+        let want: Vec<&str> = template.trim_matches('/').split('/').collect();
+        let have: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let Some(tail) = have.len().checked_sub(want.len()).map(|start| &have[start..]) else {
+            return false;
+        };
+        want.iter().zip(tail).all(|(w, h)| if w.starts_with('{') && w.ends_with('}') { !h.is_empty() } else { w == h })
+    }
+
+    #[test]
+    fn on_template_agrees_with_collecting_the_segments() {
+        // Every path and template of up to four segments over these.
+        fn all(parts: &[&str]) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..4 {
+                last = last.iter().flat_map(|p| parts.iter().map(move |s| format!("{p}/{s}"))).collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let paths = all(&["a", "b", "", "{p}", "//"]);
+        let templates = all(&["a", "b", "{p}", "{q}"]);
+        for path in &paths {
+            for template in &templates {
+                for path in [path.clone(), format!("{path}/")] {
+                    assert_eq!(
+                        on_template(&path, template),
+                        on_template_collected(&path, template),
+                        "{path:?} {template:?}"
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -233,18 +346,26 @@ struct BodyTooLarge {
     cap: usize,
 }
 
+/// The URL `reqwest` gives a `Response` built from an `http::Response` without one. Parsed
+/// once: converting without a URL parses it again on every call.
+static NO_URL: LazyLock<Url> = LazyLock::new(|| Url::parse("http://no.url.provided.local").expect("a valid URL"));
+
 /// The reply again, for progenitor to parse; a body over the cap as a stream that fails.
 fn rebuild(status: StatusCode, headers: HeaderMap, body: Bytes, truncated: bool, cap: usize) -> reqwest::Response {
+    use reqwest::ResponseBuilderExt;
+
     let body = if truncated {
         let failing = futures_util::stream::once(async move { Err::<Bytes, _>(BodyTooLarge { cap }) });
         reqwest::Body::wrap_stream(failing)
     } else {
         reqwest::Body::from(body)
     };
-    let mut response = http::Response::new(body);
-    *response.status_mut() = status;
-    *response.headers_mut() = headers;
-    reqwest::Response::from(response)
+    // The builder fails only on a status or header given in a form that does not convert:
+    // none is given here.
+    let (mut parts, ()) = http::Response::builder().url(NO_URL.clone()).body(()).unwrap_or_default().into_parts();
+    parts.status = status;
+    parts.headers = headers;
+    reqwest::Response::from(http::Response::from_parts(parts, body))
 }
 
 /// Reads at most `cap` bytes of the body; a longer body is cut there and not read further.

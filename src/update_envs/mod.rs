@@ -2,10 +2,11 @@
 //!
 //! The request is the generated `update_cvm_envs`, sent through the crate's hooks like every
 //! operation. The reply is classified here from the raw reply the hooks keep, not from what
-//! progenitor parsed: its response handling drops what a caller of this endpoint needs (it
+//! progenitor made of it: its response handling drops what a caller of this endpoint needs (it
 //! parses 202 and 422 bodies without keeping the raw bytes, and a body that fails to parse
 //! becomes `InvalidResponsePayload` without its status, so a 202 with an odd body would look
-//! like a failed 422). [`classify`] keeps status, headers and raw body for every outcome.
+//! like a failed 422). [`classify`] keeps status, headers and raw body for every outcome; only
+//! a 202's JSON value, when progenitor parsed the whole body, is taken rather than parsed again.
 
 mod error;
 mod phase1;
@@ -56,37 +57,44 @@ pub struct EnvsUpdateAccepted {
 
 impl EnvsUpdateAccepted {
     fn parse(http_status: StatusCode, headers: &HeaderMap, raw_body: Bytes, body_truncated: bool) -> Self {
-        let mut map = match serde_json::from_slice::<Value>(&raw_body) {
-            Ok(Value::Object(map)) => map,
+        let value = serde_json::from_slice::<Value>(&raw_body).unwrap_or(Value::Null);
+        Self::from_value(http_status, headers, value, raw_body, body_truncated)
+    }
+
+    /// As [`parse`](Self::parse), from `value`, the JSON `raw_body` holds.
+    fn from_value(
+        http_status: StatusCode,
+        headers: &HeaderMap,
+        value: Value,
+        raw_body: Bytes,
+        body_truncated: bool,
+    ) -> Self {
+        let map = match value {
+            Value::Object(map) => map,
             _ => Map::new(),
         };
-        let mut take_str = |k: &str| match map.remove(k) {
-            Some(Value::String(s)) => Some(s),
-            Some(other) => {
-                map.insert(k.to_owned(), other);
-                None
+        // One pass: a known field of the right type is taken, anything else stays in `extra`.
+        let (mut status, mut message, mut correlation_id, mut allowed_envs_changed) = (None, None, None, None);
+        let mut extra = Map::new();
+        for (key, value) in map {
+            match (key.as_str(), value) {
+                ("status", Value::String(s)) => status = Some(s),
+                ("message", Value::String(s)) => message = Some(s),
+                ("correlation_id", Value::String(s)) => correlation_id = Some(s),
+                ("allowed_envs_changed", Value::Bool(b)) => allowed_envs_changed = Some(b),
+                (_, value) => {
+                    extra.insert(key, value);
+                }
             }
-            None => None,
-        };
-        let status = take_str("status");
-        let message = take_str("message");
-        let correlation_id = take_str("correlation_id");
-        let allowed_envs_changed = match map.remove("allowed_envs_changed") {
-            Some(Value::Bool(b)) => Some(b),
-            Some(other) => {
-                map.insert("allowed_envs_changed".into(), other);
-                None
-            }
-            None => None,
-        };
-        let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        }
+        let request_id = dispatch::header_request_id(headers).map(str::to_owned);
         Self {
             http_status,
             status,
             message,
             correlation_id,
             allowed_envs_changed,
-            extra: map,
+            extra,
             request_id,
             raw_body,
             body_truncated,
@@ -135,16 +143,28 @@ fn carries_success_fields(body: &[u8]) -> bool {
     }
 }
 
+/// Up to this many env names are checked for duplicates by comparing each with those before it.
+const SCAN_KEYS: usize = 16;
+
 /// Checks a request before it is sent: the CVM id, the blob, the env names (valid, no
 /// duplicates) and the phase-2 pair (both or neither, 32-byte hex each).
 pub(crate) fn check_request(cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<(), InputError> {
     validate::check_cvm_id(cvm_id)?;
     validate::check_encrypted_env(&body.encrypted_env)?;
     if let Some(keys) = &body.env_keys {
-        let mut seen = std::collections::HashSet::with_capacity(keys.len());
+        // A short list is searched (no hashing, no allocation); a long one goes through a set.
+        let mut seen = (keys.len() > SCAN_KEYS).then(|| std::collections::HashSet::with_capacity(keys.len()));
         for (i, key) in keys.iter().enumerate() {
-            validate::check_env_key(format!("env_keys[{i}]"), key)?;
-            if !seen.insert(key.as_str()) {
+            // The field name is built only for an error.
+            if !validate::is_valid_env_key(key) {
+                validate::check_env_key(format!("env_keys[{i}]"), key)?;
+            }
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(key.as_str()),
+                // Compared from the end, inline: names often share a prefix.
+                None => keys[..i].iter().any(|k| k.len() == key.len() && k.bytes().rev().eq(key.bytes().rev())),
+            };
+            if repeated {
                 return Err(InputError::new(format!("env_keys[{i}]"), format!("{key:?} is listed twice")));
             }
         }
@@ -213,8 +233,115 @@ impl Client {
     /// One PATCH through the generated operation, no retries.
     async fn send_update(&self, cvm_id: &str, body: &UpdateCvmEnvsBody) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
         let (result, captured) = dispatch::capture(self.api().update_cvm_envs(cvm_id, body)).await;
-        // What progenitor parsed is not used: the raw reply is classified, leniently.
-        let (_, raw) = dispatch::settle(result, captured)?;
-        classify(raw.status, raw.headers, raw.body, raw.truncated)
+        let (parsed, raw) = dispatch::settle(result, captured)?;
+        match parsed {
+            // A 202 whose whole body progenitor parsed as JSON: the value `classify` would parse
+            // from the same bytes, so it is not parsed again.
+            Ok(value) if raw.status == StatusCode::ACCEPTED => Ok(EnvsUpdateAccepted::from_value(
+                raw.status,
+                &raw.headers,
+                value.into_inner(),
+                raw.body,
+                raw.truncated,
+            )),
+            // Anything else is classified from the raw reply, leniently.
+            _ => classify(raw.status, raw.headers, raw.body, raw.truncated),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_keys(keys: Vec<String>) -> UpdateCvmEnvsBody {
+        UpdateCvmEnvsBody {
+            encrypted_env: "ab".repeat(60),
+            env_keys: Some(keys),
+            compose_hash: None,
+            transaction_hash: None,
+        }
+    }
+
+    /// The first form of the field split: each known field removed, put back if of another type.
+    fn split_by_removing(mut map: Map<String, Value>) -> (Vec<Option<Value>>, Map<String, Value>) {
+        let mut taken = Vec::new();
+        for (k, string) in
+            [("status", true), ("message", true), ("correlation_id", true), ("allowed_envs_changed", false)]
+        {
+            taken.push(match map.remove(k) {
+                Some(v) if (string && v.is_string()) || (!string && v.is_boolean()) => Some(v),
+                Some(other) => {
+                    map.insert(k.to_owned(), other);
+                    None
+                }
+                None => None,
+            });
+        }
+        (taken, map)
+    }
+
+    #[test]
+    fn fields_are_split_as_by_removing_them() {
+        let values = [Value::Null, Value::Bool(false), Value::from("s"), Value::from(1), serde_json::json!({"a": [1]})];
+        let keys = ["status", "message", "correlation_id", "allowed_envs_changed", "other", "Status"];
+        // Each key absent or holding each value, two keys at a time.
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i..] {
+                for va in &values {
+                    for vb in &values {
+                        let mut map = Map::new();
+                        map.insert((*a).to_owned(), va.clone());
+                        map.insert((*b).to_owned(), vb.clone());
+                        let body = Bytes::from(serde_json::to_vec(&map).unwrap());
+                        let ok = EnvsUpdateAccepted::from_value(
+                            StatusCode::ACCEPTED,
+                            &HeaderMap::new(),
+                            Value::Object(map.clone()),
+                            body,
+                            false,
+                        );
+                        let (taken, extra) = split_by_removing(map);
+                        let got = [
+                            ok.status.map(Value::from),
+                            ok.message.map(Value::from),
+                            ok.correlation_id.map(Value::from),
+                            ok.allowed_envs_changed.map(Value::from),
+                        ];
+                        assert_eq!(got.to_vec(), taken, "{a}={va} {b}={vb}");
+                        assert_eq!(ok.extra, extra, "{a}={va} {b}={vb}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn env_keys_are_checked_in_order_on_short_and_long_lists() {
+        for len in [2, SCAN_KEYS, SCAN_KEYS + 1, 3 * SCAN_KEYS] {
+            let keys: Vec<String> = (0..len).map(|i| format!("K{i}")).collect();
+            assert_eq!(check_request("cvm", &with_keys(keys.clone())), Ok(()), "{len}");
+
+            // The first repeat is named, at its second place.
+            let mut repeated = keys.clone();
+            repeated[len - 1] = "K0".into();
+            let e = check_request("cvm", &with_keys(repeated)).unwrap_err();
+            assert_eq!(
+                (e.field.as_str(), e.reason.as_str()),
+                (&*format!("env_keys[{}]", len - 1), "\"K0\" is listed twice")
+            );
+
+            // An invalid name before a repeat is reported first.
+            let mut both = keys.clone();
+            both[1] = "1BAD".into();
+            both[len - 1] = "K0".into();
+            assert_eq!(check_request("cvm", &with_keys(both)).unwrap_err().field, "env_keys[1]");
+
+            let mut invalid = keys;
+            invalid[len - 1] = "A-B".into();
+            let e = check_request("cvm", &with_keys(invalid)).unwrap_err();
+            assert_eq!(e.field, format!("env_keys[{}]", len - 1));
+            assert!(e.reason.contains("not a valid env name"), "{}", e.reason);
+        }
     }
 }
