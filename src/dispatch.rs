@@ -241,7 +241,6 @@ fn segments_from_end(path: &str) -> impl Iterator<Item = &[u8]> {
     bytes[start..end].rsplit(|&b| b == b'/')
 }
 
-/// The body exceeded the client's response-size cap.
 #[cfg(test)]
 mod tests {
     use super::{on_template, operation_path, rebuild};
@@ -340,6 +339,7 @@ mod tests {
     }
 }
 
+/// The body exceeded the client's response-size cap.
 #[derive(Debug, thiserror::Error)]
 #[error("the response body exceeds the client's cap of {cap} bytes")]
 struct BodyTooLarge {
