@@ -610,3 +610,65 @@ async fn an_unproven_2xx_is_not_success() {
         assert_no_secret(&out, &[API_KEY_CANARY]);
     }
 }
+
+/// `-v`/`-vv` trace this crate's steps to stderr, `RUST_LOG` sets the filter exactly, and
+/// `--json` keeps stdout one JSON object whatever the verbosity; no secret is traced.
+#[tokio::test]
+async fn verbosity_traces_to_stderr_and_json_stays_clean() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let secret = format!("TOKEN={CANARY}");
+    let quiet = cli(update_args(&sim, "cvm-central", &["-e", &secret, "--json"]), api_env(&sim)).await;
+    let (_, quiet_err) = text(&quiet);
+    assert!(!quiet_err.contains("phala_cloud"), "no tracing without -v: {quiet_err}");
+    for (flags, env, want) in [
+        (vec!["-v"], vec![], " INFO "),
+        (vec!["-vv"], vec![], " DEBUG "),
+        (vec![], vec![("RUST_LOG", "phala_cloud=debug".to_owned())], " DEBUG "),
+    ] {
+        let mut a = flags.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        a.extend(update_args(&sim, "cvm-central", &["-e", &secret, "--json"]));
+        let mut e = api_env(&sim);
+        e.extend(env);
+        let out = cli(a, e).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{flags:?}: {stdout}\n{stderr}");
+        assert!(stderr.contains(want) && stderr.contains("phala_cloud"), "{flags:?}: {stderr}");
+        let json: serde_json::Value = serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("{flags:?}: stdout is not one JSON object ({e}): {stdout}"));
+        assert!(json["correlation_id"].is_string(), "{json}");
+        assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    }
+    // A filter the parser refuses is bad input, before anything is sent.
+    let before = sim.operations().len();
+    let mut e = api_env(&sim);
+    e.push(("RUST_LOG", "phala_cloud=[".to_owned()));
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1"]), e).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("RUST_LOG"), "{:?}", text(&out));
+    assert_eq!(sim.operations().len(), before, "nothing sent");
+}
+
+/// `completions SHELL` prints a script naming the commands; each command's `--help` ends with
+/// examples.
+#[tokio::test]
+async fn completions_and_help_examples() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = cli(args(&["completions", shell]), vec![]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {stderr}");
+        assert!(stdout.contains("phala-cloud") && stdout.contains("verify-pubkey"), "{shell}: {stdout}");
+    }
+    assert_eq!(cli(args(&["completions", "tcsh"]), vec![]).await.status.code(), Some(2));
+    for command in [&["envs", "update"][..], &["envs", "encrypt"], &["envs", "verify-pubkey"], &["simulate"]] {
+        let mut a = args(command);
+        a.push("--help".into());
+        let (stdout, _) = text(&cli(a, vec![]).await);
+        let examples = stdout.rsplit("Examples:").next().filter(|_| stdout.contains("Examples:"));
+        let examples = examples.unwrap_or_else(|| panic!("{command:?} --help has no examples: {stdout}"));
+        let lines: Vec<&str> = examples
+            .lines()
+            .filter(|l| l.trim_start().starts_with("phala-cloud ") || l.contains(" phala-cloud "))
+            .collect();
+        assert!((2..=3).contains(&lines.len()), "{command:?}: {examples}");
+    }
+}

@@ -23,10 +23,20 @@ use crate::{Failure, exit};
 pub enum EnvsCommand {
     /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
     /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2).
+    #[command(after_help = "Examples:
+  PHALA_CLOUD_API_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env
+  PRIVATE_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… -e DATABASE_URL -e LOG_LEVEL=info --rpc-url https://mainnet.base.org
+  phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env --transaction-hash 0x9a7b… --json")]
     Update(Box<UpdateArgs>),
     /// Encrypt env vars to a CVM's public key and print the `encrypted_env` blob.
+    #[command(after_help = "Examples:
+  phala-cloud envs encrypt --pubkey 0x5c1e… --env-file .env
+  phala-cloud envs encrypt --pubkey 0x5c1e… -e API_TOKEN --json > encrypted.json")]
     Encrypt(EncryptArgs),
     /// Check the KMS signature over a CVM's env-encryption public key.
+    #[command(after_help = "Examples:
+  phala-cloud envs verify-pubkey --pubkey 0x5c1e… --signature 0x3b9d… --app-id 0xa172… --kms-pubkey 0x02f1… --timestamp 1764700000
+  phala-cloud envs verify-pubkey --pubkey 0x5c1e… --signature 0x3b9d… --app-id 0xa172… --kms-contract 0x2f83… --rpc-url https://mainnet.base.org")]
     VerifyPubkey(VerifyArgs),
 }
 

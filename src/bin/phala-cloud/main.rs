@@ -29,6 +29,11 @@ Exit codes:
 #[derive(Parser)]
 #[command(name = "phala-cloud", version, about, after_help = EXIT_CODES)]
 struct Cli {
+    /// Trace to stderr: -v this crate's steps (requests, registration), -vv with details.
+    /// RUST_LOG (`target=level,…`, e.g. `phala_cloud=debug,hyper=info`) sets it exactly.
+    /// `--json` output stays one object on stdout whatever the verbosity.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -39,7 +44,37 @@ enum Command {
     #[command(subcommand, after_help = EXIT_CODES)]
     Envs(envs::EnvsCommand),
     /// Serve a local simulator of the env-update endpoint.
+    #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    #[command(after_help = "Examples:
+  phala-cloud completions bash > ~/.local/share/bash-completion/completions/phala-cloud
+  phala-cloud completions zsh > \"${fpath[1]}/_phala-cloud\"
+  phala-cloud completions fish > ~/.config/fish/completions/phala-cloud.fish")]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Tracing to stderr, as `-v` or `RUST_LOG` asks; nothing without either. The crate's events
+/// carry no secret (its hygiene tests check every level); `-v` shows only this crate's.
+fn init_tracing(verbose: u8) -> Result<(), String> {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => directives
+            .parse::<Targets>()
+            .map_err(|e| format!("RUST_LOG: {e} (write target=level pairs, e.g. phala_cloud=debug)"))?,
+        _ => match verbose {
+            0 => return Ok(()),
+            1 => Targets::new().with_target("phala_cloud", LevelFilter::INFO),
+            _ => Targets::new().with_target("phala_cloud", LevelFilter::DEBUG).with_default(LevelFilter::WARN),
+        },
+    };
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    tracing_subscriber::registry().with(layer.with_filter(filter)).init();
+    Ok(())
 }
 
 /// Exit codes, one per class of failure (see `EXIT_CODES`).
@@ -92,6 +127,15 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(shell, &mut Cli::command(), "phala-cloud", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(message) = init_tracing(cli.verbose) {
+        eprintln!("phala-cloud: error: {message}");
+        return ExitCode::from(exit::BAD_INPUT);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -103,6 +147,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Envs(command) => envs::run(command).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Completions { .. } => unreachable!("answered before the runtime starts"),
         }
     });
     match result {

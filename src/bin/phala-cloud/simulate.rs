@@ -17,6 +17,12 @@ const REMOVED_DEPLOYER_KEY: Removed =
 const REMOVED_API_KEY: Removed =
     Removed { flag: "--api-key", var: "PHALA_SIMULATOR_API_KEY", file_flag: "--api-key-file" };
 
+/// `simulate --help`'s examples.
+pub const EXAMPLES: &str = "Examples:
+  phala-cloud simulate
+  DEPLOYER_KEY=0xac09… phala-cloud simulate --rpc-url http://127.0.0.1:8545 --listen 127.0.0.1:8000
+  phala-cloud simulate --compose-hash-ttl 5 --operation-duration 500";
+
 /// Serve a local simulator of `PATCH /api/v1/cvms/{cvm_id}/envs`.
 ///
 /// Prints one JSON line on stdout (`base_url`, `api_key`, `chain`, `verifies_chain`, `cvms` with
