@@ -672,3 +672,66 @@ async fn completions_and_help_examples() {
         assert!((2..=3).contains(&lines.len()), "{command:?}: {examples}");
     }
 }
+
+/// `-e KEY=VALUE`, `-e KEY`, `-e FILE` and several `--env-file` mix into one env; `--env-file -`
+/// reads stdin; a name given twice across them is refused (naming it, not its value); a secret
+/// given to `-e` without its name is not echoed, even though it is tried as a file path.
+#[tokio::test]
+async fn env_sources_mix_and_stdin_is_a_dotenv_file() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let dir = temp_dir("env-sources");
+    let (one, two) = (dir.join("one.env"), dir.join("two.env"));
+    std::fs::write(&one, format!("TOKEN={CANARY}\n")).unwrap();
+    std::fs::write(&two, "# two\nREGION=eu\n").unwrap();
+    let mut env = api_env(&sim);
+    env.push(("FROM_ENV", "from-env".into()));
+    let out = cli_stdin(
+        update_args(
+            &sim,
+            "cvm-central",
+            &[
+                "-e",
+                "A=1",
+                "-e",
+                "FROM_ENV",
+                "-e",
+                one.to_str().unwrap(),
+                "--env-file",
+                two.to_str().unwrap(),
+                "--env-file",
+                "-",
+            ],
+        ),
+        env.clone(),
+        "FROM_STDIN='quoted value'\n".into(),
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    let got = sim.cvm_env("cvm-central").unwrap();
+    let mut pairs: Vec<(String, String)> = got.iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect();
+    pairs.sort();
+    let want =
+        [("A", "1"), ("FROM_ENV", "from-env"), ("FROM_STDIN", "quoted value"), ("REGION", "eu"), ("TOKEN", CANARY)];
+    assert_eq!(pairs, want.map(|(k, v)| (k.to_owned(), v.to_owned())));
+
+    // The same name from a file and from -e.
+    let out =
+        cli(update_args(&sim, "cvm-central", &["-e", "TOKEN=x", "--env-file", one.to_str().unwrap()]), env.clone())
+            .await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`TOKEN`"), "{stderr}");
+    assert_no_secret(&out, &[CANARY]);
+
+    // stdin is one stream: not for an env file and a key file at once.
+    let out = cli(update_args(&sim, "cvm-central", &["--env-file", "-", "--api-key-file", "-"]), env.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("stdin"), "{:?}", text(&out));
+
+    // A bare secret is neither a name nor a file: refused without being echoed.
+    let out = cli(update_args(&sim, "cvm-central", &["-e", CANARY]), env).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert_no_secret(&out, &[CANARY]);
+}

@@ -40,36 +40,94 @@ pub enum EnvsCommand {
     VerifyPubkey(VerifyArgs),
 }
 
-/// Where the env vars come from.
+/// Where the env vars come from: any mix of `-e` and `--env-file`, merged; a name given twice
+/// is refused.
 #[derive(clap::Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 pub struct EnvSource {
-    /// An env var (repeatable): KEY=VALUE, or KEY alone to take the value of the variable KEY
-    /// from this environment, as docker does. A value written here shows in the process list
-    /// and shell history: give secrets as `-e KEY` or in --env-file.
-    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
+    /// An env var (repeatable): KEY=VALUE; KEY alone to take the value of the variable KEY
+    /// from this environment, as docker does; or the path of a dotenv file, as the official
+    /// CLI's -e takes. A value written here shows in the process list and shell history: give
+    /// secrets as `-e KEY` or in a file.
+    #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]|FILE")]
     env: Vec<String>,
-    /// A dotenv file, at most 2 MiB: comments, `export`, quotes; values are taken literally
-    /// (`$NAME` is not expanded).
+    /// A dotenv file (repeatable), at most 2 MiB: comments, `export`, quotes; values are taken
+    /// literally (`$NAME` is not expanded). `-` reads it from stdin.
     #[arg(long, value_name = "FILE")]
-    env_file: Option<PathBuf>,
+    env_file: Vec<PathBuf>,
 }
 
 impl EnvSource {
+    /// Whether a `--env-file -` reads stdin (which a key file then cannot).
+    pub fn stdin(&self) -> Option<&std::path::Path> {
+        self.env_file.iter().find(|p| p.as_os_str() == "-").map(PathBuf::as_path)
+    }
+
     fn load(&self) -> Result<EnvVars, Failure> {
-        match &self.env_file {
-            Some(path) => EnvVars::from_dotenv_file(path)
-                .map_err(|e| Failure::usage(format!("--env-file {}: {}", path.display(), crate::error_chain(&e)))),
-            None => env_from_args(&self.env),
+        let mut env = EnvVars::new();
+        let mut stdin_read = false;
+        for path in &self.env_file {
+            let (origin, file) = if path.as_os_str() == "-" {
+                if std::mem::replace(&mut stdin_read, true) {
+                    return Err(Failure::usage("--env-file - is given twice: stdin holds one file"));
+                }
+                ("--env-file - (stdin)".to_owned(), dotenv_from_stdin())
+            } else {
+                (format!("--env-file {}", path.display()), EnvVars::from_dotenv_file(path))
+            };
+            let file = file.map_err(|e| Failure::usage(format!("{origin}: {}", crate::error_chain(&e))))?;
+            merge(&mut env, &file, &origin)?;
         }
+        merge(&mut env, &env_from_args(&self.env)?, "-e")?;
+        Ok(env)
     }
 }
 
-/// The `-e` arguments: `KEY=VALUE`, split at the first `=`, or `KEY`, whose value is taken from
-/// this process's environment. Values are never shown; names are, as they are not secret.
+/// Adds `from`'s entries to `into`; a name already there is refused (names are not secret).
+fn merge(into: &mut EnvVars, from: &EnvVars, origin: &str) -> Result<(), Failure> {
+    for (key, value) in from.iter() {
+        into.push(key, value).map_err(|e| Failure::usage(format!("{origin}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// A dotenv file on stdin, read as [`EnvVars::from_dotenv_file`] reads a file: at most
+/// [`phala_cloud::MAX_DOTENV_FILE_BYTES`], the buffer wiped after parsing.
+fn dotenv_from_stdin() -> Result<EnvVars, EnvError> {
+    use std::io::Read;
+    let max = phala_cloud::MAX_DOTENV_FILE_BYTES;
+    let path = PathBuf::from("-");
+    let mut buf = zeroize::Zeroizing::new(Vec::new());
+    std::io::stdin()
+        .lock()
+        .take(max + 1)
+        .read_to_end(&mut buf)
+        .map_err(|source| EnvError::Io { path: path.clone(), source })?;
+    if buf.len() as u64 > max {
+        return Err(EnvError::DotenvFileTooLarge { path, len: buf.len() as u64, max });
+    }
+    let text = std::str::from_utf8(&buf).map_err(|_| EnvError::Io {
+        path,
+        source: std::io::Error::new(std::io::ErrorKind::InvalidData, "stdin is not UTF-8 text"),
+    })?;
+    EnvVars::from_dotenv_str(text)
+}
+
+/// The `-e` arguments: `KEY=VALUE`, split at the first `=`; `KEY`, whose value is taken from
+/// this process's environment; or the path of an existing dotenv file. Values are never shown;
+/// names are, as they are not secret. An argument that is none of these is not echoed (it may
+/// be a secret given without its name).
 fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
     let mut env = EnvVars::new();
     for (index, arg) in args.iter().enumerate() {
+        let assignment = arg.split_once('=').filter(|(key, _)| phala_cloud::is_valid_env_key(key));
+        if assignment.is_none() && !phala_cloud::is_valid_env_key(arg) && std::path::Path::new(arg).is_file() {
+            let origin = format!("-e {arg}");
+            let file = EnvVars::from_dotenv_file(arg)
+                .map_err(|e| Failure::usage(format!("{origin}: {}", crate::error_chain(&e))))?;
+            merge(&mut env, &file, &origin)?;
+            continue;
+        }
         let pushed = match arg.split_once('=') {
             Some((key, value)) if phala_cloud::is_valid_env_key(key) => env.push(key, value),
             Some(_) => Err(EnvError::InvalidAssignmentKey { index }),
@@ -88,8 +146,8 @@ fn env_from_args(args: &[String]) -> Result<EnvVars, Failure> {
             },
             None => {
                 return Err(Failure::usage(format!(
-                    "-e: {}, nor the name of a variable (not shown: it may be a secret): \
-                     give -e KEY=VALUE, or -e KEY to take the value of the variable KEY",
+                    "-e: {}, nor the name of a variable or a file (not shown: it may be a secret): \
+                     give -e KEY=VALUE, -e KEY to take the value of the variable KEY, or -e FILE",
                     EnvError::MissingEquals { index }
                 )));
             }
@@ -274,6 +332,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     secret_arg::one_stdin(&[
         ("--private-key-file", args.private_key_file.as_deref()),
         ("--api-key-file", args.api_key_file.as_deref()),
+        ("--env-file", args.source.stdin()),
     ])?;
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = args.source.load()?;
