@@ -13,6 +13,8 @@ use support::{Reply, ScriptedServer};
 
 const CANARY: &str = "CANARY-7f3a9c-secret-value";
 const API_KEY_CANARY: &str = "phak_CANARY_api_key_5e1d";
+/// A directory with no credentials file in it.
+const NO_CREDENTIALS: &str = "/nonexistent/phala-cloud-tests";
 
 /// Runs the binary with only the given variables of ours set; returns its output.
 async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
@@ -21,6 +23,8 @@ async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
         for var in ["PHALA_CLOUD_API_KEY", "PHALA_CLOUD_API_PREFIX", "PRIVATE_KEY", "ETH_RPC_URL", "DEPLOYER_KEY"] {
             cmd.env_remove(var);
         }
+        // Not the official CLI's saved credentials of whoever runs the tests.
+        cmd.env("PHALA_CLOUD_DIR", NO_CREDENTIALS);
         cmd.args(args).envs(envs).output().unwrap()
     })
     .await
@@ -35,6 +39,8 @@ async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: 
         for var in ["PHALA_CLOUD_API_KEY", "PHALA_CLOUD_API_PREFIX", "PRIVATE_KEY", "ETH_RPC_URL", "DEPLOYER_KEY"] {
             cmd.env_remove(var);
         }
+        // Not the official CLI's saved credentials of whoever runs the tests.
+        cmd.env("PHALA_CLOUD_DIR", NO_CREDENTIALS);
         cmd.args(args)
             .envs(envs)
             .stdin(std::process::Stdio::piped())
@@ -734,4 +740,55 @@ async fn env_sources_mix_and_stdin_is_a_dotenv_file() {
     let out = cli(update_args(&sim, "cvm-central", &["-e", CANARY]), env).await;
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert_no_secret(&out, &[CANARY]);
+}
+
+/// The official CLI's saved credentials give the key and prefix when neither the flag nor the
+/// variable does (its current profile, or --profile); the variable still wins; a missing
+/// profile and a malformed file are refused without showing what the file holds.
+#[tokio::test]
+async fn the_official_clis_saved_profile_gives_key_and_prefix() {
+    let sim = offline_sim(SimulatorConfig::default()).await;
+    let dir = temp_dir("credentials");
+    let prefix = format!("{}/api/v1", sim.base_url());
+    let write = |json: serde_json::Value| std::fs::write(dir.join("credentials.json"), json.to_string()).unwrap();
+    write(serde_json::json!({
+        "schema_version": 1,
+        "current_profile": "work",
+        "profiles": {
+            "work": { "token": sim.api_key(), "api_prefix": prefix, "workspace": {}, "user": {} },
+            "stale": { "token": "phak_wrong_key", "api_prefix": prefix },
+        }
+    }));
+    let home = vec![("PHALA_CLOUD_DIR", dir.to_str().unwrap().to_owned())];
+    let update = |extra: &[&str]| {
+        let mut a = update_args(&sim, "cvm-central", &["-e", "A=1"]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    let out = cli(update(&[]), home.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "the current profile: {:?}", text(&out));
+    assert_no_secret(&out, &[API_KEY_CANARY]);
+
+    let out = cli(update(&["--profile", "stale"]), home.clone()).await;
+    assert_eq!(out.status.code(), Some(3), "another profile's key is sent: {:?}", text(&out));
+
+    let mut env = home.clone();
+    env.push(("PHALA_CLOUD_API_KEY", sim.api_key().to_owned()));
+    let out = cli(update(&["--profile", "stale"]), env).await;
+    assert_eq!(out.status.code(), Some(0), "the variable comes before the profile: {:?}", text(&out));
+
+    let out = cli(update(&["--profile", "nope"]), home.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no profile \"nope\""), "{:?}", text(&out));
+
+    std::fs::write(
+        dir.join("credentials.json"),
+        format!("{{\"profiles\": {{\"work\": {{\"token\": 7, \"x\": \"{API_KEY_CANARY}\""),
+    )
+    .unwrap();
+    let out = cli(update(&[]), home).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    assert!(text(&out).1.contains("content not shown"), "{:?}", text(&out));
+    assert_no_secret(&out, &[API_KEY_CANARY]);
 }

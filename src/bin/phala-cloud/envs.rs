@@ -211,9 +211,15 @@ pub struct UpdateArgs {
     /// PHALA_CLOUD_API_KEY variable.
     #[arg(long, value_name = "PATH")]
     api_key_file: Option<PathBuf>,
-    /// API base URL (`…/api/v1` accepted).
+    /// API base URL (`…/api/v1` accepted). Default: the profile's `api_prefix`, else the
+    /// public API.
     #[arg(long, env = "PHALA_CLOUD_API_PREFIX", value_name = "URL")]
     api_prefix: Option<String>,
+    /// The profile of the official CLI's saved credentials ($PHALA_CLOUD_DIR/credentials.json,
+    /// default ~/.phala-cloud) whose key and prefix to use when neither --api-key-file nor
+    /// PHALA_CLOUD_API_KEY gives a key. Default: its current profile.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
     /// Print one JSON object as the result, on stdout.
     #[arg(long)]
     json: bool,
@@ -336,7 +342,17 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     ])?;
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = args.source.load()?;
+    // The official CLI's order: the flag, the variable, then the saved profile.
     let api_key = secret_arg::load(args.api_key_file.as_deref(), "--api-key-file", "PHALA_CLOUD_API_KEY")?;
+    let profile = match (&api_key, &args.profile) {
+        (Some(_), None) => None,
+        (_, name) => crate::credentials::load(name.as_deref())?,
+    };
+    let (api_key, profile_prefix) = match (api_key, profile) {
+        (Some(key), p) => (Some(key), p.and_then(|p| p.api_prefix)),
+        (None, Some(p)) => (Some(p.token), p.api_prefix),
+        (None, None) => (None, None),
+    };
     let private_key = secret_arg::load(args.private_key_file.as_deref(), "--private-key-file", "PRIVATE_KEY")?;
     let mut builder = Client::builder();
     match &api_key {
@@ -344,14 +360,14 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         None => {
             return Err(Failure {
                 code: exit::AUTH,
-                message: "no API key: set PHALA_CLOUD_API_KEY, or use --api-key-file PATH, with a key from the Phala Cloud dashboard"
+                message: "no API key: set PHALA_CLOUD_API_KEY, or use --api-key-file PATH, with a key from the Phala Cloud dashboard, or log in with the official CLI (`phala auth login`), whose saved profile is used"
                     .into(),
                 json: None,
             });
         }
     }
-    if let Some(prefix) = &args.api_prefix {
-        builder = builder.base_url(prefix.clone());
+    if let Some(prefix) = args.api_prefix.clone().or(profile_prefix) {
+        builder = builder.base_url(prefix);
     }
     let client = builder
         .retry_on_conflict(phala_cloud::ConflictRetry::default())

@@ -1,5 +1,6 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
+mod credentials;
 mod envs;
 mod lock_dir;
 mod secret_arg;

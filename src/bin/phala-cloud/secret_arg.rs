@@ -60,6 +60,11 @@ pub struct Secret {
 }
 
 impl Secret {
+    /// A secret read elsewhere (the official CLI's credentials), with where it came from.
+    pub fn new(value: Zeroizing<String>, origin: String) -> Self {
+        Self { value, origin }
+    }
+
     /// The secret. Keep it out of messages.
     pub fn expose(&self) -> &str {
         &self.value
