@@ -22,6 +22,28 @@ alloy::sol!(
 /// `ComposeHashAdded(bytes32)`'s topic 0.
 pub const COMPOSE_HASH_ADDED_TOPIC: B256 = <AppAuth::ComposeHashAdded as alloy::sol_types::SolEvent>::SIGNATURE_HASH;
 
+/// The `addComposeHash(compose_hash)` call on an app contract, ready for a wallet that signs
+/// elsewhere (a Safe, a hardware wallet): send `data` to `to` from the app's owner, with no
+/// value. Then finish the update with the transaction's hash (a
+/// [`KnownTransaction`](crate::KnownTransaction) registrar).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct RegistrationCall {
+    /// The app contract (the phase-1 `app_id`).
+    pub to: Address,
+    /// The ABI-encoded call: the 4-byte selector of `addComposeHash(bytes32)` and the hash.
+    pub data: alloy::primitives::Bytes,
+}
+
+impl RegistrationCall {
+    /// The call that registers `compose_hash` on the app contract `app_id`.
+    pub fn new(app_id: AppId, compose_hash: ComposeHash) -> Self {
+        use alloy::sol_types::SolCall;
+        let data = AppAuth::addComposeHashCall { composeHash: compose_hash.into() }.abi_encode();
+        Self { to: app_id.into(), data: data.into() }
+    }
+}
+
 /// Whether `receipt` carries a `ComposeHashAdded(hash)` log emitted by the app contract `app`:
 /// the proof that this transaction registered `hash` there.
 pub(crate) fn registers_compose_hash(

@@ -7,7 +7,7 @@ mod transport;
 
 use alloy::signers::local::PrivateKeySigner;
 
-pub use contract::COMPOSE_HASH_ADDED_TOPIC;
+pub use contract::{COMPOSE_HASH_ADDED_TOPIC, RegistrationCall};
 pub use kms::{KmsCheckError, KmsContract};
 pub use registrar::{
     DEFAULT_GAS_LIMIT_CAP, DEFAULT_MAX_FEE_PER_GAS_WEI, DEFAULT_MAX_RPC_REPLY_BYTES, DEFAULT_MIN_BALANCE_WEI,
@@ -75,5 +75,16 @@ mod tests {
         let scrubbed = scrub_url(&text, &url);
         assert!(!scrubbed.contains("SECRETKEY"), "{scrubbed}");
         assert_eq!(redact_url(&"http://127.0.0.1:8545".parse().unwrap()), "http://127.0.0.1:8545");
+    }
+
+    #[test]
+    fn registration_call_is_add_compose_hash_of_the_hash() {
+        let app: crate::AppId = "a172cedcae47474b615c54d510a5d84a8dea3032".parse().unwrap();
+        let hash = crate::ComposeHash([0x11; 32]);
+        let call = RegistrationCall::new(app, hash);
+        assert_eq!(call.to, alloy::primitives::Address::from(app));
+        let selector = &alloy::primitives::keccak256("addComposeHash(bytes32)")[..4];
+        assert_eq!(&call.data[..4], selector);
+        assert_eq!(&call.data[4..], hash.as_bytes());
     }
 }
