@@ -68,10 +68,8 @@ async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32
                 let reply = forward.send().await.unwrap();
                 let status = reply.status().as_u16();
                 let body = reply.bytes().await.unwrap();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
+                let reply =
+                    support::response(status, &[("content-type", "application/json"), ("connection", "close")], &body);
                 match fault {
                     Some(Fault::ApplyThenReset) => {
                         sock.set_zero_linger().unwrap();
@@ -81,13 +79,12 @@ async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32
                         tokio::time::sleep(Duration::from_secs(30)).await;
                     }
                     Some(Fault::ApplyThenCutBody) => {
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(&body[..body.len() / 2]).await;
+                        // The head and the first half of the body.
+                        let _ = sock.write_all(&reply[..reply.len() - (body.len() - body.len() / 2)]).await;
                         let _ = sock.shutdown().await;
                     }
                     _ => {
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(&body).await;
+                        let _ = sock.write_all(&reply).await;
                         let _ = sock.shutdown().await;
                     }
                 }

@@ -76,13 +76,8 @@ impl FakeRpc {
                                 format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"{}"}}"#, "a".repeat(n))
                             }
                         };
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            reply.len()
-                        );
-                        if sock.write_all(head.as_bytes()).await.is_err()
-                            || sock.write_all(reply.as_bytes()).await.is_err()
-                        {
+                        let reply = super::response(200, &[("content-type", "application/json")], reply.as_bytes());
+                        if sock.write_all(&reply).await.is_err() {
                             return;
                         }
                     }
