@@ -13,8 +13,9 @@
 //! | `cli`, `cli_registration` | the command line: exit codes, `--json`, env files, concurrent processes |
 //!
 //! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
-//! or misbehaving at the socket level), anvil, a fake JSON-RPC server, and KMS signing. The
-//! tests that capture logs are in `tests/logs`, which runs them one at a time.
+//! or misbehaving at the socket level), anvil, a fake JSON-RPC server, running the flow while
+//! recording its events, and KMS signing. The tests that capture logs are in `tests/logs`, which
+//! runs them one at a time.
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! The helpers the integration tests share: a scripted HTTP/1.1 server ([`server`]), anvil
-//! ([`anvil`]), a fake JSON-RPC server ([`fake_rpc`]), and KMS signing. `tests/logs` includes
-//! this module by path.
+//! ([`anvil`]), a fake JSON-RPC server ([`fake_rpc`]), running the flow while recording its
+//! events, and KMS signing. `tests/logs` includes this module by path.
 #![allow(dead_code)]
 
 #[cfg(feature = "simulator")]
@@ -12,6 +12,19 @@ pub mod server;
 // Each binary uses some of them.
 #[allow(unused_imports)]
 pub use server::{MAX_LIFETIME, Recorded, Reply, ScriptedServer, body, cat, read_request, refused_url, response};
+
+/// Runs `update` with `registrar`, recording every event it emits; gives its outcome and the
+/// events, in order. (It sets the update's event callback.)
+pub async fn run_recording<R: phala_cloud::ComposeHashRegistrar>(
+    update: phala_cloud::EnvUpdate<'_>,
+    registrar: R,
+) -> (Result<phala_cloud::UpdateOutcome, phala_cloud::FlowError<R::Error>>, Vec<phala_cloud::FlowEvent>) {
+    let events = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = events.clone();
+    let outcome = update.on_event(move |e| sink.lock().unwrap().push(e.clone())).run(registrar).await;
+    let events = std::mem::take(&mut *events.lock().unwrap());
+    (outcome, events)
+}
 
 /// A fresh X25519 public key to encrypt to (its secret is dropped: nothing decrypts with it).
 pub fn random_recipient() -> phala_cloud::RecipientPublicKey {
