@@ -270,9 +270,7 @@ async fn app_id_pins_the_app_and_the_library_check_reads_the_simulators_cvm() {
 #[tokio::test]
 async fn fee_and_gas_caps_refuse_before_signing_and_name_their_flags() {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm();
     let sim = Simulator::start(config).await.unwrap();
     let locks = temp_dir("caps");
     let pubkey = sim.cvm("cvm-1").unwrap().public_key.to_hex();

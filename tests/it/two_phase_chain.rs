@@ -22,9 +22,7 @@ fn vars() -> EnvVars {
 }
 
 async fn simulator(chain: &LocalChain, cvms: Vec<CvmSpec>) -> Simulator {
-    let config = SimulatorConfig::default()
-        .cvms(cvms)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = SimulatorConfig::default().cvms(cvms).chain(chain.sim_chain());
     Simulator::start(config).await.unwrap()
 }
 
@@ -207,10 +205,7 @@ async fn expired_hash_restarts_once_without_a_second_transaction() {
 #[tokio::test]
 async fn a_hash_that_keeps_expiring_restarts_once_then_fails() {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .compose_hash_ttl(Duration::ZERO)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm().compose_hash_ttl(Duration::ZERO);
     let sim = Simulator::start(config).await.unwrap();
     let client = sim.client_builder().build().unwrap();
     let before = nonce(&chain, chain.signer(0).address()).await;
@@ -364,10 +359,7 @@ async fn a_registrar_reused_after_the_key_signed_elsewhere_still_registers() {
 #[tokio::test]
 async fn a_verifier_one_block_behind_still_accepts_the_update_with_one_transaction() {
     let chain = LocalChain::start_with(AnvilOptions::base_like());
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .verifier_lag(1)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm().verifier_lag(1);
     let sim = Simulator::start(config).await.unwrap();
     let client = sim.client_builder().build().unwrap();
     let owner = chain.signer(0);
