@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use phala_cloud::EnvVars;
-use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::simulator::{CvmSpec, Simulator, SimulatorConfig};
 use support::{Reply, ScriptedServer};
 
 const CANARY: &str = "CANARY-7f3a9c-secret-value";
@@ -156,9 +156,7 @@ async fn env_files_with_comments_and_quotes() {
 #[tokio::test]
 async fn contract_owned_cvm_with_a_real_chain_and_json_output() {
     let chain = support::anvil::LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm();
     let sim = offline_sim(config).await;
     let key = const_hex::encode(chain.signer(0).to_bytes());
     let mut env = api_env(&sim);
@@ -468,9 +466,7 @@ async fn secret_flags_taking_values_are_refused_without_echoing_them() {
 #[tokio::test]
 async fn keys_from_a_file_and_from_stdin() {
     let chain = support::anvil::LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm();
     let sim = offline_sim(config).await;
     let dir = temp_dir("keys");
     let api_key_file = dir.join("api-key");

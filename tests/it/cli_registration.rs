@@ -16,7 +16,7 @@ use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
 use phala_cloud::{AppId, Client};
 use serde_json::json;
 use support::anvil::{AnvilOptions, LocalChain};
-use support::fake_rpc::{Answer, FakeRpc, healthy, receipt_json};
+use support::fake_rpc::{Answer, FakeRpc, healthy_after, receipt_json};
 use support::{Reply, ScriptedServer};
 
 /// The variables of ours a run must not inherit from the test's environment.
@@ -270,9 +270,7 @@ async fn app_id_pins_the_app_and_the_library_check_reads_the_simulators_cvm() {
 #[tokio::test]
 async fn fee_and_gas_caps_refuse_before_signing_and_name_their_flags() {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm();
     let sim = Simulator::start(config).await.unwrap();
     let locks = temp_dir("caps");
     let pubkey = sim.cvm("cvm-1").unwrap().public_key.to_hex();
@@ -334,12 +332,7 @@ fn fake_key() -> alloy::signers::local::PrivateKeySigner {
 async fn against_fake_chain(
     answer: impl Fn(&support::fake_rpc::Call) -> Option<Answer> + Send + Sync + 'static,
 ) -> (Output, FakeRpc) {
-    let rpc = FakeRpc::start(move |call| {
-        answer(call)
-            .or_else(|| healthy(call, fake_key().address(), false))
-            .unwrap_or(Answer::Error(-32601, "no".into()))
-    })
-    .await;
+    let rpc = FakeRpc::start(healthy_after(fake_key().address(), false, answer)).await;
     let server =
         ScriptedServer::start(vec![phase1_reply(FAKE_APP, B256::repeat_byte(0x11)), cvm_reply("cvm-x", FAKE_APP)])
             .await;

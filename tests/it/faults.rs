@@ -6,11 +6,11 @@
 //! `MaybeSent` (and `may_have_been_applied()`) whenever it may have; and a reply whose head
 //! arrived keeps its status, headers and the body bytes received.
 
-use crate::raw_server;
+use crate::support;
 
 use phala_cloud::{Client, ConflictRetry, Delivery, UpdateEnvsError};
-use raw_server::{Act, RawServer, body, refused_url};
 use std::time::{Duration, Instant};
+use support::{Reply, ScriptedServer, body, refused_url};
 
 const CVM: &str = "cvm-123";
 /// The client's request timeout in these tests.
@@ -64,7 +64,7 @@ async fn connection_refused_is_not_sent() {
 
 #[tokio::test]
 async fn closed_after_reading_the_request_is_maybe_sent() {
-    let server = RawServer::start(Act::Close).await;
+    let server = ScriptedServer::start(vec![Reply::Close]).await;
     let (e, _) = fail(&server.base_url).await;
     assert!(e.is_maybe_sent() && e.may_have_been_applied() && !e.is_retryable(), "{e:?}");
     let t = transport(&e);
@@ -76,7 +76,7 @@ async fn closed_after_reading_the_request_is_maybe_sent() {
 
 #[tokio::test]
 async fn reset_after_reading_the_request_is_maybe_sent() {
-    let server = RawServer::start(Act::Reset).await;
+    let server = ScriptedServer::start(vec![Reply::Reset]).await;
     let (e, _) = fail(&server.base_url).await;
     assert!(e.is_maybe_sent() && e.may_have_been_applied(), "{e:?}");
     assert_eq!(e.status(), None);
@@ -88,16 +88,16 @@ async fn reset_after_reading_the_request_is_maybe_sent() {
 /// it must say "may have been sent" (the conservative answer).
 #[tokio::test]
 async fn closed_before_reading_the_request_is_still_maybe_sent() {
-    let server = RawServer::start(Act::CloseUnread).await;
+    let server = ScriptedServer::start(vec![Reply::CloseUnread]).await;
     let (e, _) = fail(&server.base_url).await;
     assert!(e.is_maybe_sent() && e.may_have_been_applied(), "{e:?}");
     assert_eq!(server.requests(), 0);
-    assert_eq!(server.stats.connections.load(std::sync::atomic::Ordering::SeqCst), 1, "no retry");
+    assert_eq!(server.connections(), 1, "no retry");
 }
 
 #[tokio::test]
 async fn stalled_before_the_head_times_out_as_maybe_sent() {
-    let server = RawServer::start(Act::SendThenHold(vec![], Duration::from_secs(5))).await;
+    let server = ScriptedServer::start(vec![Reply::SendThenHold(vec![], Duration::from_secs(5))]).await;
     let (e, took) = fail(&server.base_url).await;
     assert!(e.is_maybe_sent() && e.may_have_been_applied(), "{e:?}");
     let t = transport(&e);
@@ -110,12 +110,12 @@ async fn stalled_before_the_head_times_out_as_maybe_sent() {
 
 #[tokio::test]
 async fn stalled_in_the_body_times_out_and_keeps_status_and_partial_body() {
-    let server = RawServer::start(Act::SendThenHold(
+    let server = ScriptedServer::start(vec![Reply::SendThenHold(
         b"HTTP/1.1 465 X\r\ncontent-length: 500\r\nx-request-id: rid-stall\r\n\r\n\
             {\"error_code\":\"ERR-01-005\""
             .to_vec(),
         Duration::from_secs(5),
-    ))
+    )])
     .await;
     let (e, took) = fail(&server.base_url).await;
     assert!(e.is_maybe_sent() && e.may_have_been_applied(), "{e:?}");
@@ -145,7 +145,7 @@ async fn body_cut_mid_way_keeps_status_headers_and_partial_body() {
         ),
         (500, b"HTTP/1.1 500 X\r\ncontent-length: 10\r\nx-request-id: rid-500\r\n\r\n", b""),
     ] {
-        let server = RawServer::start(Act::Send(reply.to_vec())).await;
+        let server = ScriptedServer::start(vec![Reply::Raw(reply.to_vec())]).await;
         let (e, _) = fail(&server.base_url).await;
         assert!(e.is_maybe_sent() && e.may_have_been_applied(), "{status}: {e:?}");
         let t = transport(&e);

@@ -68,10 +68,8 @@ async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32
                 let reply = forward.send().await.unwrap();
                 let status = reply.status().as_u16();
                 let body = reply.bytes().await.unwrap();
-                let head = format!(
-                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                    body.len()
-                );
+                let reply =
+                    support::response(status, &[("content-type", "application/json"), ("connection", "close")], &body);
                 match fault {
                     Some(Fault::ApplyThenReset) => {
                         sock.set_zero_linger().unwrap();
@@ -81,13 +79,12 @@ async fn faulty_front_after(sim_url: String, fault: Fault, skip: u32, times: u32
                         tokio::time::sleep(Duration::from_secs(30)).await;
                     }
                     Some(Fault::ApplyThenCutBody) => {
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(&body[..body.len() / 2]).await;
+                        // The head and the first half of the body.
+                        let _ = sock.write_all(&reply[..reply.len() - (body.len() - body.len() / 2)]).await;
                         let _ = sock.shutdown().await;
                     }
                     _ => {
-                        let _ = sock.write_all(head.as_bytes()).await;
-                        let _ = sock.write_all(&body).await;
+                        let _ = sock.write_all(&reply).await;
                         let _ = sock.shutdown().await;
                     }
                 }
@@ -121,18 +118,13 @@ async fn a_lost_phase_2_reply_is_resent_without_registering_again() {
         let (front, faults) = faulty_front(sim.base_url().to_owned(), fault, 1).await;
         let client = sim.client_builder().base_url(front).timeout(Some(Duration::from_millis(700))).build().unwrap();
         let registrar = CountingRegistrar::default();
-        let events = std::sync::Mutex::new(Vec::new());
-        let outcome = client
-            .env_update("cvm-onchain")
-            .env(env(), sim.cvm("cvm-onchain").unwrap().public_key)
-            .on_event(|e| events.lock().unwrap().push(e.clone()))
-            .run(&registrar)
-            .await
-            .unwrap_or_else(|e| panic!("{fault:?}: {e:?}"));
+        let update = client.env_update("cvm-onchain").env(env(), sim.cvm("cvm-onchain").unwrap().public_key);
+        let (outcome, events) = support::run_recording(update, &registrar).await;
+        let outcome = outcome.unwrap_or_else(|e| panic!("{fault:?}: {e:?}"));
 
         assert_eq!(faults.load(Ordering::SeqCst), 2, "{fault:?}: phase 2 was sent twice");
         assert_eq!(registrar.0.load(Ordering::SeqCst), 1, "{fault:?}: registered once");
-        assert!(events.lock().unwrap().contains(&FlowEvent::Phase2Sent { attempt: 2 }), "{fault:?}");
+        assert!(events.contains(&FlowEvent::Phase2Sent { attempt: 2 }), "{fault:?}");
         assert_eq!(outcome.registration.unwrap().transaction_hash, TransactionHash([0x42; 32]));
         assert_eq!(sim.cvm_env("cvm-onchain").unwrap(), env(), "{fault:?}: the update is not lost");
         let applied = sim.operations().iter().filter(|op| op.status == 202).count();
@@ -207,23 +199,21 @@ async fn a_lost_reply_after_the_one_restart_is_still_found_applied() {
     let (front, phase2s) = faulty_front_after(sim.base_url().to_owned(), Fault::ApplyThenReset, 1, 1).await;
     let client = sim.client_builder().base_url(front).build().unwrap();
     let registrar = ExpireOnce { sim: &sim, calls: AtomicU32::new(0) };
-    let restarts = std::sync::Mutex::new(Vec::new());
-    let outcome = client
-        .env_update("cvm-onchain")
-        .env(env(), sim.cvm("cvm-onchain").unwrap().public_key)
-        .on_event(|e| {
-            if let FlowEvent::Restarting { reason } = e {
-                restarts.lock().unwrap().push(*reason);
-            }
-        })
-        .run(&registrar)
-        .await
-        .unwrap_or_else(|e| panic!("{e:?}"));
+    let update = client.env_update("cvm-onchain").env(env(), sim.cvm("cvm-onchain").unwrap().public_key);
+    let (outcome, events) = support::run_recording(update, &registrar).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(phase2s.load(Ordering::SeqCst), 3);
     assert_eq!(registrar.calls.load(Ordering::SeqCst), 1, "registered once");
     assert!(outcome.registration.is_some());
     assert_eq!(sim.cvm_env("cvm-onchain").unwrap(), env());
     let statuses: Vec<u16> = sim.operations().iter().map(|op| op.status).collect();
     assert_eq!(statuses, [465, 466, 465, 202, 466, 202]);
-    assert_eq!(*restarts.lock().unwrap(), [RestartReason::Expired, RestartReason::LostPhase2Reply]);
+    let restarts: Vec<RestartReason> = events
+        .iter()
+        .filter_map(|e| match e {
+            FlowEvent::Restarting { reason } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(restarts, [RestartReason::Expired, RestartReason::LostPhase2Reply]);
 }

@@ -86,22 +86,18 @@ async fn a_467_for_an_included_transaction_is_sent_again() {
     let h1 = ComposeHash([0x11; 32]);
     let server = ScriptedServer::start(vec![reply_465(h1), reply_467(), reply_467(), reply_202()]).await;
     let registrar = Recording::default();
-    let events = Mutex::new(Vec::new());
-    let outcome = client(&server)
+    let client = client(&server);
+    let update = client
         .env_update("cvm-1")
         .skip_app_id_check()
         .env(env(), pubkey())
-        .verification_retry_interval(Duration::from_millis(50))
-        .on_event(|e| events.lock().unwrap().push(e.clone()))
-        .run(&registrar)
-        .await
-        .unwrap_or_else(|e| panic!("a lagging verifier's 467 is not final: {e:?}"));
+        .verification_retry_interval(Duration::from_millis(50));
+    let (outcome, events) = support::run_recording(update, &registrar).await;
+    let outcome = outcome.unwrap_or_else(|e| panic!("a lagging verifier's 467 is not final: {e:?}"));
     assert_eq!(registrar.asked(), [h1], "registered once");
     assert_eq!(server.recorded().len(), 4, "phase 1, then phase 2 three times");
     assert_eq!(outcome.registration.unwrap().transaction_hash, TransactionHash([1; 32]));
     let pending: Vec<u32> = events
-        .lock()
-        .unwrap()
         .iter()
         .filter_map(|e| match e {
             FlowEvent::VerificationPending { retry, transaction_hash, .. } => {

@@ -12,11 +12,11 @@
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
 //! | `cli`, `cli_registration` | the command line: exit codes, `--json`, env files, concurrent processes |
 //!
-//! `support` holds the shared helpers (a scripted HTTP server, anvil, a fake JSON-RPC server,
-//! KMS signing); `raw_server` answers with exact bytes or misbehaves at the socket level. The
-//! tests that capture logs are in `tests/logs`, which runs them one at a time.
+//! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
+//! or misbehaving at the socket level), anvil, a fake JSON-RPC server, running the flow while
+//! recording its events, and KMS signing. The tests that capture logs are in `tests/logs`, which
+//! runs them one at a time.
 
-mod raw_server;
 mod support;
 
 // `build.rs` includes these two by path as sibling modules; so do the tests.

@@ -3,11 +3,11 @@
 //! bodies, and bodies cut off mid-stream. Each row states the exact outcome: variant, status
 //! and raw body.
 
-use crate::raw_server;
+use crate::support;
 
 use phala_cloud::{Client, ConflictRetry, ErrorEnvelope, UpdateEnvsError};
-use raw_server::{Act, RawServer, body, cat, response};
 use std::time::{Duration, Instant};
+use support::{Reply, ScriptedServer, body, cat, response};
 
 const CVM: &str = "cvm-123";
 /// The response-size cap of every client here.
@@ -53,16 +53,16 @@ enum Expect {
 
 struct Row {
     name: &'static str,
-    act: Act,
+    act: Reply,
     expect: Expect,
 }
 
-fn row(name: &'static str, act: Act, expect: Expect) -> Row {
+fn row(name: &'static str, act: Reply, expect: Expect) -> Row {
     Row { name, act, expect }
 }
 
-fn send(bytes: Vec<u8>) -> Act {
-    Act::Send(bytes)
+fn send(bytes: Vec<u8>) -> Reply {
+    Reply::Raw(bytes)
 }
 
 fn unexpected(status: u16, body: &[u8]) -> Expect {
@@ -234,7 +234,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "465 announcing 1 GiB by Content-Length, never finishing",
-            Act::Stream {
+            Reply::Stream {
                 head: format!("HTTP/1.1 465 X\r\ncontent-length: {ONE_GIB}\r\n\r\n").into_bytes(),
                 chunk: pattern(16 * 1024),
                 limit: ONE_GIB,
@@ -243,7 +243,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "202 chunked, endless",
-            Act::Stream {
+            Reply::Stream {
                 head: b"HTTP/1.1 202 Accepted\r\ntransfer-encoding: chunked\r\n\r\n".to_vec(),
                 chunk: chunked_stream(&pattern(16 * 1024)),
                 limit: ONE_GIB,
@@ -252,7 +252,7 @@ fn rows() -> Vec<Row> {
         ),
         row(
             "502 HTML announcing 1 GiB",
-            Act::Stream {
+            Reply::Stream {
                 head: format!(
                     "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\n\
                     content-length: {ONE_GIB}\r\n\r\n"
@@ -320,8 +320,8 @@ async fn odd_replies_table() {
     assert!(rows.len() >= 30, "{} rows", rows.len());
     let mut failures = Vec::new();
     for Row { name, act, expect } in rows {
-        let streaming = matches!(act, Act::Stream { .. });
-        let server = RawServer::start(act).await;
+        let streaming = matches!(act, Reply::Stream { .. });
+        let server = ScriptedServer::start(vec![act]).await;
         let started = Instant::now();
         let result = client(&server.base_url).update_cvm_envs(CVM, &body()).await;
         let elapsed = started.elapsed();
@@ -432,24 +432,24 @@ fn check(result: &Result<phala_cloud::EnvsUpdateAccepted, UpdateEnvsError>, expe
 #[tokio::test]
 async fn odd_replies_details() {
     // Retry-After on a status that is not retried is still readable.
-    let server = RawServer::start(Act::Send(response(503, &[("retry-after", "120")], b""))).await;
+    let server = ScriptedServer::start(vec![Reply::Raw(response(503, &[("retry-after", "120")], b""))]).await;
     let e = client(&server.base_url).update_cvm_envs(CVM, &body()).await.unwrap_err();
     assert_eq!(e.http().unwrap().retry_after(), Some(Duration::from_secs(120)));
     assert_eq!(e.to_string(), "HTTP 503 Service Unavailable (a status not in the API spec)");
 
     // HTML from a proxy: no envelope, the canonical reason, and the bytes.
     let html = fixture("502_gateway.html");
-    let server = RawServer::start(Act::Send(response(502, &[("content-type", "text/html")], &html))).await;
+    let server = ScriptedServer::start(vec![Reply::Raw(response(502, &[("content-type", "text/html")], &html))]).await;
     let e = client(&server.base_url).update_cvm_envs(CVM, &body()).await.unwrap_err();
     assert_eq!(e.envelope(), Some(&ErrorEnvelope::Unrecognized));
     assert_eq!(e.to_string(), "HTTP 502 Bad Gateway (a status not in the API spec)");
 
     // A 465 cut at the cap: the variant stays, the phase-1 data is refused, not misread.
-    let server = RawServer::start(Act::Stream {
+    let server = ScriptedServer::start(vec![Reply::Stream {
         head: format!("HTTP/1.1 465 X\r\ncontent-length: {ONE_GIB}\r\n\r\n").into_bytes(),
         chunk: fixture("465_structured.json"),
         limit: ONE_GIB,
-    })
+    }])
     .await;
     let e = client(&server.base_url).update_cvm_envs(CVM, &body()).await.unwrap_err();
     let Some(r) = e.registration_required() else { panic!("{e:?}") };
@@ -458,9 +458,9 @@ async fn odd_replies_details() {
     assert!(e.to_string().contains("phase-1 data is unreadable"), "{e}");
 
     // A 404 cut mid-body keeps its request id.
-    let server = RawServer::start(Act::Send(
+    let server = ScriptedServer::start(vec![Reply::Raw(
         b"HTTP/1.1 404 Not Found\r\ncontent-length: 100\r\nx-request-id: rid-cut\r\n\r\n{\"detail\"".to_vec(),
-    ))
+    )])
     .await;
     let e = client(&server.base_url).update_cvm_envs(CVM, &body()).await.unwrap_err();
     assert!(e.is_maybe_sent());
@@ -498,7 +498,7 @@ async fn every_status_the_spec_does_not_list() {
             } else {
                 format!("{{\"detail\":\"status {status}\"}}").into_bytes()
             };
-            let server = RawServer::start(Act::Send(response(status, &[], &sent))).await;
+            let server = ScriptedServer::start(vec![Reply::Raw(response(status, &[], &sent))]).await;
             let result = client(&server.base_url).update_cvm_envs("cvm-1", &body()).await;
             match status {
                 101 => {

@@ -14,7 +14,7 @@ use phala_cloud::KmsSignatureError;
 use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig, deploy_kms_auth};
 use phala_cloud::{AppId, ComposeHash, Phase1Data};
-use phala_cloud::{ComposeHashRegistrar, Progress};
+use phala_cloud::{ComposeHashRegistrar, FlowError, Progress};
 use phala_cloud::{EnvVars, UpdateCvmEnvsBody};
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 
@@ -121,47 +121,47 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
     out.into_iter().map(Option::unwrap).collect()
 }
 
+/// Updates `cvm-0` of `sim` (of app contract `app`) with `registrar`, which must refuse before
+/// signing: the flow's error, once checked that nothing was sent and nothing registered.
+async fn refused_before_signing(
+    chain: &LocalChain,
+    sim: &Simulator,
+    app: Address,
+    registrar: OnchainRegistrar,
+) -> FlowError<OnchainError> {
+    let before = nonce(chain).await;
+    let client = sim.client_builder().build().unwrap();
+    let e =
+        client.env_update("cvm-0").env(vars(), sim.cvm("cvm-0").unwrap().public_key).run(registrar).await.unwrap_err();
+    assert_eq!(nonce(chain).await, before, "nothing sent: {e:?}");
+    assert_eq!(registrations(chain, app).await, 0, "{e:?}");
+    e
+}
+
 #[tokio::test]
 async fn a_gas_estimate_above_the_cap_is_refused_before_signing() {
     let chain = LocalChain::start();
     let (sim, app) = one_app(&chain, 1).await;
-    let client = sim.client_builder().build().unwrap();
-    let before = nonce(&chain).await;
-    let e = client
-        .env_update("cvm-0")
-        .env(vars(), sim.cvm("cvm-0").unwrap().public_key)
-        .run(registrar(&chain).gas_limit_cap(20_000))
-        .await
-        .unwrap_err();
+    let e = refused_before_signing(&chain, &sim, app, registrar(&chain).gas_limit_cap(20_000)).await;
     let Some(OnchainError::GasLimitTooHigh { estimate, cap }) = e.registration_error() else { panic!("{e:?}") };
     assert_eq!(*cap, 20_000);
     assert!((20_000..phala_cloud::onchain::DEFAULT_GAS_LIMIT_CAP).contains(estimate), "{estimate}");
-    assert_eq!(nonce(&chain).await, before, "nothing sent");
-    assert_eq!(registrations(&chain, app).await, 0);
 }
 
 #[tokio::test]
 async fn a_base_fee_above_the_cap_is_refused_before_signing() {
     let chain = LocalChain::start();
     let (sim, app) = one_app(&chain, 1).await;
-    let client = sim.client_builder().build().unwrap();
-    let before = nonce(&chain).await;
-    let e = client
-        .env_update("cvm-0")
-        .env(vars(), sim.cvm("cvm-0").unwrap().public_key)
-        .run(registrar(&chain).max_fee_per_gas(1_000))
-        .await
-        .unwrap_err();
+    let e = refused_before_signing(&chain, &sim, app, registrar(&chain).max_fee_per_gas(1_000)).await;
     let Some(err @ OnchainError::FeeTooHigh { base_fee, cap }) = e.registration_error() else { panic!("{e:?}") };
     assert_eq!(*cap, 1_000);
     assert!(*base_fee > 1_000, "anvil's base fee starts at 1 gwei: {base_fee}");
     let text = err.to_string();
     assert!(text.contains(&base_fee.to_string()) && text.contains("1000 wei"), "{text}");
-    assert_eq!(nonce(&chain).await, before, "nothing sent");
-    assert_eq!(registrations(&chain, app).await, 0);
 
     // Under a cap above the base fee, the max fee signed is at most the cap.
     let cap = 10_000_000_000u128;
+    let client = sim.client_builder().build().unwrap();
     let outcome = client
         .env_update("cvm-0")
         .env(vars(), sim.cvm("cvm-0").unwrap().public_key)

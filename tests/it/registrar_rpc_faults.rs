@@ -13,7 +13,7 @@ use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainError, OnchainRegist
 use phala_cloud::{ComposeHashRegistrar, Progress};
 use phala_cloud::{Phase1Data, TransactionHash};
 use serde_json::json;
-use support::fake_rpc::{Answer, Call, FakeRpc, healthy, log_json, receipt_json};
+use support::fake_rpc::{Answer, Call, FakeRpc, healthy_after, log_json, registration_receipt};
 
 const APP: Address = Address::repeat_byte(0xaa);
 const HASH: B256 = B256::repeat_byte(0x11);
@@ -51,17 +51,18 @@ fn sent_hash(rpc: &FakeRpc) -> TransactionHash {
 fn not_allowed(
     answer: impl Fn(&Call) -> Option<Answer> + Send + Sync + 'static,
 ) -> impl Fn(&Call) -> Answer + Send + Sync + 'static {
-    move |call| {
-        answer(call).or_else(|| healthy(call, key().address(), false)).unwrap_or(Answer::Error(-32601, "no".into()))
-    }
+    healthy_after(key().address(), false, answer)
 }
 
 fn allowed(
     answer: impl Fn(&Call) -> Option<Answer> + Send + Sync + 'static,
 ) -> impl Fn(&Call) -> Answer + Send + Sync + 'static {
-    move |call| {
-        answer(call).or_else(|| healthy(call, key().address(), true)).unwrap_or(Answer::Error(-32601, "no".into()))
-    }
+    healthy_after(key().address(), true, answer)
+}
+
+/// The sent transaction's receipt with its `ComposeHashAdded` log, mined in `block`.
+fn receipt(call: &Call, block: Option<u64>) -> Option<Answer> {
+    registration_receipt(call, key().address(), APP, HASH, block)
 }
 
 #[tokio::test]
@@ -105,15 +106,7 @@ async fn a_receipt_that_never_comes_ends_at_the_timeout_with_the_hash() {
 
 #[tokio::test]
 async fn a_receipt_without_a_block_number_is_not_confirmed() {
-    let rpc = FakeRpc::start(not_allowed(|call| {
-        if call.method != "eth_getTransactionReceipt" {
-            return None;
-        }
-        let tx: B256 = call.params[0].as_str().unwrap().parse().unwrap();
-        let log = log_json(APP, COMPOSE_HASH_ADDED_TOPIC, HASH, 101, tx, false);
-        Some(Answer::Result(receipt_json(tx, key().address(), APP, None, vec![log])))
-    }))
-    .await;
+    let rpc = FakeRpc::start(not_allowed(|call| receipt(call, None))).await;
     let e = register(&registrar(&rpc).timeout(Duration::from_secs(1))).await.unwrap_err();
     let OnchainError::Timeout { transaction_hash, .. } = e else {
         panic!("a pending receipt counted as confirmed: {e:?}")
@@ -209,14 +202,6 @@ async fn a_log_above_a_lagging_latest_is_found() {
 #[tokio::test]
 async fn a_confirmed_receipt_registers() {
     // The fake chain end to end, so that the faults above are faults and not fake-server gaps.
-    let rpc = FakeRpc::start(not_allowed(|call| {
-        if call.method != "eth_getTransactionReceipt" {
-            return None;
-        }
-        let tx: B256 = call.params[0].as_str().unwrap().parse().unwrap();
-        let log = log_json(APP, COMPOSE_HASH_ADDED_TOPIC, HASH, 101, tx, false);
-        Some(Answer::Result(receipt_json(tx, key().address(), APP, Some(101), vec![log])))
-    }))
-    .await;
+    let rpc = FakeRpc::start(not_allowed(|call| receipt(call, Some(101)))).await;
     assert_eq!(register(&registrar(&rpc)).await.unwrap(), sent_hash(&rpc));
 }

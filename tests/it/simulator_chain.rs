@@ -8,7 +8,7 @@ use crate::support;
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use phala_cloud::simulator::AppAuth;
-use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::simulator::Simulator;
 use phala_cloud::{ComposeHash, TransactionHash, UpdateCvmEnvsBody, UpdateEnvsError};
 use phala_cloud::{EnvVars, encrypt};
 use support::anvil::{LocalChain, wallet_provider};
@@ -24,9 +24,7 @@ struct Setup {
 /// anvil, a simulator on it with one contract-owned CVM (owner: dev account 0), and phase 1 done.
 async fn setup() -> Setup {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm();
     let sim = Simulator::start(config).await.unwrap();
     assert!(sim.verifies_chain());
     assert_eq!(sim.chain().unwrap().chain_id, chain.chain_id);
@@ -174,10 +172,7 @@ async fn a_registration_relayed_through_another_contract_is_accepted() {
 #[tokio::test]
 async fn a_lagging_verifier_answers_467_until_its_view_includes_the_block() {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .verifier_lag(1)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm().verifier_lag(1);
     let sim = Simulator::start(config).await.unwrap();
     let vars = EnvVars::from_pairs([("API_TOKEN", "lagging")]).unwrap();
     let mut body = encrypt(&vars, sim.cvm("cvm-1").unwrap().public_key).unwrap().into_body();

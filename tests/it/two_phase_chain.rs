@@ -5,7 +5,6 @@
 
 use crate::support;
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -23,9 +22,7 @@ fn vars() -> EnvVars {
 }
 
 async fn simulator(chain: &LocalChain, cvms: Vec<CvmSpec>) -> Simulator {
-    let config = SimulatorConfig::default()
-        .cvms(cvms)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = SimulatorConfig::default().cvms(cvms).chain(chain.sim_chain());
     Simulator::start(config).await.unwrap()
 }
 
@@ -45,14 +42,9 @@ async fn contract_owned_cvm_end_to_end() {
     let owner = chain.signer(0);
     let before = nonce(&chain, owner.address()).await;
 
-    let events = Mutex::new(Vec::new());
-    let outcome = client
-        .env_update("cvm-1")
-        .env(vars(), sim.cvm("cvm-1").unwrap().public_key)
-        .on_event(|e| events.lock().unwrap().push(e.clone()))
-        .run(registrar(&chain, owner.clone()))
-        .await
-        .unwrap();
+    let update = client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key);
+    let (outcome, events) = support::run_recording(update, registrar(&chain, owner.clone())).await;
+    let outcome = outcome.unwrap();
 
     assert_eq!(outcome.accepted.allowed_envs_changed, Some(true));
     let registration = outcome.registration.unwrap();
@@ -61,7 +53,6 @@ async fn contract_owned_cvm_end_to_end() {
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), vars());
     assert_eq!(nonce(&chain, owner.address()).await, before + 1, "one transaction");
 
-    let events = events.into_inner().unwrap();
     let names: Vec<&str> = events
         .iter()
         .map(|e| match e {
@@ -200,15 +191,10 @@ async fn expired_hash_restarts_once_without_a_second_transaction() {
             Ok(tx)
         },
     };
-    let events = Mutex::new(Vec::new());
-    let outcome = client
-        .env_update("cvm-1")
-        .env(vars(), sim.cvm("cvm-1").unwrap().public_key)
-        .on_event(|e| events.lock().unwrap().push(e.clone()))
-        .run(&expire)
-        .await
-        .unwrap();
-    assert!(events.lock().unwrap().contains(&FlowEvent::Restarting { reason: RestartReason::Expired }));
+    let update = client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key);
+    let (outcome, events) = support::run_recording(update, &expire).await;
+    let outcome = outcome.unwrap();
+    assert!(events.contains(&FlowEvent::Restarting { reason: RestartReason::Expired }));
     assert_eq!(outcome.accepted.allowed_envs_changed, Some(true));
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), vars());
     assert_eq!(nonce(&chain, chain.signer(0).address()).await, before + 1, "one transaction in all");
@@ -219,10 +205,7 @@ async fn expired_hash_restarts_once_without_a_second_transaction() {
 #[tokio::test]
 async fn a_hash_that_keeps_expiring_restarts_once_then_fails() {
     let chain = LocalChain::start();
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .compose_hash_ttl(Duration::ZERO)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm().compose_hash_ttl(Duration::ZERO);
     let sim = Simulator::start(config).await.unwrap();
     let client = sim.client_builder().build().unwrap();
     let before = nonce(&chain, chain.signer(0).address()).await;
@@ -299,16 +282,11 @@ async fn a_run_interrupted_after_the_transaction_is_repeated_without_paying_twic
     assert_eq!(nonce(&chain, address).await, before + 1);
     assert!(sim.cvm_env("cvm-1").unwrap().is_empty());
 
-    let events = Mutex::new(Vec::new());
-    let outcome = client
-        .env_update("cvm-1")
-        .env(vars(), sim.cvm("cvm-1").unwrap().public_key)
-        .on_event(|e| events.lock().unwrap().push(e.clone()))
-        .run(&owner)
-        .await
-        .unwrap();
+    let update = client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key);
+    let (outcome, events) = support::run_recording(update, &owner).await;
+    let outcome = outcome.unwrap();
     assert_eq!(nonce(&chain, address).await, before + 1, "no second transaction");
-    let found = events.lock().unwrap().iter().find_map(|e| match e {
+    let found = events.iter().find_map(|e| match e {
         FlowEvent::AlreadyRegistered { transaction_hash } => Some(*transaction_hash),
         _ => None,
     });
@@ -381,31 +359,22 @@ async fn a_registrar_reused_after_the_key_signed_elsewhere_still_registers() {
 #[tokio::test]
 async fn a_verifier_one_block_behind_still_accepts_the_update_with_one_transaction() {
     let chain = LocalChain::start_with(AnvilOptions::base_like());
-    let config = SimulatorConfig::default()
-        .cvms([CvmSpec::onchain("cvm-1")])
-        .verifier_lag(1)
-        .chain(ChainConfig::new(chain.endpoint.parse().unwrap()).deployer(chain.signer(0)));
+    let config = chain.sim_with_one_onchain_cvm().verifier_lag(1);
     let sim = Simulator::start(config).await.unwrap();
     let client = sim.client_builder().build().unwrap();
     let owner = chain.signer(0);
     let before = nonce(&chain, owner.address()).await;
 
-    let events = Mutex::new(Vec::new());
+    let update = client.env_update("cvm-1").env(vars(), sim.cvm("cvm-1").unwrap().public_key);
     let started = std::time::Instant::now();
-    let outcome = client
-        .env_update("cvm-1")
-        .env(vars(), sim.cvm("cvm-1").unwrap().public_key)
-        .on_event(|e| events.lock().unwrap().push(e.clone()))
-        .run(registrar(&chain, owner.clone()))
-        .await
-        .unwrap_or_else(|e| panic!("the lagging verifier's 467 is not final: {e:?}"));
+    let (outcome, events) = support::run_recording(update, registrar(&chain, owner.clone())).await;
     let elapsed = started.elapsed();
+    let outcome = outcome.unwrap_or_else(|e| panic!("the lagging verifier's 467 is not final: {e:?}"));
 
     let sent = nonce(&chain, owner.address()).await - before;
     assert_eq!(sent, 1, "exactly one registration transaction");
     assert_eq!(outcome.registrations.len(), 1);
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), vars());
-    let events = events.into_inner().unwrap();
     let retries = events.iter().filter(|e| matches!(e, FlowEvent::VerificationPending { .. })).count();
     assert!(retries >= 1, "the first phase 2 met the lag: {events:?}");
     let statuses: Vec<u16> = sim.operations().iter().map(|op| op.status).collect();

@@ -12,10 +12,10 @@ use std::time::Duration;
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use phala_cloud::Phase1Data;
-use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainRegistrar};
+use phala_cloud::onchain::OnchainRegistrar;
 use phala_cloud::{ComposeHashRegistrar, Progress};
 use serde_json::json;
-use support::fake_rpc::{Answer, FakeRpc, healthy, log_json, receipt_json};
+use support::fake_rpc::{FakeRpc, healthy_after, registration_receipt};
 
 const CANARY: &str = "RPCKEYCANARY9f3e1a";
 
@@ -49,14 +49,9 @@ async fn the_rpc_url_path_is_in_no_log_line_and_no_error() {
     let hash = B256::repeat_byte(0x11);
     let key = PrivateKeySigner::from_bytes(&B256::repeat_byte(0x42)).unwrap();
     let owner = key.address();
-    let rpc = FakeRpc::start(move |call| {
-        if call.method == "eth_getTransactionReceipt" {
-            let tx: B256 = call.params[0].as_str().unwrap().parse().unwrap();
-            let log = log_json(app, COMPOSE_HASH_ADDED_TOPIC, hash, 101, tx, false);
-            return Answer::Result(receipt_json(tx, owner, app, Some(101), vec![log]));
-        }
-        healthy(call, owner, false).unwrap_or(Answer::Error(-32601, "method not found".into()))
-    })
+    let rpc = FakeRpc::start(healthy_after(owner, false, move |call| {
+        registration_receipt(call, owner, app, hash, Some(101))
+    }))
     .await;
     let url: url::Url = format!("{}/v2/{CANARY}?key={CANARY}", rpc.url).parse().unwrap();
     let phase1 = Phase1Data::parse(

@@ -81,12 +81,12 @@ async fn canaries_appear_in_no_output_log_or_debug() {
     seen.push(format!("{:?}", RecipientSecretKey::generate().unwrap()));
 
     // Success: the whole flow with a registration.
-    let update = client.env_update("cvm-1").env(env.clone(), pubkey).on_event(|e| {
-        let _ = format!("{e:?}");
-    });
+    let update = client.env_update("cvm-1").env(env.clone(), pubkey);
     seen.push(format!("{update:?}"));
-    let outcome = update.run(&registrar).await.unwrap();
+    let (outcome, events) = support::run_recording(update, &registrar).await;
+    let outcome = outcome.unwrap();
     seen.push(format!("{outcome:?}"));
+    seen.extend(events.iter().map(|e| format!("{e:?}")));
     assert_eq!(sim.cvm_env("cvm-1").unwrap(), env);
 
     // Each error the simulator gives, through the typed error's Display and Debug.

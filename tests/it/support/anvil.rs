@@ -125,6 +125,19 @@ impl LocalChain {
     pub async fn deploy_app_auth(&self, n: usize) -> Address {
         deploy_app_auth(&self.endpoint, self.signer(n)).await
     }
+
+    /// A simulator's chain settings for this node, its contracts deployed by dev account 0.
+    pub fn sim_chain(&self) -> phala_cloud::simulator::ChainConfig {
+        phala_cloud::simulator::ChainConfig::new(self.endpoint.parse().unwrap()).deployer(self.signer(0))
+    }
+
+    /// A simulator verifying against this node ([`Self::sim_chain`]) with one contract-owned
+    /// CVM, `cvm-1`, owned by dev account 0.
+    pub fn sim_with_one_onchain_cvm(&self) -> phala_cloud::simulator::SimulatorConfig {
+        phala_cloud::simulator::SimulatorConfig::default()
+            .cvms([phala_cloud::simulator::CvmSpec::onchain("cvm-1")])
+            .chain(self.sim_chain())
+    }
 }
 
 /// A provider that signs with `signer` and fills nonce, gas and chain id, over the crate's own

@@ -76,13 +76,8 @@ impl FakeRpc {
                                 format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"{}"}}"#, "a".repeat(n))
                             }
                         };
-                        let head = format!(
-                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
-                            reply.len()
-                        );
-                        if sock.write_all(head.as_bytes()).await.is_err()
-                            || sock.write_all(reply.as_bytes()).await.is_err()
-                        {
+                        let reply = super::response(200, &[("content-type", "application/json")], reply.as_bytes());
+                        if sock.write_all(&reply).await.is_err() {
                             return;
                         }
                     }
@@ -147,6 +142,38 @@ pub fn healthy(call: &Call, owner: alloy::primitives::Address, allowed: bool) ->
         }
         _ => return None,
     }))
+}
+
+/// `answer`'s answers first, then those of a [`healthy`] chain (`owner`, `allowed`), and
+/// "method not found" for any other call.
+pub fn healthy_after(
+    owner: alloy::primitives::Address,
+    allowed: bool,
+    answer: impl Fn(&Call) -> Option<Answer> + Send + Sync + 'static,
+) -> impl Fn(&Call) -> Answer + Send + Sync + 'static {
+    move |call| {
+        answer(call)
+            .or_else(|| healthy(call, owner, allowed))
+            .unwrap_or(Answer::Error(-32601, "method not found".into()))
+    }
+}
+
+/// For `eth_getTransactionReceipt` (`None` for any other call): a successful receipt of the
+/// transaction asked for, from `from` to `app`, with its `ComposeHashAdded(hash)` log of block
+/// 101, mined in `block` (`None`: pending).
+pub fn registration_receipt(
+    call: &Call,
+    from: alloy::primitives::Address,
+    app: alloy::primitives::Address,
+    hash: alloy::primitives::B256,
+    block: Option<u64>,
+) -> Option<Answer> {
+    if call.method != "eth_getTransactionReceipt" {
+        return None;
+    }
+    let tx: alloy::primitives::B256 = call.params[0].as_str().unwrap().parse().unwrap();
+    let log = log_json(app, phala_cloud::onchain::COMPOSE_HASH_ADDED_TOPIC, hash, 101, tx, false);
+    Some(Answer::Result(receipt_json(tx, from, app, block, vec![log])))
 }
 
 /// A `ComposeHashAdded(hash)` log as a node writes it.
