@@ -395,3 +395,79 @@ async fn a_send_that_may_have_reached_the_chain_is_a_network_error_with_the_hash
     let tx = phala_cloud::TransactionHash::from(alloy::primitives::keccak256(&raw[0]));
     assert!(stderr.contains(&format!("--transaction-hash {tx}")), "{stderr}");
 }
+
+/// `--prepare-only` signs nothing and prints the ready `to`/`data` of the registration; sent
+/// from the owner's wallet elsewhere (here: alloy, as a Safe or hardware wallet would), the
+/// same command with `--transaction-hash` finishes the update. A blob made by
+/// `envs encrypt --json` goes in with `--encrypted-env` and `--env-keys`.
+#[tokio::test]
+async fn prepare_only_then_finish_with_the_transaction_from_elsewhere() {
+    use alloy::network::TransactionBuilder;
+    let chain = LocalChain::start();
+    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
+    let pubkey = sim.cvm("cvm-1").unwrap().public_key.to_hex();
+    let mut env = sim_env(&sim);
+    env.push(("ETH_RPC_URL", chain.endpoint.clone()));
+
+    // The blob, made once, sent by both commands.
+    let encrypted = cli(
+        vec![
+            "envs".into(),
+            "encrypt".into(),
+            "--pubkey".into(),
+            pubkey.clone(),
+            "-e".into(),
+            "A=1".into(),
+            "--json".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(encrypted.status.code(), Some(0), "{:?}", text(&encrypted));
+    let blob: serde_json::Value = serde_json::from_slice(&encrypted.stdout).unwrap();
+    let blob = blob["encrypted_env"].as_str().unwrap().to_owned();
+    let base = |extra: &[&str]| {
+        let mut a: Vec<String> = ["envs", "update", "cvm-1", "--encrypted-env", &blob, "--env-keys", "A"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    let before = nonce(&chain, 0).await;
+    let out = cli(base(&["--prepare-only", "--json"]), env.clone()).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let prepared: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(prepared["status"], "prepared", "{prepared}");
+    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    assert_eq!(prepared["app_id"], app.to_hex());
+    assert_eq!(prepared["chain_id"], chain.chain_id);
+    assert_eq!(prepared["to"].as_str().unwrap().to_lowercase(), app.to_hex());
+    assert_eq!(nonce(&chain, 0).await, before, "prepare-only signs nothing");
+    assert_eq!(sim.cvm_env("cvm-1").unwrap().len(), 0, "nor applies anything");
+
+    // The owner sends the prepared call.
+    let to: Address = prepared["to"].as_str().unwrap().parse().unwrap();
+    let data: alloy::primitives::Bytes = prepared["data"].as_str().unwrap().parse().unwrap();
+    let tx = alloy::rpc::types::TransactionRequest::default().with_to(to).with_input(data);
+    let receipt = chain.provider(0).send_transaction(tx).await.unwrap().get_receipt().await.unwrap();
+    assert!(receipt.status());
+    assert_eq!(registrations(&chain, app.into()).await, 1);
+    let hash = receipt.transaction_hash.to_string();
+
+    let out = cli(base(&["--transaction-hash", &hash, "--json"]), env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let done: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(done["transaction_hash"], hash, "{done}");
+    assert_eq!(sim.cvm_env("cvm-1").unwrap().iter().collect::<Vec<_>>(), [("A", "1")]);
+    assert_eq!(registrations(&chain, app.into()).await, 1, "no second registration");
+
+    // Contradictions are refused by the parser.
+    let out = cli(base(&["--prepare-only", "--transaction-hash", &hash]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2));
+    let out = cli(base(&["--pubkey", &pubkey]), vec![]).await;
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -43,7 +43,7 @@ pub enum EnvsCommand {
 /// Where the env vars come from: any mix of `-e` and `--env-file`, merged; a name given twice
 /// is refused.
 #[derive(clap::Args)]
-#[group(required = true, multiple = true)]
+#[group(multiple = true)]
 pub struct EnvSource {
     /// An env var (repeatable): KEY=VALUE; KEY alone to take the value of the variable KEY
     /// from this environment, as docker does; or the path of a dotenv file, as the official
@@ -63,7 +63,14 @@ impl EnvSource {
         self.env_file.iter().find(|p| p.as_os_str() == "-").map(PathBuf::as_path)
     }
 
+    fn is_empty(&self) -> bool {
+        self.env.is_empty() && self.env_file.is_empty()
+    }
+
     fn load(&self) -> Result<EnvVars, Failure> {
+        if self.is_empty() {
+            return Err(Failure::usage("no env vars: give -e KEY=VALUE|KEY|FILE or --env-file FILE"));
+        }
         let mut env = EnvVars::new();
         let mut stdin_read = false;
         for path in &self.env_file {
@@ -170,8 +177,18 @@ pub struct UpdateArgs {
     #[command(flatten)]
     source: EnvSource,
     /// The CVM's X25519 env-encryption public key (hex, `0x` optional).
-    #[arg(long, value_name = "HEX")]
-    pubkey: RecipientPublicKey,
+    #[arg(long, value_name = "HEX", required_unless_present = "encrypted_env")]
+    pubkey: Option<RecipientPublicKey>,
+    /// An `encrypted_env` blob made elsewhere (e.g. by `envs encrypt --json`), sent as it is,
+    /// instead of -e/--env-file; --env-keys must name what it holds.
+    #[arg(long, value_name = "HEX", requires = "env_keys", conflicts_with_all = ["env", "env_file", "pubkey"])]
+    encrypted_env: Option<String>,
+    /// Phase 1 only: print the compose hash, app id, chain and the ready `to`/`data` of the
+    /// addComposeHash call (for a Safe or a hardware wallet), and sign nothing. Finish with the
+    /// same command and --transaction-hash. A CVM that needs no registration (a centralized
+    /// KMS, or the same allowed names) applies the update at phase 1.
+    #[arg(long, conflicts_with = "transaction_hash")]
+    prepare_only: bool,
     /// The allowed env names, comma-separated (default: the names being encrypted). They must
     /// include every encrypted name: a CVM drops values whose name is not allowed.
     #[arg(long, value_name = "K,…", value_delimiter = ',')]
@@ -341,7 +358,11 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         ("--env-file", args.source.stdin()),
     ])?;
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
-    let env = args.source.load()?;
+    let env = match (&args.encrypted_env, args.pubkey) {
+        (Some(blob), _) => EnvInput::Blob(blob.clone()),
+        (None, Some(pubkey)) => EnvInput::Plain(args.source.load()?, pubkey),
+        (None, None) => return Err(Failure::usage("give --pubkey with the env vars, or --encrypted-env")),
+    };
     // The official CLI's order: the flag, the variable, then the saved profile.
     let api_key = secret_arg::load(args.api_key_file.as_deref(), "--api-key-file", "PHALA_CLOUD_API_KEY")?;
     let profile = match (&api_key, &args.profile) {
@@ -381,9 +402,19 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         max_fee_per_gas: args.max_fee_gwei,
         gas_limit_cap: args.gas_limit_cap,
         built: tokio::sync::OnceCell::new(),
+        prepare_only: args.prepare_only,
     };
     let display = Display::new(args.json);
-    let mut update = client.env_update(args.cvm_id.clone()).env(env, args.pubkey).on_event(|e| display.event(e));
+    let mut update = client.env_update(args.cvm_id.clone()).on_event(|e| display.event(e));
+    update = match env {
+        EnvInput::Plain(env, pubkey) => update.env(env, pubkey),
+        EnvInput::Blob(encrypted_env) => update.body(phala_cloud::UpdateCvmEnvsBody {
+            encrypted_env,
+            env_keys: None,
+            compose_hash: None,
+            transaction_hash: None,
+        }),
+    };
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
     }
@@ -397,8 +428,43 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
             print_outcome(&outcome, args.json);
             Ok(())
         }
+        Err(FlowError::Registration { source: RegisterError::Prepared(data), .. }) => {
+            print_prepared(&args.cvm_id, &data, args.json);
+            Ok(())
+        }
         Err(e) => Err(Failure::from_flow(&e, args.json, args.transaction_hash.is_some())),
     }
+}
+
+/// The env of an update: vars to encrypt to a key, or a blob made elsewhere.
+enum EnvInput {
+    Plain(EnvVars, RecipientPublicKey),
+    Blob(String),
+}
+
+/// `--prepare-only`'s result: what to register, and the call that does it.
+fn print_prepared(cvm_id: &str, data: &Phase1Data, json: bool) {
+    let call = phala_cloud::onchain::RegistrationCall::new(data.app_id, data.compose_hash);
+    if json {
+        let value = json!({
+            "status": "prepared",
+            "compose_hash": data.compose_hash.to_hex(),
+            "app_id": data.app_id.to_hex(),
+            "chain_id": data.chain_id(),
+            "kms_contract": data.kms_info.as_ref().and_then(|k| k.kms_contract_address.clone()),
+            "to": call.to.to_string(),
+            "data": call.data.to_string(),
+            "value": "0",
+        });
+        println!("{value}");
+        return;
+    }
+    let chain = data.chain_id().map_or_else(String::new, |c| format!(" on chain {c}"));
+    println!("prepared: register compose hash {} on app contract {}{chain}", data.compose_hash, data.app_id);
+    println!("  send from the app's owner, value 0:");
+    println!("  to:   {}", call.to);
+    println!("  data: {}", call.data);
+    println!("then finish with the same command and --transaction-hash <that transaction's hash> (cvm {cvm_id})");
 }
 
 fn print_outcome(outcome: &UpdateOutcome, json: bool) {
@@ -520,6 +586,8 @@ struct CliRegistrar {
     /// The on-chain registrar, built on the first registration of the run and kept for the
     /// rest (a restart after a 466 registers again with the same one), with its RPC URL.
     built: tokio::sync::OnceCell<(url::Url, OnchainRegistrar)>,
+    /// `--prepare-only`: stop at the registration, signing nothing.
+    prepare_only: bool,
 }
 
 /// Why the CLI could not register.
@@ -544,6 +612,9 @@ enum RegisterError {
     Onchain(#[from] OnchainError),
     #[error(transparent)]
     Known(#[from] phala_cloud::OtherComposeHash),
+    /// `--prepare-only` stops here, with what to register: not a failure.
+    #[error("prepared only: nothing is registered")]
+    Prepared(Box<Phase1Data>),
 }
 
 /// Public endpoints of the chains the official client knows.
@@ -560,6 +631,9 @@ impl ComposeHashRegistrar for CliRegistrar {
     type Error = RegisterError;
 
     async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, RegisterError> {
+        if self.prepare_only {
+            return Err(RegisterError::Prepared(Box::new(data.clone())));
+        }
         if let Some(known) = &self.known {
             return Ok(known.register(data, progress).await?);
         }
@@ -697,7 +771,7 @@ fn registration_exit_code(e: &RegisterError) -> u8 {
         RegisterError::NoKey | RegisterError::NoRpc(_) | RegisterError::BadKey { .. } | RegisterError::Known(_) => {
             exit::BAD_INPUT
         }
-        RegisterError::Setup(_) | RegisterError::LockDir(_) => exit::OTHER,
+        RegisterError::Setup(_) | RegisterError::LockDir(_) | RegisterError::Prepared(_) => exit::OTHER,
         RegisterError::Onchain(o) => match o {
             OnchainError::LockBusy { .. } => exit::CONFLICT,
             OnchainError::Lock { .. } => exit::OTHER,
