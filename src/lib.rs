@@ -78,11 +78,13 @@ pub use update_envs::{
 };
 pub use validate::{InputError, MIN_ENCRYPTED_ENV_BYTES, is_valid_env_key};
 
-/// The crate's internals, for its fuzz target and property tests (feature `__internals`, not
-/// part of the API: no semver promise).
+/// The crate's internals, for its fuzz target and its tests in a build without the simulator
+/// (feature `__internals`, not part of the API: no semver promise): the reply classifier, and
+/// the CVM's side of env encryption (which the simulator exports).
 #[cfg(feature = "__internals")]
 #[doc(hidden)]
 pub mod __internals {
+    pub use crate::envcrypt::{RecipientSecretKey, decrypt, decrypt_bytes};
     pub use crate::update_envs::classify;
 }
 

@@ -123,10 +123,10 @@ impl fmt::Debug for RecipientPublicKey {
 ///
 /// Wiped on drop; `Debug` shows `<redacted>`; there is no `Display` and no way to read it back.
 #[derive(Clone)]
-#[cfg_attr(not(feature = "simulator"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "simulator", feature = "__internals")), allow(dead_code))]
 pub struct RecipientSecretKey(StaticSecret);
 
-#[cfg_attr(not(feature = "simulator"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "simulator", feature = "__internals")), allow(dead_code))]
 impl RecipientSecretKey {
     /// A fresh key from the operating system's random number generator.
     pub fn generate() -> Result<Self, CryptError> {
@@ -305,7 +305,7 @@ fn seal(
 /// Decrypts a blob with the recipient's secret key and returns the plaintext bytes, wiped on drop.
 /// This is the CVM's side, for tests and local simulators; it accepts any plaintext (the
 /// published dstack vector's is a bare JSON array).
-#[cfg_attr(not(feature = "simulator"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "simulator", feature = "__internals")), allow(dead_code))]
 pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<Zeroizing<Vec<u8>>, CryptError> {
     let digits = strip_0x(encrypted_env.trim());
     if !digits.len().is_multiple_of(2) {
@@ -346,7 +346,7 @@ pub fn decrypt_bytes(encrypted_env: &str, secret: &RecipientSecretKey) -> Result
 ///
 /// Values are moved from the parser into wiped storage; a value containing JSON escapes also
 /// passes through serde_json's scratch buffer, which is not wiped.
-#[cfg_attr(not(feature = "simulator"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "simulator", feature = "__internals")), allow(dead_code))]
 pub fn decrypt(encrypted_env: &str, secret: &RecipientSecretKey) -> Result<EnvVars, CryptError> {
     let plaintext = decrypt_bytes(encrypted_env, secret)?;
     let envelope: json::de::Envelope = serde_json::from_slice(&plaintext)

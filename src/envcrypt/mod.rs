@@ -45,7 +45,7 @@ mod kms_sig;
 
 pub use encrypt::{EncryptedEnv, RecipientPublicKey, encrypt};
 // The CVM's side: the simulator decrypts what it is sent (and re-exports these).
-#[cfg_attr(not(feature = "simulator"), allow(unused_imports))]
+#[cfg_attr(not(any(feature = "simulator", feature = "__internals")), allow(unused_imports))]
 pub use encrypt::{RecipientSecretKey, decrypt, decrypt_bytes};
 pub use env_vars::{EnvVars, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES, MAX_ENV_TOTAL_BYTES, MAX_ENV_VALUE_BYTES};
 pub use kms_sig::{

@@ -6,8 +6,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use k256::ecdsa::SigningKey;
 use phala_cloud::AppId;
-// The CVM's side, to read back what was encrypted, is the simulator's: the tests that decrypt
-// need feature `simulator`.
+// The CVM's side, to read back what was encrypted, is the simulator's (or, in a build without
+// it, the hidden `__internals`'): the tests that decrypt need one of the two features.
+#[cfg(all(feature = "__internals", not(feature = "simulator")))]
+use phala_cloud::__internals::{RecipientSecretKey, decrypt, decrypt_bytes};
 #[cfg(feature = "simulator")]
 use phala_cloud::simulator::{RecipientSecretKey, decrypt, decrypt_bytes};
 use phala_cloud::{
@@ -44,7 +46,7 @@ fn assert_no_canary(text: &str) {
 // ---------------------------------------------------------------- vectors
 
 #[test]
-#[cfg(feature = "simulator")]
+#[cfg(any(feature = "simulator", feature = "__internals"))]
 fn first_vector_decrypts_to_its_env() {
     let v = &vectors()["env_encryption"][0];
     let secret = RecipientSecretKey::from_hex(str_of(v, "recipient_secret_key")).unwrap();
@@ -56,7 +58,7 @@ fn first_vector_decrypts_to_its_env() {
 }
 
 #[test]
-#[cfg(feature = "simulator")]
+#[cfg(any(feature = "simulator", feature = "__internals"))]
 fn dstack_vector_decrypts_with_the_recipient_secret() {
     let v = &vectors()["env_encryption"][1];
     let secret = RecipientSecretKey::from_hex(str_of(v, "recipient_secret_key")).unwrap();
@@ -73,14 +75,14 @@ fn dstack_vector_decrypts_with_the_recipient_secret() {
 
 /// Encrypts `env` and, where the CVM's side is built (feature `simulator`), reads it back.
 fn encrypt_and_read_back(env: &EnvVars) -> EncryptedEnv {
-    #[cfg(feature = "simulator")]
+    #[cfg(any(feature = "simulator", feature = "__internals"))]
     {
         let cvm = RecipientSecretKey::generate().unwrap();
         let out = encrypt(env, cvm.public_key()).unwrap();
         assert_eq!(&decrypt(out.as_hex(), &cvm).unwrap(), env);
         out
     }
-    #[cfg(not(feature = "simulator"))]
+    #[cfg(not(any(feature = "simulator", feature = "__internals")))]
     encrypt(env, support::random_recipient()).unwrap()
 }
 
@@ -95,7 +97,7 @@ fn sample_env() -> EnvVars {
 }
 
 #[test]
-#[cfg(feature = "simulator")]
+#[cfg(any(feature = "simulator", feature = "__internals"))]
 fn round_trip_and_blob_layout() {
     let secret = RecipientSecretKey::generate().unwrap();
     let env = sample_env();
@@ -131,7 +133,7 @@ fn every_call_uses_fresh_randomness() {
 }
 
 #[test]
-#[cfg(feature = "simulator")]
+#[cfg(any(feature = "simulator", feature = "__internals"))]
 #[allow(clippy::needless_borrows_for_generic_args)] // the borrowed forms are among those tested
 fn recipient_key_forms() {
     let secret = RecipientSecretKey::generate().unwrap();
@@ -175,7 +177,7 @@ fn recipient_key_errors() {
 }
 
 #[test]
-#[cfg(feature = "simulator")]
+#[cfg(any(feature = "simulator", feature = "__internals"))]
 fn decrypt_errors() {
     let secret = RecipientSecretKey::generate().unwrap();
     let other = RecipientSecretKey::generate().unwrap();
