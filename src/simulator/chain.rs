@@ -37,13 +37,24 @@ pub(crate) enum Refusal {
     Rpc { step: &'static str, source: alloy::transports::TransportError },
 }
 
+/// What a [`Refusal`] tells the client.
+pub(crate) enum Verdict {
+    /// 468: register the hash on the app contract.
+    NotAllowed,
+    /// 467: the transaction does not prove the registration.
+    BadTransaction,
+    /// 500: the chain could not be asked.
+    ChainUnreachable,
+}
+
 impl Refusal {
-    /// 467, 468 or 500.
-    pub(crate) fn status(&self) -> u16 {
+    pub(crate) fn verdict(&self) -> Verdict {
         match self {
-            Self::NotAllowed { .. } | Self::NoAppContract { .. } => 468,
-            Self::NotInView { .. } | Self::NotFound { .. } | Self::Reverted { .. } | Self::NoEvent { .. } => 467,
-            Self::Rpc { .. } => 500,
+            Self::NotAllowed { .. } | Self::NoAppContract { .. } => Verdict::NotAllowed,
+            Self::NotInView { .. } | Self::NotFound { .. } | Self::Reverted { .. } | Self::NoEvent { .. } => {
+                Verdict::BadTransaction
+            }
+            Self::Rpc { .. } => Verdict::ChainUnreachable,
         }
     }
 }

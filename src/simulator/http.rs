@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use serde_json::{Value, json};
 
+use super::chain::Verdict;
 use super::compose::{compose_hash, normalize_names};
 use super::state::{Operation, Pending, Phase};
 use super::{KmsKind, Shared};
@@ -318,22 +319,33 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
         && let Err(refusal) = chain.verify(app_id.into(), hash.into(), tx.into()).await
     {
         let message = chain.message(&refusal);
-        return match refusal.status() {
-            468 => Reply::Structured {
-                status: 468,
-                code: "ERR-01-008",
-                message: format!("Compose hash not allowed on-chain: {message}"),
-                details: json!([{ "field": "compose_hash", "value": hash.to_hex(), "message": message }]),
-                suggestion: "Register this exact compose hash on the app contract, then send phase 2 again",
-            },
-            467 => Reply::Structured {
-                status: 467,
-                code: "ERR-01-007",
-                message: format!("Transaction verification failed: {message}"),
-                details: json!([{ "field": "transaction_hash", "value": tx.to_hex(), "message": message }]),
-                suggestion: "Send the hash of the transaction that called addComposeHash on the app contract",
-            },
-            _ => Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, format!("Chain RPC error: {message}")),
+        let (status, code, what, field, value, suggestion) = match refusal.verdict() {
+            Verdict::NotAllowed => (
+                468,
+                "ERR-01-008",
+                "Compose hash not allowed on-chain",
+                "compose_hash",
+                hash.to_hex(),
+                "Register this exact compose hash on the app contract, then send phase 2 again",
+            ),
+            Verdict::BadTransaction => (
+                467,
+                "ERR-01-007",
+                "Transaction verification failed",
+                "transaction_hash",
+                tx.to_hex(),
+                "Send the hash of the transaction that called addComposeHash on the app contract",
+            ),
+            Verdict::ChainUnreachable => {
+                return Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, format!("Chain RPC error: {message}"));
+            }
+        };
+        return Reply::Structured {
+            status,
+            code,
+            message: format!("{what}: {message}"),
+            details: json!([{ "field": field, "value": value, "message": message }]),
+            suggestion,
         };
     }
     let mut cvms = super::state::lock(&shared.cvms);
