@@ -2,6 +2,7 @@
 //! environment it needs, so no test here changes the environment of the process the other
 //! tests share.
 
+use crate::support::alone;
 use phala_cloud::Client;
 
 /// Set in the child's environment: which case [`child`] checks.
@@ -9,14 +10,10 @@ const CASE: &str = "PHALA_CLOUD_TEST_FROM_ENV_CASE";
 
 /// Runs [`child`] in a child process with `vars` (and no other PHALA_CLOUD_ variables).
 fn run_child(case: &str, vars: &[(&str, &str)]) {
-    let mut command = std::process::Command::new(std::env::current_exe().unwrap());
-    command.args(["from_env::child", "--exact", "--ignored", "--test-threads=1", "--nocapture"]);
-    command.env_remove(phala_cloud::API_KEY_ENV).env_remove(phala_cloud::API_PREFIX_ENV).env(CASE, case);
-    command.envs(vars.iter().copied());
-    let out = command.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "case {case}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("1 passed"), "case {case} did not run: {stdout}");
+    alone::run_child(module_path!(), |command| {
+        command.env_remove(phala_cloud::API_KEY_ENV).env_remove(phala_cloud::API_PREFIX_ENV).env(CASE, case);
+        command.envs(vars.iter().copied());
+    });
 }
 
 #[test]
@@ -32,6 +29,7 @@ fn from_env_reads_the_official_variables() {
 #[test]
 #[ignore = "run by from_env_reads_the_official_variables, in a child process with its environment"]
 fn child() {
+    alone::assert_child(module_path!());
     match std::env::var(CASE).expect("run by from_env_reads_the_official_variables").as_str() {
         "no-key" => assert!(matches!(Client::from_env().unwrap_err(), phala_cloud::ConfigError::MissingApiKey)),
         "key-and-prefix" => assert_eq!(Client::from_env().unwrap().base_url(), "https://example.test"),

@@ -11,11 +11,12 @@
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
 //! | `cli`, `cli_registration` | the command line: exit codes, `--json`, env files, concurrent processes |
+//! | `logs` | what reaches the logs: a span per operation, no secret, no RPC URL; each test alone in a process |
 //!
 //! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
 //! or misbehaving at the socket level), anvil, a fake JSON-RPC server, running the flow while
-//! recording its events, and KMS signing. The tests that capture logs are in `tests/logs`, which
-//! runs them one at a time.
+//! recording its events, KMS signing, and running a test alone in a child process (for the tests
+//! that set what is process-wide: the environment, a logger, `tracing`'s callsite cache).
 
 mod support;
 
@@ -40,6 +41,7 @@ mod generated_ops;
 // It calls the reply classifier directly, which only feature `__internals` exposes.
 #[cfg(feature = "__internals")]
 mod hostile_parse;
+mod logs;
 mod normalizer;
 mod odd_replies;
 mod registrar_chain;

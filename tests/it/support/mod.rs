@@ -1,15 +1,16 @@
 //! The helpers the integration tests share: a scripted HTTP/1.1 server ([`server`]), anvil
 //! ([`anvil`]), a fake JSON-RPC server ([`fake_rpc`]), running the flow while recording its
-//! events, and KMS signing. `tests/logs` includes this module by path.
+//! events, KMS signing, and running a test alone in a process of its own ([`alone`]).
 #![allow(dead_code)]
 
+pub mod alone;
 #[cfg(feature = "simulator")]
 pub mod anvil;
 #[cfg(feature = "onchain")]
 pub mod fake_rpc;
 pub mod server;
 
-// Each binary uses some of them.
+// The lean build (no chain, no simulator) leaves some of them unused.
 #[allow(unused_imports)]
 pub use server::{MAX_LIFETIME, Recorded, Reply, ScriptedServer, body, cat, read_request, refused_url, response};
 

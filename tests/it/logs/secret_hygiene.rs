@@ -4,7 +4,7 @@
 //! checked the same way in `tests/it/cli.rs`.
 #![cfg(feature = "simulator")]
 
-use crate::Captured;
+use super::Captured;
 use crate::support;
 
 use std::time::Duration;
@@ -32,9 +32,15 @@ fn assert_clean(what: &str, text: &str, canaries: &[String]) {
     }
 }
 
+#[test]
+fn canaries_appear_in_no_output_log_or_debug() {
+    crate::support::alone::run_child(module_path!(), |_| ());
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn canaries_appear_in_no_output_log_or_debug() {
-    let _alone = crate::ONE_AT_A_TIME.lock().await;
+#[ignore = "run by canaries_appear_in_no_output_log_or_debug, alone in a process of its own"]
+async fn child() {
+    crate::support::alone::assert_child(module_path!());
     // The chain is the test's fixture, started before capture: anvil prints its well-known dev
     // keys at start, and alloy logs anvil's output at TRACE.
     let chain = support::anvil::LocalChain::start();

@@ -3,7 +3,7 @@
 //! reqwest), and in no error text or `Debug`.
 #![cfg(feature = "onchain")]
 
-use crate::Captured;
+use super::Captured;
 use crate::support;
 
 use std::io::Write;
@@ -32,9 +32,15 @@ impl log::Log for LogCapture {
     fn flush(&self) {}
 }
 
+#[test]
+fn the_rpc_url_path_is_in_no_log_line_and_no_error() {
+    crate::support::alone::run_child(module_path!(), |_| ());
+}
+
 #[tokio::test(flavor = "current_thread")]
-async fn the_rpc_url_path_is_in_no_log_line_and_no_error() {
-    let _alone = crate::ONE_AT_A_TIME.lock().await;
+#[ignore = "run by the_rpc_url_path_is_in_no_log_line_and_no_error, alone in a process of its own"]
+async fn child() {
+    crate::support::alone::assert_child(module_path!());
     let captured = Captured::default();
     log::set_boxed_logger(Box::new(LogCapture(captured.clone()))).unwrap();
     log::set_max_level(log::LevelFilter::Trace);

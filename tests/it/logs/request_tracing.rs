@@ -1,9 +1,9 @@
 //! Every generated call runs in a tracing span named by its operationId, with its status and
-//! request id, and the API key in no log line. In `tests/logs`, one at a time: tracing caches
+//! request id, and the API key in no log line. Alone in a process (see `super`): tracing caches
 //! callsite interest process-wide, so a test running beside it without the subscriber could
 //! hide events.
 
-use crate::Captured;
+use super::Captured;
 use httpmock::MockServer;
 use phala_cloud::Client;
 use serde_json::json;
@@ -11,9 +11,15 @@ use serde_json::json;
 const KEY: &str = "tracing-canary-key";
 const CVM: &str = "cvm-42";
 
+#[test]
+fn every_call_is_traced_under_its_operation_id() {
+    crate::support::alone::run_child(module_path!(), |_| ());
+}
+
 #[tokio::test]
-async fn every_call_is_traced_under_its_operation_id() {
-    let _alone = crate::ONE_AT_A_TIME.lock().await;
+#[ignore = "run by every_call_is_traced_under_its_operation_id, alone in a process of its own"]
+async fn child() {
+    crate::support::alone::assert_child(module_path!());
     let server = MockServer::start_async().await;
     server
         .mock_async(|when, then| {
