@@ -4,6 +4,12 @@
 //!
 //! Run: `cargo bench --bench typed_call`. Prints the median time per call of each and the
 //! ratio typed / raw (goal: at most 1.10).
+//!
+//! Instruction counts, which a loaded machine does not disturb: `TYPED_CALL_ONLY=raw` (or
+//! `typed`) with `TYPED_CALL_COUNT=N` makes one warm-up call and then N calls of that kind only.
+//! Run each under `valgrind --tool=callgrind` for two values of N: the difference of the totals
+//! over the difference of the Ns is the cost of one call, the server's side included, without
+//! the set-up.
 
 use axum::{Router, http::StatusCode, routing::patch};
 use phala_cloud::{Client, UpdateCvmEnvsBody};
@@ -73,6 +79,19 @@ async fn main() {
         let accepted = typed.update_cvm_envs("cvm-1", &body).await.unwrap();
         assert!(accepted.correlation_id.is_some());
     };
+
+    if let Ok(only) = std::env::var("TYPED_CALL_ONLY") {
+        let n: usize = std::env::var("TYPED_CALL_COUNT").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+        for _ in 0..=n {
+            match only.as_str() {
+                "raw" => raw_call().await,
+                "typed" => typed_call().await,
+                other => panic!("TYPED_CALL_ONLY is raw or typed, not {other:?}"),
+            }
+        }
+        println!("{only}: 1 + {n} calls");
+        return;
+    }
 
     // Warm up the pool and both paths.
     for _ in 0..200 {
