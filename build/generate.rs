@@ -123,14 +123,108 @@ pub fn generate(mut spec: Value, selection: &Selection) -> Result<Generated, Str
         Ok(tokens) => tokens,
         Err(whole) => return Err(blame(&normalized, whole)),
     };
-    let file: syn::File = syn::parse2(tokens).map_err(|e| format!("progenitor produced invalid Rust: {e}"))?;
-    let code = prettyplease::unparse(&file);
-
-    let operations = operations(&normalized)
+    let mut file: syn::File = syn::parse2(tokens).map_err(|e| format!("progenitor produced invalid Rust: {e}"))?;
+    let operations: Vec<_> = operations(&normalized)
         .into_iter()
         .map(|op| (op.method.to_uppercase(), op.path, rust_method_name(&op.id)))
         .collect();
+    let dropped = drop_api_version_header(&mut file);
+    if dropped != operations.len() {
+        return Err(format!(
+            "progenitor's output changed: build/generate.rs drops the `api-version` header it adds to each \
+             operation, and found it in {dropped} of {} operations; update drop_api_version_header",
+            operations.len()
+        ));
+    }
+    let code = prettyplease::unparse(&file);
     Ok(Generated { code, operations, skipped, warnings })
+}
+
+/// Removes, from every generated operation, the `api-version` request header progenitor adds
+/// (the spec's `info.version`): the service reads `X-Phala-Version`, which the crate sets on the
+/// `reqwest::Client`, and a header made only to be removed costs every call a map. An operation
+/// left with no header of its own loses its empty map too. Returns how many operations had it.
+///
+/// progenitor 0.15 writes, as statements of each operation's body:
+/// `let mut header_map = HeaderMap::with_capacity(n);`,
+/// `header_map.append(HeaderName::from_static("api-version"), …);`, one `header_map.append(…)`
+/// per header parameter, and `let mut request = self.client.…(…).headers(header_map).build()?;`.
+fn drop_api_version_header(file: &mut syn::File) -> usize {
+    let mut dropped = 0;
+    for item in &mut file.items {
+        let syn::Item::Impl(block) = item else { continue };
+        for member in &mut block.items {
+            let syn::ImplItem::Fn(function) = member else { continue };
+            let stmts = &mut function.block.stmts;
+            let before = stmts.len();
+            stmts.retain(|stmt| !is_api_version_append(stmt));
+            if stmts.len() == before {
+                continue;
+            }
+            dropped += 1;
+            // Declared, and handed to the request: nothing else (a header parameter, optional
+            // ones inside an `if let`) uses the map.
+            if stmts.iter().filter(|stmt| mentions_header_map(stmt)).count() == 2 {
+                stmts.retain(|stmt| !declares_header_map(stmt));
+                for stmt in stmts.iter_mut() {
+                    if let syn::Stmt::Local(syn::Local { init: Some(init), .. }) = stmt {
+                        remove_headers_call(&mut init.expr);
+                    }
+                }
+            }
+        }
+    }
+    dropped
+}
+
+/// `header_map.append(…, …);` as a statement.
+fn header_map_append(stmt: &syn::Stmt) -> Option<&syn::ExprMethodCall> {
+    let syn::Stmt::Expr(syn::Expr::MethodCall(call), Some(_)) = stmt else { return None };
+    let syn::Expr::Path(receiver) = &*call.receiver else { return None };
+    (receiver.path.is_ident("header_map") && call.method == "append").then_some(call)
+}
+
+/// `header_map.append(HeaderName::from_static("api-version"), …);`
+fn is_api_version_append(stmt: &syn::Stmt) -> bool {
+    let Some(call) = header_map_append(stmt) else { return false };
+    let Some(syn::Expr::Call(name)) = call.args.first() else { return false };
+    matches!(name.args.first(), Some(syn::Expr::Lit(syn::ExprLit { lit: syn::Lit::Str(s), .. })) if s.value() == "api-version")
+}
+
+/// The statement names `header_map` anywhere in it.
+fn mentions_header_map(stmt: &syn::Stmt) -> bool {
+    fn names(tokens: proc_macro2::TokenStream) -> bool {
+        tokens.into_iter().any(|tree| match tree {
+            proc_macro2::TokenTree::Ident(ident) => ident == "header_map",
+            proc_macro2::TokenTree::Group(group) => names(group.stream()),
+            _ => false,
+        })
+    }
+    names(quote::ToTokens::to_token_stream(stmt))
+}
+
+/// `let mut header_map = …;`
+fn declares_header_map(stmt: &syn::Stmt) -> bool {
+    matches!(stmt, syn::Stmt::Local(syn::Local { pat: syn::Pat::Ident(p), .. }) if p.ident == "header_map")
+}
+
+/// Removes `.headers(header_map)` from a chain of method calls (through a trailing `?`).
+fn remove_headers_call(expr: &mut syn::Expr) {
+    match expr {
+        syn::Expr::Try(e) => remove_headers_call(&mut e.expr),
+        syn::Expr::MethodCall(call) => {
+            let is_headers = call.method == "headers"
+                && matches!(call.args.first(), Some(syn::Expr::Path(p)) if p.path.is_ident("header_map"));
+            if is_headers {
+                let receiver = std::mem::replace(&mut *call.receiver, syn::Expr::Verbatim(Default::default()));
+                *expr = receiver;
+                remove_headers_call(expr);
+            } else {
+                remove_headers_call(&mut call.receiver);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// One operation of the document.

@@ -66,6 +66,15 @@ fn record(captured: Captured) {
     let _ = CAPTURE.try_with(|slot| *slot.borrow_mut() = Some(captured));
 }
 
+/// Puts `reply` in the slot of the running [`capture`]; gives it back outside one.
+fn keep(reply: RawReply) -> Result<(), RawReply> {
+    let mut reply = Some(reply);
+    match CAPTURE.try_with(|slot| *slot.borrow_mut() = reply.take().map(Captured::Reply)) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(reply.take().expect("not taken outside a capture")),
+    }
+}
+
 fn clear() {
     let _ = CAPTURE.try_with(|slot| slot.borrow_mut().take());
 }
@@ -122,9 +131,8 @@ pub(crate) fn settle<T, E, K: ServiceErrorKind>(
     }
 }
 
-// Header names made once: looked up by `&str`, a name is parsed on every lookup.
+// A header name made once: looked up by `&str`, a name is parsed on every lookup.
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static API_VERSION: HeaderName = HeaderName::from_static("api-version");
 
 /// The reply's `X-Request-ID` header.
 pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
@@ -133,9 +141,9 @@ pub(crate) fn header_request_id(headers: &HeaderMap) -> Option<&str> {
 
 impl ClientHooks<Hooks> for generated::Client {
     /// Refuses a request whose path parameters moved it off its operation's path (a `.` or
-    /// `..` value, which the URL parser resolves, or an empty one), drops progenitor's
-    /// `api-version` header (the service reads `X-Phala-Version`, set on the
-    /// `reqwest::Client`) and applies the request timeout.
+    /// `..` value, which the URL parser resolves, or an empty one) and applies the request
+    /// timeout. (progenitor's `api-version` header is taken out of the generated code by
+    /// `build/generate.rs`: the service reads `X-Phala-Version`, set on the `reqwest::Client`.)
     async fn pre<E>(
         &self,
         request: &mut reqwest::Request,
@@ -151,7 +159,6 @@ impl ClientHooks<Hooks> for generated::Client {
                 template
             )));
         }
-        request.headers_mut().remove(&API_VERSION);
         if request.timeout().is_none() {
             *request.timeout_mut() = self.inner().timeout;
         }
@@ -195,12 +202,14 @@ impl ClientHooks<Hooks> for generated::Client {
             match read_capped(response, cap).await {
                 Ok((body, truncated)) => {
                     tracing::debug!(bytes = body.len(), truncated, "reply read");
-                    record(Captured::Reply(RawReply {
-                        status,
-                        headers: headers.clone(),
-                        body: body.clone(),
-                        truncated,
-                    }));
+                    let reply = RawReply { status, headers, body: body.clone(), truncated };
+                    // Inside `capture` the caller reads the headers from the kept copy, and
+                    // progenitor's value (all it makes of a reply) is read without them: they
+                    // are moved there, not cloned. Outside, progenitor's result is all there is.
+                    let headers = match keep(reply) {
+                        Ok(()) => HeaderMap::new(),
+                        Err(reply) => reply.headers,
+                    };
                     Ok(rebuild(status, headers, body, truncated, cap))
                 }
                 Err((e, partial)) => {

@@ -51,9 +51,11 @@ async fn generated_get_sends_key_version_and_user_agent() {
     assert_eq!(value["app_id"], cvm_json()["app_id"]);
     assert_eq!(value["encrypted_env_pubkey"], cvm_json()["encrypted_env_pubkey"]);
 
-    // Straight on the generated client: the same request, the same headers.
+    // Straight on the generated client: the same request, the same headers, and progenitor's
+    // value keeps the reply's headers.
     let direct = client.api().handle_get_cvm(CVM).await.unwrap();
     assert_eq!(direct.status(), 200);
+    assert_eq!(direct.headers().get("x-request-id").unwrap(), "rid-7");
     assert_eq!(mock.calls_async().await, 2, "both calls matched the key, version and user agent");
 }
 
@@ -169,4 +171,46 @@ async fn a_gateway_timeout_may_have_been_applied() {
         .await;
     let e = client(&server.base_url(), 1 << 20).send(|api| api.handle_get_cvm(CVM)).await.unwrap_err();
     assert!(e.is_service() && e.may_have_been_applied(), "{e:?}");
+}
+
+/// An operation with header parameters of its own keeps them when `build/generate.rs` takes
+/// progenitor's `api-version` out: `PATCH /api/v1/cvms/{cvm_id}` sends `X-Compose-Hash` and
+/// `X-Transaction-Hash` when given, nothing when not.
+#[cfg(feature = "full-api")]
+#[tokio::test]
+async fn header_parameters_are_sent_and_api_version_is_not() {
+    let server = MockServer::start_async().await;
+    let (compose, transaction) = ("ab".repeat(32), "cd".repeat(32));
+    let with = server
+        .mock_async(|when, then| {
+            when.method("PATCH")
+                .path(format!("/api/v1/cvms/{CVM}"))
+                .header("x-api-key", KEY)
+                .header("x-compose-hash", &compose)
+                .header("x-transaction-hash", &transaction)
+                .header_missing("x-prepare-only")
+                .header_missing("api-version");
+            then.status(202).json_body(json!({"correlation_id": "c-1"}));
+        })
+        .await;
+    let client = client(&server.base_url(), 1 << 20);
+    let body: phala_cloud::api::types::UpdateCvmRequest = serde_json::from_value(json!({"memory": 2048})).unwrap();
+    let reply =
+        client.send(|api| api.update_cvm_endpoint(CVM, Some(&compose), None, Some(&transaction), &body)).await.unwrap();
+    assert_eq!(reply.status(), 202);
+    assert_eq!(with.calls_async().await, 1);
+    with.delete_async().await;
+
+    let without = server
+        .mock_async(|when, then| {
+            when.method("PATCH")
+                .path(format!("/api/v1/cvms/{CVM}"))
+                .header_missing("x-compose-hash")
+                .header_missing("x-transaction-hash")
+                .header_missing("api-version");
+            then.status(202).json_body(json!({"correlation_id": "c-2"}));
+        })
+        .await;
+    client.send(|api| api.update_cvm_endpoint(CVM, None, None, None, &body)).await.unwrap();
+    assert_eq!(without.calls_async().await, 1);
 }
