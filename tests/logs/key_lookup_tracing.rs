@@ -1,0 +1,34 @@
+//! A KMS signature in the legacy form (no timestamp, no freshness window) is accepted with a
+//! `tracing` warning; a timestamped one is logged at INFO only. In `tests/logs`, one at a time.
+#![cfg(feature = "simulator")]
+
+use crate::Captured;
+use phala_cloud::simulator::{CvmSpec, KmsPubkeyReply, Simulator, SimulatorConfig};
+
+#[tokio::test]
+async fn a_legacy_kms_signature_is_a_tracing_warning() {
+    let _alone = crate::ONE_AT_A_TIME.lock().await;
+    let sim = Simulator::start(SimulatorConfig::default().cvms([
+        CvmSpec::onchain("cvm-legacy").kms_pubkey_reply(KmsPubkeyReply::Legacy),
+        CvmSpec::onchain("cvm-fresh"),
+    ]))
+    .await
+    .unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let sink = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(sink.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    client.env_encryption_key("cvm-fresh").await.unwrap();
+    assert!(!sink.text().contains("legacy form"), "a timestamped signature warns of nothing: {}", sink.text());
+    let key = client.env_encryption_key("cvm-legacy").await.unwrap();
+    assert!(key.is_legacy_signature());
+    let logs = sink.text();
+    let warning = logs.lines().find(|l| l.contains("legacy form")).unwrap_or_else(|| panic!("no warning: {logs}"));
+    assert!(warning.contains("WARN") && warning.contains("cvm_id=cvm-legacy"), "{warning}");
+    assert!(!logs.contains(sim.api_key()), "the API key must not reach the logs: {logs}");
+}
