@@ -30,7 +30,7 @@ use crate::two_phase::parse_app_id;
 /// A CVM's env-encryption public key that has been vouched for, and how.
 ///
 /// Made by [`Client::env_encryption_key`] (and, with an RPC, by
-/// [`Client::env_encryption_key_onchain`]), which verify it, or by
+/// `Client::env_encryption_key_onchain`, feature `onchain`), which verify it, or by
 /// [`VerifiedRecipient::caller_provided`], which says that the caller vouches for it. There is no
 /// other way to build one: a `VerifiedRecipient` always says where its key came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,7 +346,7 @@ impl Client {
     /// The env-encryption key of CVM `cvm` (its id, UUID, app id with or without `app_`,
     /// instance id or name: whatever `GET /api/v1/cvms/{cvm_id}` accepts), verified: see
     /// [`VerifiedRecipient`]. For a contract-owned KMS the signature is checked against the KMS
-    /// key the API reports; [`env_encryption_key_onchain`](Self::env_encryption_key_onchain)
+    /// key the API reports; `env_encryption_key_onchain` (feature `onchain`)
     /// checks it against the KMS contract instead.
     ///
     /// ```no_run

@@ -128,7 +128,7 @@ impl<'a> EnvUpdate<'a> {
 
     /// Plaintext env vars, encrypted to the CVM's env-encryption key, which the flow looks up
     /// and verifies first, as [`Client::env_encryption_key`] does (with
-    /// [`kms_rpc`](Self::kms_rpc), on-chain). A key that does not verify stops the flow with
+    /// `kms_rpc`, feature `onchain`, on-chain). A key that does not verify stops the flow with
     /// [`FlowError::EncryptionKey`] before anything is encrypted or sent; a verified one is
     /// reported as [`FlowEvent::EncryptionKeyVerified`]. The CVM read for the key also serves
     /// the app-id check: it is read once.
