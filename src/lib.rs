@@ -33,7 +33,9 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod cvm_record;
 mod dispatch;
+mod env_key;
 mod envcrypt;
 mod error;
 mod generated;
@@ -54,6 +56,7 @@ pub use client::{
     DEFAULT_MAX_RESPONSE_BODY, http_client_builder,
 };
 pub use dispatch::{Hooks, Reply};
+pub use env_key::{EncryptionKeyError, KeyVerification, KmsKeyAnchor, SignatureForm, VerifiedRecipient};
 pub use envcrypt::{
     CryptError, EncryptedEnv, EnvError, EnvVars, K256PublicKey, KMS_SIGNATURE_MAX_AGE_SECS,
     KMS_SIGNATURE_MAX_SKEW_SECS, KMS_SIGNATURE_PREFIX, KmsSignatureError, MAX_DOTENV_FILE_BYTES, MAX_ENV_ENTRIES,

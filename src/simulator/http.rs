@@ -36,6 +36,9 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route(ENVS_PATH, patch(update_envs))
         .route(super::cvm_view::CVM_PATH, get(super::cvm_view::get_cvm))
+        .route(super::cvm_view::LIST_PATH, get(super::cvm_view::list_cvms))
+        .route(super::cvm_view::APP_CVMS_PATH, get(super::cvm_view::app_cvms))
+        .route(super::kms::PUBKEY_PATH, get(super::kms::get_pubkey))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(shared)
 }
@@ -179,7 +182,7 @@ async fn update_envs(
     reply.into_response(&request_id)
 }
 
-/// The endpoint's logic, top to bottom: authenticate, find the CVM, read the body, refuse
+/// The endpoint's logic, top to bottom: authenticate, find the CVM (by any of its names), read the body, refuse
 /// while busy, decrypt, then phase 1 (accept, or 465 with a compose hash to register) or
 /// phase 2 (466 for an unknown hash, 467/468 from the chain, else accept).
 async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8], op: &mut Operation) -> Reply {
@@ -187,6 +190,12 @@ async fn handle(shared: &Shared, cvm_id: &str, headers: &HeaderMap, body: &[u8],
     if !authenticated {
         return Reply::Detail(StatusCode::UNAUTHORIZED, "Invalid or missing API key".into());
     }
+    // The CVM by any name the API takes (id, hashed id, UUID, instance id, app id); held by id.
+    let resolved = match super::state::resolve(&super::state::lock(&shared.cvms), cvm_id) {
+        Some(id) => id.to_owned(),
+        None => return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found")),
+    };
+    let cvm_id = resolved.as_str();
     let now = Instant::now();
     let request = {
         let cvms = super::state::lock(&shared.cvms);

@@ -25,6 +25,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! It also serves what a client reads to find a CVM's env-encryption key:
+//! `GET /api/v1/cvms/{cvm_id}` (by id, hashed id, UUID, instance id or app id, in the shape the
+//! request's `X-Phala-Version` asks for), `GET /api/v1/cvms` and `GET /api/v1/apps/{app_id}/cvms`
+//! (the spec's filter by app), and the KMS's `GET /api/v1/kms/{kms_id}/pubkey/{app_id}`, signed
+//! by the simulator's KMS key ([`Simulator::kms_public_key`], which the KMS contract records) in
+//! the timestamped form, or in the legacy form or with a fault ([`KmsPubkeyReply`]).
+//!
 //! Without a chain ([`SimulatorConfig::chain`] not set) the simulator is in *offline mode*: it
 //! cannot verify transactions, so phase 2 checks everything but the chain. That mode exists for
 //! demos only; [`Simulator::verifies_chain`] says which mode runs.
@@ -33,6 +40,7 @@ mod chain;
 mod compose;
 mod cvm_view;
 mod http;
+mod kms;
 mod state;
 
 use std::collections::HashMap;
@@ -81,6 +89,31 @@ pub enum KmsKind {
     Onchain,
 }
 
+/// How the simulated KMS answers `GET /api/v1/kms/{kms_id}/pubkey/{app_id}` for an app: as a
+/// real KMS does (timestamped, the default; or the legacy form), or with a fault a client must
+/// refuse. Each signature is made with the simulator's KMS key
+/// ([`Simulator::kms_public_key`]), the key the KMS contract records, unless the fault says
+/// otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum KmsPubkeyReply {
+    /// `{public_key, signature, timestamp}`, signed now.
+    #[default]
+    Timestamped,
+    /// `{public_key, signature}`: the legacy message, without a timestamp.
+    Legacy,
+    /// Timestamped, with one bit of the signature's `s` flipped: it recovers to another key.
+    TamperedSignature,
+    /// Timestamped 10 minutes ago, outside the freshness window.
+    StaleTimestamp,
+    /// Timestamped, but signed for another app id than the one asked for.
+    SignedForOtherApp,
+    /// An impostor KMS: the key is signed by another key than the KMS contract's, and the API
+    /// reports that other key as this CVM's `kms_info.k256_pubkey`. Checked against the key the
+    /// API reports it verifies; only the on-chain key exposes it.
+    ImpostorKms,
+}
+
 /// A CVM to seed the simulator with.
 #[derive(Debug, Clone)]
 #[must_use = "a CvmSpec does nothing until passed to the simulator"]
@@ -92,6 +125,7 @@ pub struct CvmSpec {
     allowed_env_names: Vec<String>,
     secret: Option<RecipientSecretKey>,
     compose_file: String,
+    kms_pubkey_reply: Option<KmsPubkeyReply>,
 }
 
 impl CvmSpec {
@@ -104,6 +138,7 @@ impl CvmSpec {
             allowed_env_names: Vec::new(),
             secret: None,
             compose_file: "services:\n  app:\n    image: nginx:stable\n".into(),
+            kms_pubkey_reply: None,
         }
     }
 
@@ -136,7 +171,16 @@ impl CvmSpec {
         self
     }
 
-    /// The CVM's X25519 key (a fresh one by default).
+    /// How the KMS answers for this CVM's app's env-encryption key (default: the simulator's
+    /// [`SimulatorConfig::kms_pubkey_reply`]). Contract-owned KMS only; the KMS answers for an
+    /// app as it does for the app's first CVM (by id).
+    pub fn kms_pubkey_reply(mut self, reply: KmsPubkeyReply) -> Self {
+        self.kms_pubkey_reply = Some(reply);
+        self
+    }
+
+    /// The CVM's X25519 key (a fresh one by default; a contract-owned CVM without one shares
+    /// the key of an earlier CVM of its app, as the KMS derives one key per app).
     pub fn secret_key(mut self, secret: RecipientSecretKey) -> Self {
         self.secret = Some(secret);
         self
@@ -183,6 +227,7 @@ pub struct SimulatorConfig {
     compose_hash_ttl: Duration,
     operation_duration: Duration,
     verifier_lag: u64,
+    kms_pubkey_reply: KmsPubkeyReply,
 }
 
 impl std::fmt::Debug for SimulatorConfig {
@@ -196,6 +241,7 @@ impl std::fmt::Debug for SimulatorConfig {
             .field("compose_hash_ttl", &self.compose_hash_ttl)
             .field("operation_duration", &self.operation_duration)
             .field("verifier_lag", &self.verifier_lag)
+            .field("kms_pubkey_reply", &self.kms_pubkey_reply)
             .finish()
     }
 }
@@ -217,6 +263,7 @@ impl Default for SimulatorConfig {
             compose_hash_ttl: DEFAULT_COMPOSE_HASH_TTL,
             operation_duration: Duration::ZERO,
             verifier_lag: 0,
+            kms_pubkey_reply: KmsPubkeyReply::default(),
         }
     }
 }
@@ -271,6 +318,13 @@ impl SimulatorConfig {
     /// view includes it, and the allow-list is read at that block too.
     pub fn verifier_lag(mut self, blocks: u64) -> Self {
         self.verifier_lag = blocks;
+        self
+    }
+
+    /// How the KMS answers for every app's env-encryption key, unless a CVM says otherwise
+    /// ([`CvmSpec::kms_pubkey_reply`]); default [`KmsPubkeyReply::Timestamped`].
+    pub fn kms_pubkey_reply(mut self, reply: KmsPubkeyReply) -> Self {
+        self.kms_pubkey_reply = reply;
         self
     }
 }
@@ -334,8 +388,14 @@ pub enum SimulatorError {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct SimCvm {
-    /// Its id, for the path.
+    /// Its id, for the path (also its `name`).
     pub id: String,
+    /// Its hashed id (`cvm_…`), which the API takes in a path too.
+    pub hashed_id: String,
+    /// Its VM's UUID, which the API takes in a path too.
+    pub vm_uuid: String,
+    /// Its instance id, which the API takes in a path too.
+    pub instance_id: String,
     /// Who owns its keys.
     pub kms: KmsKind,
     /// Its workspace ([`DEFAULT_WORKSPACE`] is the API key's).
@@ -344,6 +404,9 @@ pub struct SimCvm {
     pub public_key: RecipientPublicKey,
     /// Its app contract, for a contract-owned KMS.
     pub app_id: Option<AppId>,
+    /// The app id the API reports for it: `app_id`, or for a centralized KMS one that names
+    /// no contract.
+    pub api_app_id: AppId,
 }
 
 /// The chain a simulator verifies against.
@@ -365,7 +428,11 @@ pub(crate) struct Shared {
     cvms: Mutex<HashMap<String, state::Cvm>>,
     log: Mutex<Vec<Operation>>,
     chain: Option<chain::Chain>,
+    /// A contract-owned CVM's `kms_info` (the spec's `KMSInfo`, with `k256_pubkey`).
     kms_info: Value,
+    /// The KMS's signing key (the one its contract records), and an impostor's.
+    kms_key: k256::ecdsa::SigningKey,
+    impostor_key: k256::ecdsa::SigningKey,
     compose_hash_ttl: Duration,
     operation_duration: Duration,
 }
@@ -419,6 +486,8 @@ impl Simulator {
 
         let mut cvms = HashMap::new();
         let mut seeded = Vec::new();
+        // One env-encryption key per app, as a KMS derives it: the first CVM's.
+        let mut app_keys: HashMap<AppId, RecipientSecretKey> = HashMap::new();
         for spec in config.cvms {
             let app_id = match (spec.kms, spec.app_id, &config.chain) {
                 (KmsKind::Centralized, _, _) => None,
@@ -434,26 +503,31 @@ impl Simulator {
                     return Err(SimulatorError::NoAppContract(spec.id));
                 }
             };
-            let secret = match spec.secret {
-                Some(secret) => secret,
-                None => RecipientSecretKey::generate().map_err(SimulatorError::Keys)?,
+            let secret = match (spec.secret, app_id.and_then(|a| app_keys.get(&a))) {
+                (Some(secret), _) => secret,
+                (None, Some(shared)) => shared.clone(),
+                (None, None) => RecipientSecretKey::generate().map_err(SimulatorError::Keys)?,
             };
+            if let Some(app) = app_id {
+                app_keys.entry(app).or_insert_with(|| secret.clone());
+            }
+            let hashed_id = random_id("cvm");
+            let vm_uuid = correlation_id();
+            let instance_id = const_hex::encode(random_bytes::<20>());
+            let device_id = random_bytes::<32>();
             let allowed = compose::normalize_names(spec.allowed_env_names);
             if let Some(bad) = allowed.iter().find(|n| !crate::validate::is_valid_env_key(n)) {
                 return Err(SimulatorError::InvalidEnvName(bad.clone()));
             }
-            seeded.push(SimCvm {
-                id: spec.id.clone(),
-                kms: spec.kms,
-                workspace: spec.workspace.clone(),
-                public_key: secret.public_key(),
-                app_id,
-            });
             let cvm = state::Cvm {
                 kms: spec.kms,
                 workspace: spec.workspace,
                 app_id,
-                device_id: random_bytes(),
+                hashed_id,
+                vm_uuid,
+                instance_id,
+                kms_reply: spec.kms_pubkey_reply.unwrap_or(config.kms_pubkey_reply),
+                device_id,
                 compose_file: spec.compose_file,
                 secret,
                 allowed,
@@ -462,6 +536,17 @@ impl Simulator {
                 pending: HashMap::new(),
                 busy_until: None,
             };
+            seeded.push(SimCvm {
+                id: spec.id.clone(),
+                hashed_id: cvm.hashed_id.clone(),
+                vm_uuid: cvm.vm_uuid.clone(),
+                instance_id: cvm.instance_id.clone(),
+                kms: spec.kms,
+                workspace: cvm.workspace.clone(),
+                public_key: cvm.secret.public_key(),
+                app_id,
+                api_app_id: cvm.api_app_id(),
+            });
             cvms.insert(spec.id, cvm);
         }
 
@@ -488,8 +573,8 @@ impl Simulator {
             log: Mutex::new(Vec::new()),
             chain,
             kms_info: json!({
-                "id": "kms_sim",
-                "slug": "kms-simulator",
+                "id": kms::ID,
+                "slug": kms::SLUG,
                 "url": "http://kms.simulator.invalid",
                 "version": concat!("simulator-", env!("CARGO_PKG_VERSION")),
                 "chain_id": chain_id,
@@ -497,6 +582,8 @@ impl Simulator {
                 "k256_pubkey": kms_pubkey.to_hex(),
                 "gateway_app_id": Address::from(random_bytes::<20>()).to_string().to_lowercase(),
             }),
+            kms_key,
+            impostor_key: kms_signing_key(),
             compose_hash_ttl: config.compose_hash_ttl,
             operation_duration: config.operation_duration,
         });
@@ -541,6 +628,18 @@ impl Simulator {
     /// A client builder aimed at this simulator with its API key.
     pub fn client_builder(&self) -> ClientBuilder {
         Client::builder().base_url(self.base_url.clone()).api_key(self.shared.api_key.clone())
+    }
+
+    /// The KMS's secp256k1 key: it signs every app's env-encryption key (unless a
+    /// [`KmsPubkeyReply`] fault says otherwise), `kms_info.k256_pubkey` reports it, and the KMS
+    /// contract (with a chain and a deployer key) records it.
+    pub fn kms_public_key(&self) -> crate::envcrypt::K256PublicKey {
+        kms::public_key(&self.shared.kms_key)
+    }
+
+    /// The KMS as `/api/v1/kms/{kms_id}/…` names it: its slug (its hashed id works too).
+    pub fn kms_slug(&self) -> &str {
+        kms::SLUG
     }
 
     /// The CVMs served.
@@ -593,7 +692,8 @@ impl Simulator {
         }
     }
 
-    /// What `phala-cloud simulate` prints: base URL, API key, chain and CVMs, as one JSON value.
+    /// What `phala-cloud simulate` prints: base URL, API key, KMS, chain and CVMs, as one JSON
+    /// value.
     pub fn describe(&self) -> Value {
         let cvms: Vec<Value> = self
             .cvms
@@ -601,16 +701,21 @@ impl Simulator {
             .map(|c| {
                 json!({
                     "id": c.id,
+                    "hashed_id": c.hashed_id,
+                    "vm_uuid": c.vm_uuid,
+                    "instance_id": c.instance_id,
                     "kms": c.kms,
                     "workspace": c.workspace,
                     "public_key": c.public_key.to_hex(),
                     "app_id": c.app_id.map(|a| a.to_hex()),
+                    "api_app_id": c.api_app_id.to_hex(),
                 })
             })
             .collect();
         json!({
             "base_url": self.base_url,
             "api_key": self.shared.api_key,
+            "kms": { "slug": kms::SLUG, "id": kms::ID, "k256_pubkey": self.kms_public_key().to_hex() },
             "chain": self.chain,
             "verifies_chain": self.verifies_chain(),
             "cvms": cvms,

@@ -7,7 +7,23 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::envcrypt::{EnvVars, RecipientSecretKey};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 
-use super::KmsKind;
+use super::{KmsKind, KmsPubkeyReply};
+
+/// The CVM a path names, as the API takes it: its id (the name it was seeded with), its hashed
+/// id (`cvm_…`), its VM UUID, its instance id, or its app id (40 hex digits; `0x` or `app_`
+/// optional; the first CVM by id when several share the app). Gives the id it is held under.
+pub(crate) fn resolve<'a>(cvms: &'a HashMap<String, Cvm>, given: &str) -> Option<&'a str> {
+    if let Some((id, _)) = cvms.get_key_value(given) {
+        return Some(id);
+    }
+    let mut ids: Vec<&String> = cvms.keys().collect();
+    ids.sort();
+    let by = |matches: &dyn Fn(&Cvm) -> bool| ids.iter().find(|id| matches(&cvms[id.as_str()])).map(|id| id.as_str());
+    by(&|c| c.hashed_id == given || c.instance_id == given || c.vm_uuid.eq_ignore_ascii_case(given)).or_else(|| {
+        let app = crate::two_phase::parse_app_id(given)?;
+        by(&|c| c.api_app_id() == app)
+    })
+}
 
 /// Locks a part of the simulator's state, taking over a poisoned lock: every critical section
 /// is a lookup, or one insert, remove or [`Cvm::apply`] that completes before it can panic,
@@ -21,6 +37,13 @@ pub(crate) struct Cvm {
     pub(crate) kms: KmsKind,
     pub(crate) workspace: String,
     pub(crate) app_id: Option<AppId>,
+    /// Its other names, which the API takes in a path as well as its id: the hashed id
+    /// (`cvm_…`), the VM's UUID and the instance id.
+    pub(crate) hashed_id: String,
+    pub(crate) vm_uuid: String,
+    pub(crate) instance_id: String,
+    /// How the KMS answers for its app's env-encryption key.
+    pub(crate) kms_reply: KmsPubkeyReply,
     pub(crate) device_id: [u8; 32],
     pub(crate) compose_file: String,
     pub(crate) secret: RecipientSecretKey,
@@ -45,6 +68,16 @@ pub(crate) struct Pending {
 }
 
 impl Cvm {
+    /// The app id the API reports: the app contract's, or (a centralized KMS's CVM has an app
+    /// id too, naming no contract) one derived from the device id.
+    pub(crate) fn api_app_id(&self) -> AppId {
+        self.app_id.unwrap_or_else(|| {
+            let mut bytes = [0u8; 20];
+            bytes.copy_from_slice(&self.device_id[..20]);
+            AppId(bytes)
+        })
+    }
+
     /// The time left of a running update, if any.
     pub(crate) fn busy_for(&self, now: Instant) -> Option<Duration> {
         self.busy_until.and_then(|until| until.checked_duration_since(now)).filter(|d| !d.is_zero())

@@ -1,6 +1,7 @@
 //! Checks made before a compose hash is signed: the app-id cross-check.
 
 use crate::client::Client;
+use crate::cvm_record::CvmRecord;
 use crate::error::{HttpError, SdkError};
 use crate::hex::AppId;
 
@@ -27,12 +28,27 @@ impl Default for AppIdPolicy {
 }
 
 impl AppIdPolicy {
-    /// Checks phase 1's `app_id` against CVM `cvm_id` as `client` reads it (when enabled), and
-    /// against the pinned app (always).
-    pub(crate) async fn check(&self, client: &Client, cvm_id: &str, phase1: AppId) -> Result<(), AppIdCheckError> {
+    /// Checks phase 1's `app_id` against CVM `cvm_id` as `client` reads it (when enabled; from
+    /// `read`, the CVM as this run read it already, if it did), and against the pinned app
+    /// (always).
+    pub(crate) async fn check(
+        &self,
+        client: &Client,
+        cvm_id: &str,
+        phase1: AppId,
+        read: Option<&CvmRecord>,
+    ) -> Result<(), AppIdCheckError> {
         let cvm_id = cvm_id.to_owned();
         if self.enabled {
-            let cvm = cvm_app_id(client, &cvm_id).await?;
+            let cvm = match read {
+                Some(record) => cvm_app_id(record, &cvm_id)?,
+                None => {
+                    let record = CvmRecord::fetch(client, &cvm_id)
+                        .await
+                        .map_err(|source| AppIdCheckError::Lookup { cvm_id: cvm_id.clone(), source })?;
+                    cvm_app_id(&record, &cvm_id)?
+                }
+            };
             if cvm != phase1 {
                 tracing::warn!(%cvm_id, %phase1, %cvm, "phase 1 names another app than the CVM's; not signing");
                 return Err(AppIdCheckError::Mismatch { cvm_id, phase1, cvm });
@@ -47,22 +63,13 @@ impl AppIdPolicy {
     }
 }
 
-/// Reads the CVM's app id.
-async fn cvm_app_id(client: &Client, cvm_id: &str) -> Result<AppId, AppIdCheckError> {
-    // Both shapes of the reply (`CvmBasicInfo`, `CvmInfoDetail`) carry `app_id`.
-    let value = match client.send(|api| api.handle_get_cvm(cvm_id)).await {
-        Ok(reply) => serde_json::to_value(reply.into_inner()).unwrap_or_default(),
-        // A 200 that is not quite the spec's shape (a field the generated type requires left
-        // out, as servers drift) still says which app the CVM belongs to.
-        Err(SdkError::InvalidReply(reply)) if !reply.body_truncated() => {
-            serde_json::from_slice(reply.raw_body()).unwrap_or_default()
-        }
-        Err(source) => return Err(AppIdCheckError::Lookup { cvm_id: cvm_id.to_owned(), source: Box::new(source) }),
-    };
-    let Some(reported) = value.get("app_id").and_then(|v| v.as_str()).map(str::to_owned) else {
+/// The CVM's app id, as `record` reports it.
+fn cvm_app_id(record: &CvmRecord, cvm_id: &str) -> Result<AppId, AppIdCheckError> {
+    let Some(reported) = record.app_id() else {
         return Err(AppIdCheckError::NoAppId { cvm_id: cvm_id.to_owned() });
     };
-    parse_app_id(&reported).ok_or(AppIdCheckError::BadAppId { cvm_id: cvm_id.to_owned(), reported })
+    parse_app_id(reported)
+        .ok_or_else(|| AppIdCheckError::BadAppId { cvm_id: cvm_id.to_owned(), reported: reported.to_owned() })
 }
 
 /// An app id as the API writes it: 40 hex digits in either case, with `0x` or `app_` or

@@ -11,6 +11,8 @@ use super::phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress, RestartReason};
 use crate::UpdateCvmEnvsBody;
 use crate::client::Client;
+use crate::cvm_record::CvmRecord;
+use crate::env_key::{self, Anchor, EncryptionKeyError, VerifiedRecipient};
 use crate::envcrypt::{CryptError, EncryptedEnv, EnvVars, RecipientPublicKey, encrypt};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::retry;
@@ -34,9 +36,11 @@ pub const MAX_REGISTRATIONS_PER_RUN: usize = 2;
 /// Where [`EnvUpdate`] reports its events.
 type EventCallback<'a> = Box<dyn Fn(&FlowEvent) + Send + Sync + 'a>;
 
-/// The env to send: plaintext to encrypt, or already encrypted.
+/// The env to send: plaintext to encrypt (to a key given, or looked up when the flow runs), or
+/// already encrypted.
 enum Source {
-    Plain { env: EnvVars, recipient: RecipientPublicKey },
+    Plain { env: EnvVars, recipient: VerifiedRecipient },
+    LookUp(EnvVars),
     Encrypted(EncryptedEnv),
     Body(UpdateCvmEnvsBody),
 }
@@ -70,6 +74,7 @@ pub struct EnvUpdate<'a> {
     verification_retries: u32,
     verification_retry_interval: Duration,
     app_id_policy: AppIdPolicy,
+    key_anchor: Anchor,
     on_event: Option<EventCallback<'a>>,
 }
 
@@ -82,6 +87,7 @@ impl std::fmt::Debug for EnvUpdate<'_> {
             .field("verification_retries", &self.verification_retries)
             .field("verification_retry_interval", &self.verification_retry_interval)
             .field("app_id_policy", &self.app_id_policy)
+            .field("key_anchor", &self.key_anchor)
             .finish_non_exhaustive()
     }
 }
@@ -98,15 +104,46 @@ impl Client {
             verification_retries: DEFAULT_VERIFICATION_RETRIES,
             verification_retry_interval: DEFAULT_VERIFICATION_RETRY_INTERVAL,
             app_id_policy: AppIdPolicy::default(),
+            key_anchor: Anchor::Api,
             on_event: None,
         }
     }
 }
 
 impl<'a> EnvUpdate<'a> {
-    /// Plaintext env vars, encrypted to the CVM's X25519 key when the flow runs.
+    /// Plaintext env vars, encrypted when the flow runs to `recipient`, the CVM's X25519 key as
+    /// the caller knows it ([`VerifiedRecipient::caller_provided`]: not checked here). To have
+    /// the key looked up and verified, use [`env_with_key_lookup`](Self::env_with_key_lookup).
     pub fn env(mut self, env: EnvVars, recipient: RecipientPublicKey) -> Self {
+        self.source = Some(Source::Plain { env, recipient: VerifiedRecipient::caller_provided(recipient) });
+        self
+    }
+
+    /// Plaintext env vars, encrypted to a key verified already (by
+    /// [`Client::env_encryption_key`]).
+    pub fn env_verified(mut self, env: EnvVars, recipient: VerifiedRecipient) -> Self {
         self.source = Some(Source::Plain { env, recipient });
+        self
+    }
+
+    /// Plaintext env vars, encrypted to the CVM's env-encryption key, which the flow looks up
+    /// and verifies first, as [`Client::env_encryption_key`] does (with
+    /// `kms_rpc`, feature `onchain`, on-chain). A key that does not verify stops the flow with
+    /// [`FlowError::EncryptionKey`] before anything is encrypted or sent; a verified one is
+    /// reported as [`FlowEvent::EncryptionKeyVerified`]. The CVM read for the key also serves
+    /// the app-id check: it is read once.
+    pub fn env_with_key_lookup(mut self, env: EnvVars) -> Self {
+        self.source = Some(Source::LookUp(env));
+        self
+    }
+
+    /// Check a contract-owned KMS's signature over the looked-up key
+    /// ([`env_with_key_lookup`](Self::env_with_key_lookup)) against the key its KMS contract
+    /// records on-chain, read over `rpc_url`, as
+    /// [`Client::env_encryption_key_onchain`] does. The URL is never logged nor shown.
+    #[cfg(feature = "onchain")]
+    pub fn kms_rpc(mut self, rpc_url: url::Url) -> Self {
+        self.key_anchor = Anchor::Chain(rpc_url);
         self
     }
 
@@ -175,7 +212,8 @@ impl<'a> EnvUpdate<'a> {
         self
     }
 
-    /// Runs the flow: encrypt (if given plaintext) → phase 1 → on 465 check its app id against
+    /// Runs the flow: look the CVM's env-encryption key up and verify it (if asked:
+    /// [`env_with_key_lookup`](Self::env_with_key_lookup)) → encrypt (if given plaintext) → phase 1 → on 465 check its app id against
     /// the CVM's (`GET /api/v1/cvms/{cvm_id}`, see [`skip_app_id_check`](Self::skip_app_id_check))
     /// and register the compose hash with `registrar` → phase 2 → accepted.
     ///
@@ -207,6 +245,7 @@ impl<'a> EnvUpdate<'a> {
             verification_retries,
             verification_retry_interval,
             app_id_policy,
+            key_anchor,
             on_event,
         } = self;
         // The registrar reports through `progress`; the flow watches for the transactions it
@@ -226,6 +265,26 @@ impl<'a> EnvUpdate<'a> {
         let progress = Progress::new(&watch);
         let was_included = |tx: &TransactionHash| included.lock().unwrap_or_else(PoisonError::into_inner).contains(tx);
         async move {
+            // The CVM's key, looked up and verified if asked for: before anything is encrypted.
+            let mut cvm_read: Option<CvmRecord> = None;
+            let source = match source {
+                Some(Source::LookUp(env)) => {
+                    let (recipient, record) = env_key::lookup(client, &cvm_id, &key_anchor)
+                        .await
+                        .map_err(|e| FlowError::EncryptionKey(Box::new(e)))?;
+                    progress.emit(FlowEvent::EncryptionKeyVerified {
+                        public_key: recipient.public_key(),
+                        verification: recipient.verification().clone(),
+                    });
+                    cvm_read = Some(record);
+                    Some(Source::Plain { env, recipient })
+                }
+                other => other,
+            };
+            let encryption_key = match &source {
+                Some(Source::Plain { recipient, .. }) => Some(recipient.clone()),
+                _ => None,
+            };
             // Encrypt, and check everything that can be checked before sending.
             let request = prepare(cvm_id.clone(), source, env_keys, &progress)?;
 
@@ -240,7 +299,7 @@ impl<'a> EnvUpdate<'a> {
                 progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
                 let pending = match client.begin_env_update(&request).await {
                     Ok(Phase1Outcome::Accepted(accepted)) => {
-                        return Ok(accepted_now(accepted, registrations, &progress));
+                        return Ok(accepted_now(accepted, registrations, encryption_key, &progress));
                     }
                     Ok(Phase1Outcome::RegistrationRequired(pending)) => pending,
                     Err(source) if registrations.is_empty() => return Err(FlowError::Phase1(source)),
@@ -264,7 +323,8 @@ impl<'a> EnvUpdate<'a> {
                     }
                     None => {
                         // Sign only for the app the user means.
-                        if let Err(source) = app_id_policy.check(client, &cvm_id, data.app_id).await {
+                        if let Err(source) = app_id_policy.check(client, &cvm_id, data.app_id, cvm_read.as_ref()).await
+                        {
                             return Err(FlowError::AppIdCheck {
                                 compose_hash: data.compose_hash,
                                 app_id: data.app_id,
@@ -305,7 +365,7 @@ impl<'a> EnvUpdate<'a> {
                 let (result, lost_reply) =
                     send_phase2(client, &pending, transaction_hash, &resend, &was_included, &progress).await;
                 match result {
-                    Ok(accepted) => return Ok(accepted_now(accepted, registrations, &progress)),
+                    Ok(accepted) => return Ok(accepted_now(accepted, registrations, encryption_key, &progress)),
                     Err(e)
                         if e.is_compose_hash_invalid()
                             && let Some(reason) = restarts.spend(lost_reply) =>
@@ -422,7 +482,7 @@ fn prepare<E: std::error::Error + 'static>(
 ) -> Result<EnvUpdateRequest, FlowError<E>> {
     let request = match source {
         Some(Source::Plain { env, recipient }) => {
-            let encrypted = encrypt(&env, recipient).map_err(FlowError::Encrypt)?;
+            let encrypted = encrypt(&env, recipient.public_key()).map_err(FlowError::Encrypt)?;
             progress.emit(FlowEvent::Encrypted { keys: encrypted.keys().to_vec() });
             EnvUpdateRequest::new(cvm_id, encrypted, env_keys)
         }
@@ -433,18 +493,24 @@ fn prepare<E: std::error::Error + 'static>(
             }
             EnvUpdateRequest::from_body(cvm_id, body)
         }
-        None => Err(no_env()),
+        // Looked up before `prepare` is called.
+        Some(Source::LookUp(_)) | None => Err(no_env()),
     };
     request.map_err(FlowError::Phase1)
 }
 
 fn no_env() -> UpdateEnvsError {
-    crate::InputError::new("encrypted_env", "no env given: call .env(), .encrypted() or .body()").into()
+    crate::InputError::new(
+        "encrypted_env",
+        "no env given: call .env(), .env_with_key_lookup(), .env_verified(), .encrypted() or .body()",
+    )
+    .into()
 }
 
 fn accepted_now(
     accepted: EnvsUpdateAccepted,
     registrations: Vec<Registration>,
+    encryption_key: Option<VerifiedRecipient>,
     progress: &Progress<'_>,
 ) -> UpdateOutcome {
     if let Some(id) = &accepted.correlation_id {
@@ -452,7 +518,7 @@ fn accepted_now(
     }
     tracing::info!(allowed_envs_changed = accepted.allowed_envs_changed, "env update accepted");
     progress.emit(FlowEvent::Accepted { correlation_id: accepted.correlation_id.clone() });
-    UpdateOutcome { accepted, registration: registrations.last().cloned(), registrations }
+    UpdateOutcome { accepted, registration: registrations.last().cloned(), registrations, encryption_key }
 }
 
 /// An accepted env update.
@@ -466,6 +532,9 @@ pub struct UpdateOutcome {
     /// Every registration this run made, oldest first: one per transaction the registrar
     /// returned (two after a 466 restart that gave another compose hash).
     pub registrations: Vec<Registration>,
+    /// The key the env was encrypted to, and how it was vouched for; `None` for an env
+    /// encrypted elsewhere ([`EnvUpdate::encrypted`], [`EnvUpdate::body`]).
+    pub encryption_key: Option<VerifiedRecipient>,
 }
 
 /// A compose hash registered for an update, and the transaction phase 2 cited.
@@ -488,6 +557,11 @@ pub struct Registration {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FlowError<E: std::error::Error + 'static> {
+    /// No verified env-encryption key for the CVM
+    /// ([`EnvUpdate::env_with_key_lookup`]): it could not be read, or it did not verify.
+    /// Nothing was encrypted or sent.
+    #[error("no verified env-encryption key; nothing was encrypted or sent")]
+    EncryptionKey(#[source] Box<EncryptionKeyError>),
     /// The env could not be encrypted; nothing was sent.
     #[error("could not encrypt the env")]
     Encrypt(#[source] CryptError),
@@ -608,12 +682,22 @@ impl<E: std::error::Error + 'static> FlowError<E> {
             | Self::Phase2 { registrations, .. }
             | Self::Phase1AfterRegistration { registrations, .. }
             | Self::TooManyComposeHashes { registrations, .. } => registrations,
-            Self::Encrypt(_) | Self::Phase1(_) => &[],
+            Self::EncryptionKey(_) | Self::Encrypt(_) | Self::Phase1(_) => &[],
+        }
+    }
+
+    /// The env-encryption key lookup failed or refused the key ([`FlowError::EncryptionKey`]).
+    pub fn encryption_key_error(&self) -> Option<&EncryptionKeyError> {
+        match self {
+            Self::EncryptionKey(e) => Some(e),
+            _ => None,
         }
     }
 
     /// Nothing was sent: the input was refused or could not be encrypted.
     pub fn is_input(&self) -> bool {
-        matches!(self, Self::Encrypt(_)) || matches!(self, Self::Phase1(e) if e.is_invalid_input())
+        matches!(self, Self::Encrypt(_))
+            || matches!(self, Self::Phase1(e) if e.is_invalid_input())
+            || matches!(self, Self::EncryptionKey(e) if e.request_error().is_some_and(|r| r.is_invalid_input()))
     }
 }

@@ -4,6 +4,8 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::env_key::KeyVerification;
+use crate::envcrypt::RecipientPublicKey;
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::update_envs::Phase1Data;
 
@@ -182,6 +184,16 @@ pub enum RestartReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum FlowEvent {
+    /// The CVM's env-encryption key was looked up and verified
+    /// ([`EnvUpdate::env_with_key_lookup`](crate::EnvUpdate::env_with_key_lookup)), before
+    /// anything was encrypted. A legacy-form KMS signature
+    /// ([`SignatureForm::Legacy`](crate::SignatureForm::Legacy)) deserves a warning.
+    EncryptionKeyVerified {
+        /// The key the env is encrypted to.
+        public_key: RecipientPublicKey,
+        /// How it was vouched for.
+        verification: KeyVerification,
+    },
     /// The env was encrypted to the CVM's key; these are its names.
     Encrypted {
         /// The encrypted names.

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use phala_cloud::EnvVars;
-use phala_cloud::simulator::{CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::simulator::{CvmSpec, KmsPubkeyReply, Simulator, SimulatorConfig};
 use support::{Reply, ScriptedServer};
 
 const CANARY: &str = "CANARY-7f3a9c-secret-value";
@@ -787,4 +787,161 @@ async fn the_official_clis_saved_profile_gives_key_and_prefix() {
     assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     assert!(text(&out).1.contains("content not shown"), "{:?}", text(&out));
     assert_no_secret(&out, &[API_KEY_CANARY]);
+}
+
+/// `envs update CVM` and `envs encrypt CVM` without --pubkey: the key is looked up and its KMS
+/// signature checked, the way it was checked is said on stderr, and the legacy form warns
+/// (also with --json, whose stdout stays one object saying it).
+#[tokio::test]
+async fn update_and_encrypt_look_the_key_up_without_pubkey() {
+    let secret = phala_cloud::simulator::RecipientSecretKey::generate().unwrap();
+    let sim = offline_sim(SimulatorConfig::default().cvms([
+        CvmSpec::centralized("c").secret_key(secret.clone()),
+        CvmSpec::onchain("o"),
+        CvmSpec::onchain("l").kms_pubkey_reply(KmsPubkeyReply::Legacy),
+    ]))
+    .await;
+    let tx = format!("0x{}", "07".repeat(32));
+    let update = |cvm: &str, extra: &[&str]| {
+        let mut a = args(&["envs", "update", cvm, "-e", &format!("TOKEN={CANARY}")]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    let out = cli(update("c", &[]), api_env(&sim)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(&format!("env-encryption key {}: from the API (centralized KMS", secret.public_key())),
+        "{stderr}"
+    );
+    assert_eq!(sim.cvm_env("c").unwrap().get("TOKEN"), Some(CANARY));
+
+    let out = cli(update("o", &["--transaction-hash", &tx]), api_env(&sim)).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!("signed by the KMS key {} that the API reports", sim.kms_public_key()))
+            && stderr.contains("give --rpc-url to check the KMS key against its contract on-chain")
+            && !stderr.contains("warning"),
+        "{stderr}"
+    );
+    assert_eq!(sim.cvm_env("o").unwrap().get("TOKEN"), Some(CANARY), "encrypted to the key the KMS signed");
+
+    for json in [false, true] {
+        let extra: &[&str] = if json { &["--transaction-hash", &tx, "--json"] } else { &["--transaction-hash", &tx] };
+        let out = cli(update("l", extra), api_env(&sim)).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("warning: the KMS signed this env-encryption key in the legacy form"), "{stderr}");
+        if json {
+            let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+            assert_eq!(value["encryption_key"]["legacy_signature"], true, "{value}");
+            assert_eq!(value["encryption_key"]["public_key"], sim.cvm("l").unwrap().public_key.to_hex());
+        }
+        assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+    }
+
+    // `envs encrypt CVM`: the blob is the CVM's to decrypt; --json says how the key was found.
+    let sent = sim.operations().len();
+    let out = cli(args(&["envs", "encrypt", "c", "-e", &format!("K={CANARY}")]), api_env(&sim)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(phala_cloud::simulator::decrypt(stdout.trim(), &secret).unwrap().get("K"), Some(CANARY));
+    assert!(stderr.contains("centralized KMS"), "{stderr}");
+    let out = cli(args(&["envs", "encrypt", "o", "-e", "K=1", "--json"]), api_env(&sim)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(value["encryption_key"]["public_key"], sim.cvm("o").unwrap().public_key.to_hex());
+    assert!(value["encryption_key"]["verification"].as_str().unwrap().contains("signed by the KMS key"), "{value}");
+    // Looking up needs the API key (as update does); --pubkey needs none, and no CVM.
+    let out = cli(args(&["envs", "encrypt", "c", "-e", "K=1"]), vec![]).await;
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    assert!(text(&out).1.contains("no API key"), "{:?}", text(&out));
+    let out = cli(args(&["envs", "encrypt", "-e", "K=1"]), api_env(&sim)).await;
+    assert_eq!(out.status.code(), Some(2), "neither a CVM nor --pubkey: {:?}", text(&out));
+    assert_eq!(sim.operations().len(), sent, "encrypt sends nothing");
+}
+
+/// A key whose KMS signature does not verify (tampered, stale, signed for another app) stops
+/// `envs update` and `envs encrypt` with exit 6 and the reason, before anything is encrypted:
+/// the simulator sees no PATCH.
+#[tokio::test]
+async fn a_key_that_does_not_verify_exits_6_and_nothing_is_sent() {
+    let faults = [
+        ("tampered", KmsPubkeyReply::TamperedSignature, "is not signed by the KMS"),
+        ("stale", KmsPubkeyReply::StaleTimestamp, "older than the 300 s allowed"),
+        ("other-app", KmsPubkeyReply::SignedForOtherApp, "is not signed by the KMS"),
+    ];
+    let sim = offline_sim(
+        SimulatorConfig::default()
+            .cvms(faults.iter().map(|(id, fault, _)| CvmSpec::onchain(*id).kms_pubkey_reply(*fault))),
+    )
+    .await;
+    for (cvm, _, why) in faults {
+        for command in ["update", "encrypt"] {
+            for json in [false, true] {
+                let mut a = args(&["envs", command, cvm, "-e", &format!("TOKEN={CANARY}")]);
+                if json {
+                    a.push("--json".into());
+                }
+                let out = cli(a, api_env(&sim)).await;
+                let (stdout, stderr) = text(&out);
+                assert_eq!(out.status.code(), Some(6), "{cvm} {command}: {stdout}\n{stderr}");
+                assert!(stderr.contains(why) && stderr.contains("nothing was encrypted or sent"), "{cvm}: {stderr}");
+                assert!(stderr.contains("do not encrypt to this key"), "{stderr}");
+                if json {
+                    let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                    assert_eq!(value["error"]["exit_code"], 6, "{value}");
+                } else {
+                    assert!(stdout.is_empty(), "no blob: {stdout}");
+                }
+                assert_no_secret(&out, &[CANARY, API_KEY_CANARY]);
+            }
+        }
+    }
+    assert!(sim.operations().is_empty(), "no PATCH: {:?}", sim.operations());
+}
+
+/// With --rpc-url (or ETH_RPC_URL) the KMS key is the one the KMS contract records on anvil: an
+/// impostor KMS key that the API reports is refused (exit 6), the honest one goes through.
+#[tokio::test]
+async fn a_looked_up_key_is_checked_against_the_kms_contract_with_an_rpc() {
+    let chain = support::anvil::LocalChain::start();
+    let sim = offline_sim(
+        SimulatorConfig::default()
+            .cvms([
+                CvmSpec::onchain("cvm-1"),
+                CvmSpec::onchain("cvm-imp").kms_pubkey_reply(KmsPubkeyReply::ImpostorKms),
+            ])
+            .chain(chain.sim_chain()),
+    )
+    .await;
+    let kms_contract = sim.chain().unwrap().kms_contract.unwrap();
+    let mut env = api_env(&sim);
+    env.push(("ETH_RPC_URL", chain.endpoint.clone()));
+
+    // Without an RPC, `encrypt` trusts the key the API reports (and says how to do better).
+    let out = cli(args(&["envs", "encrypt", "cvm-imp", "-e", "A=1"]), api_env(&sim)).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert!(text(&out).1.contains("give --rpc-url"), "{:?}", text(&out));
+    for command in ["encrypt", "update"] {
+        let out = cli(args(&["envs", command, "cvm-imp", "-e", "A=1"]), env.clone()).await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(6), "{command}: {stderr}");
+        assert!(stderr.contains(&format!("not vouched for by the KMS contract {kms_contract}")), "{stderr}");
+        assert!(!stderr.contains(&chain.endpoint), "the RPC URL is not shown: {stderr}");
+    }
+    assert!(sim.operations().is_empty(), "no PATCH: {:?}", sim.operations());
+
+    let key = const_hex::encode(chain.signer(0).to_bytes());
+    env.push(("PRIVATE_KEY", key.clone()));
+    let out = cli(args(&["envs", "update", "cvm-1", "-e", &format!("SECRET={CANARY}")]), env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("that the KMS contract {kms_contract} records on-chain")), "{stderr}");
+    assert!(stdout.contains("registered compose hash"), "{stdout}");
+    assert_no_secret(&out, &[CANARY, API_KEY_CANARY, &key]);
+    assert_eq!(sim.cvm_env("cvm-1").unwrap().get("SECRET"), Some(CANARY));
 }

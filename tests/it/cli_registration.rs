@@ -244,12 +244,18 @@ async fn app_id_pins_the_app_and_the_library_check_reads_the_simulators_cvm() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("not an app id"), "{:?}", text(&out));
 
-    // The simulator's CVM, through the generated operation: its app id, 401, 403, 404.
+    // The simulator's CVM, through the generated operation: its app id (in either API
+    // version's shape), 401, 403, 404.
     let client = sim.client_builder().build().unwrap();
     let cvm = client.send(|api| api.handle_get_cvm("cvm-b")).await.unwrap();
     let value = serde_json::to_value(cvm.into_inner()).unwrap();
     assert_eq!(phala_cloud::parse_app_id(value["app_id"].as_str().unwrap()), Some(app_b));
     assert_eq!(value["name"], "cvm-b");
+    assert_eq!(value["kms_info"]["chain_id"], 31337);
+    let older = sim.client_builder().api_version("2025-10-28").build().unwrap();
+    let value =
+        serde_json::to_value(older.send(|api| api.handle_get_cvm("cvm-b")).await.unwrap().into_inner()).unwrap();
+    assert_eq!(phala_cloud::parse_app_id(value["app_id"].as_str().unwrap()), Some(app_b));
     assert_eq!(value["encrypted_env_pubkey"], b.public_key.to_hex());
     assert_eq!(value["kms_info"]["chain_id"], 31337);
     let stranger = Client::builder().base_url(sim.base_url()).api_key("wrong").build().unwrap();

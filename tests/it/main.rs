@@ -7,6 +7,7 @@
 //! | `generated_ops`, `normalizer`, `spec_corpus` | generated operations through the hooks; the converter on the whole spec; the FastAPI corpus |
 //! | `odd_replies`, `faults`, `hostile_parse` | non-spec statuses and odd bodies over real HTTP; refused, reset, stalled and cut replies; property tests over reply parsing |
 //! | `envcrypt`, `from_env`, `bad_input` | encryption, limits and KMS signatures; `Client::from_env`; input refused before sending |
+//! | `key_lookup` | the CVM's env-encryption key looked up and verified (API-reported and on-chain KMS key, faults refused before sending); the simulator's GETs |
 //! | `two_phase`, `two_phase_chain`, `flow_faults`, `flow_registrations` | the phases as values; the one-call flow on anvil, under faults and scripted replies |
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
@@ -41,6 +42,7 @@ mod generated_ops;
 // It calls the reply classifier directly, which only feature `__internals` exposes.
 #[cfg(feature = "__internals")]
 mod hostile_parse;
+mod key_lookup;
 mod logs;
 mod normalizer;
 mod odd_replies;

@@ -11,6 +11,7 @@ use phala_cloud::{
     AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, KnownTransaction, Progress, RestartReason,
     UpdateOutcome,
 };
+use phala_cloud::{EncryptionKeyError, HttpError, KeyVerification, KmsKeyAnchor, SdkError, VerifiedRecipient};
 use phala_cloud::{EnvError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use serde_json::json;
 
@@ -22,16 +23,25 @@ use crate::{Failure, exit};
 #[derive(clap::Subcommand)]
 pub enum EnvsCommand {
     /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
-    /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2).
+    /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2). The CVM's
+    /// env-encryption key is looked up and verified first, unless --pubkey gives it.
     #[command(after_help = "Examples:
-  PHALA_CLOUD_API_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env
-  PRIVATE_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… -e DATABASE_URL -e LOG_LEVEL=info --rpc-url https://mainnet.base.org
-  phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env --transaction-hash 0x9a7b… --json")]
+  PHALA_CLOUD_API_KEY=… PRIVATE_KEY=… phala-cloud envs update app_4f2c… --env-file .env --rpc-url https://mainnet.base.org
+  phala-cloud envs update app_4f2c… -e DATABASE_URL -e LOG_LEVEL=info --transaction-hash 0x9a7b… --json
+  phala-cloud envs update my-cvm --pubkey 0x5c1e… --env-file .env   (a key you know: no lookup)
+
+Without --pubkey the key is looked up (GET /api/v1/cvms/{CVM}): a centralized KMS's is the
+API's; a contract-owned KMS's is fetched with its KMS signature, which must verify (against the
+KMS contract on-chain with --rpc-url, else against the KMS key the API reports) before anything
+is encrypted; a failed check exits 6. A legacy (untimestamped) signature is accepted with a
+warning.")]
     Update(Box<UpdateArgs>),
-    /// Encrypt env vars to a CVM's public key and print the `encrypted_env` blob.
+    /// Encrypt env vars to a CVM's env-encryption key and print the `encrypted_env` blob: the
+    /// key looked up and verified as `envs update` does, or given with --pubkey.
     #[command(after_help = "Examples:
-  phala-cloud envs encrypt --pubkey 0x5c1e… --env-file .env
-  phala-cloud envs encrypt --pubkey 0x5c1e… -e API_TOKEN --json > encrypted.json")]
+  PHALA_CLOUD_API_KEY=… phala-cloud envs encrypt app_4f2c… --env-file .env
+  PHALA_CLOUD_API_KEY=… phala-cloud envs encrypt my-cvm -e API_TOKEN --rpc-url https://mainnet.base.org --json > encrypted.json
+  phala-cloud envs encrypt --pubkey 0x5c1e… --env-file .env   (no lookup, no API key)")]
     Encrypt(EncryptArgs),
     /// Check the KMS signature over a CVM's env-encryption public key.
     #[command(after_help = "Examples:
@@ -176,8 +186,9 @@ pub struct UpdateArgs {
     cvm_id: String,
     #[command(flatten)]
     source: EnvSource,
-    /// The CVM's X25519 env-encryption public key (hex, `0x` optional).
-    #[arg(long, value_name = "HEX", required_unless_present = "encrypted_env")]
+    /// The CVM's X25519 env-encryption public key (hex, `0x` optional), used as given. Without
+    /// it the key is looked up and verified (see below).
+    #[arg(long, value_name = "HEX")]
     pubkey: Option<RecipientPublicKey>,
     /// An `encrypted_env` blob made elsewhere (e.g. by `envs encrypt --json`), sent as it is,
     /// instead of -e/--env-file; --env-keys must name what it holds.
@@ -199,7 +210,8 @@ pub struct UpdateArgs {
     #[arg(long, value_name = "PATH")]
     private_key_file: Option<PathBuf>,
     /// JSON-RPC URL of the KMS chain (default: a public endpoint of the chain phase 1 names).
-    /// Never shown in messages: providers put API keys in it.
+    /// With it, a looked-up key's KMS signature is checked against the key the KMS contract
+    /// records on-chain. Never shown in messages: providers put API keys in it.
     #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
     rpc_url: Option<OsString>,
     /// A transaction that already registered the compose hash (from a multisig, a hardware
@@ -224,6 +236,20 @@ pub struct UpdateArgs {
     /// 50000). A larger estimate is refused before signing.
     #[arg(long, value_name = "GAS")]
     gas_limit_cap: Option<u64>,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Print one JSON object as the result, on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Removed: refused, without using or showing the value.
+    #[arg(long = "private-key", hide = true, num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
+    removed_private_key: Vec<OsString>,
+}
+
+/// Where the API key and the API come from (`envs update`, and `envs encrypt` when it looks the
+/// key up).
+#[derive(clap::Args)]
+pub struct ApiArgs {
     /// A file holding the Phala Cloud API key; `-` reads one line from stdin. Default: the
     /// PHALA_CLOUD_API_KEY variable.
     #[arg(long, value_name = "PATH")]
@@ -237,26 +263,68 @@ pub struct UpdateArgs {
     /// PHALA_CLOUD_API_KEY gives a key. Default: its current profile.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
-    /// Print one JSON object as the result, on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Removed: refused, without using or showing the value.
-    #[arg(long = "private-key", hide = true, num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
-    removed_private_key: Vec<OsString>,
     /// Removed: refused, without using or showing the value.
     #[arg(long = "api-key", hide = true, num_args = 0..=1, default_missing_value = "", action = clap::ArgAction::Append)]
     removed_api_key: Vec<OsString>,
 }
 
+impl ApiArgs {
+    /// The client: the API key from --api-key-file, else PHALA_CLOUD_API_KEY, else the official
+    /// CLI's saved profile (its order); the prefix from --api-prefix/PHALA_CLOUD_API_PREFIX, else
+    /// the profile's.
+    fn client(&self, retry_on_conflict: bool) -> Result<Client, Failure> {
+        let api_key = secret_arg::load(self.api_key_file.as_deref(), "--api-key-file", "PHALA_CLOUD_API_KEY")?;
+        let profile = match (&api_key, &self.profile) {
+            (Some(_), None) => None,
+            (_, name) => crate::credentials::load(name.as_deref())?,
+        };
+        let (api_key, profile_prefix) = match (api_key, profile) {
+            (Some(key), p) => (Some(key), p.and_then(|p| p.api_prefix)),
+            (None, Some(p)) => (Some(p.token), p.api_prefix),
+            (None, None) => (None, None),
+        };
+        let Some(api_key) = api_key else {
+            return Err(Failure {
+                code: exit::AUTH,
+                message: "no API key: set PHALA_CLOUD_API_KEY, or use --api-key-file PATH, with a key from the Phala Cloud dashboard, or log in with the official CLI (`phala auth login`), whose saved profile is used"
+                    .into(),
+                json: None,
+            });
+        };
+        let mut builder = Client::builder().api_key(api_key.expose());
+        if let Some(prefix) = self.api_prefix.clone().or(profile_prefix) {
+            builder = builder.base_url(prefix);
+        }
+        if retry_on_conflict {
+            builder = builder.retry_on_conflict(phala_cloud::ConflictRetry::default());
+        }
+        builder.build().map_err(|e| Failure::usage(e.to_string()))
+    }
+}
+
 /// `envs encrypt`.
 #[derive(clap::Args)]
 pub struct EncryptArgs {
+    /// The CVM whose env-encryption key to look up and verify (its id, UUID, app id with or
+    /// without `app_`, instance id or name), as `envs update` does; needs the API key. Not
+    /// needed with --pubkey.
+    #[arg(value_name = "CVM", required_unless_present = "pubkey")]
+    cvm: Option<String>,
     #[command(flatten)]
     source: EnvSource,
-    /// The CVM's X25519 env-encryption public key (hex, `0x` optional).
+    /// The CVM's X25519 env-encryption public key (hex, `0x` optional), used as given: no
+    /// lookup.
     #[arg(long, value_name = "HEX")]
-    pubkey: RecipientPublicKey,
-    /// Print `{"encrypted_env", "env_keys"}` instead of the bare blob.
+    pubkey: Option<RecipientPublicKey>,
+    /// JSON-RPC URL of the KMS contract's chain: a contract-owned KMS's signature is checked
+    /// against the key its KMS contract records on-chain, not the one the API reports. Never
+    /// shown in messages.
+    #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
+    rpc_url: Option<OsString>,
+    #[command(flatten)]
+    api: ApiArgs,
+    /// Print `{"encrypted_env", "env_keys"}` (and, when looked up, `encryption_key`) instead of
+    /// the bare blob.
     #[arg(long)]
     json: bool,
 }
@@ -292,18 +360,85 @@ pub struct VerifyArgs {
 pub async fn run(command: EnvsCommand) -> Result<(), Failure> {
     match command {
         EnvsCommand::Update(args) => update(*args).await,
-        EnvsCommand::Encrypt(args) => {
-            let env = args.source.load()?;
-            let encrypted = encrypt(&env, args.pubkey).map_err(|e| Failure::usage(e.to_string()))?;
-            if args.json {
-                println!("{}", json!({ "encrypted_env": encrypted.as_hex(), "env_keys": encrypted.keys() }));
-            } else {
-                println!("{}", encrypted.as_hex());
-            }
-            Ok(())
-        }
+        EnvsCommand::Encrypt(args) => encrypt_env(args).await,
         EnvsCommand::VerifyPubkey(args) => verify_pubkey(args).await,
     }
+}
+
+/// `envs encrypt`: to the key given, or to the CVM's, looked up and verified.
+async fn encrypt_env(args: EncryptArgs) -> Result<(), Failure> {
+    secret_arg::refuse_removed(&REMOVED_API_KEY, &args.api.removed_api_key)?;
+    secret_arg::one_stdin(&[
+        ("--api-key-file", args.api.api_key_file.as_deref()),
+        ("--env-file", args.source.stdin()),
+    ])?;
+    // The env first: a bad one is refused before anything is asked of the network.
+    let env = args.source.load()?;
+    let recipient = match (args.pubkey, &args.cvm) {
+        (Some(pubkey), _) => VerifiedRecipient::caller_provided(pubkey),
+        (None, Some(cvm)) => {
+            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
+            let client = args.api.client(false)?;
+            let found = match &rpc_url {
+                Some(url) => client.env_encryption_key_onchain(cvm, url).await,
+                None => client.env_encryption_key(cvm).await,
+            };
+            let recipient = found.map_err(|e| Failure::from_key_error(&e, args.json))?;
+            KeyNotes { lines: true, rpc_given: rpc_url.is_some() }.print(&recipient, &mut |line| eprintln!("{line}"));
+            recipient
+        }
+        (None, None) => return Err(Failure::usage("give the CVM to look its key up, or --pubkey")),
+    };
+    let encrypted = encrypt(&env, recipient.public_key()).map_err(|e| Failure::usage(e.to_string()))?;
+    if args.json {
+        let mut value = json!({ "encrypted_env": encrypted.as_hex(), "env_keys": encrypted.keys() });
+        if recipient.verification() != &KeyVerification::CallerProvided {
+            value["encryption_key"] = key_json(&recipient);
+        }
+        println!("{value}");
+    } else {
+        println!("{}", encrypted.as_hex());
+    }
+    Ok(())
+}
+
+/// What the CLI says on stderr about a looked-up key: how it was verified (`lines`), and a
+/// warning for a legacy signature (always).
+struct KeyNotes {
+    lines: bool,
+    rpc_given: bool,
+}
+
+impl KeyNotes {
+    fn print(&self, recipient: &VerifiedRecipient, out: &mut dyn FnMut(String)) {
+        self.print_parts(recipient.public_key(), recipient.verification(), out);
+    }
+
+    fn print_parts(&self, public_key: RecipientPublicKey, verification: &KeyVerification, out: &mut dyn FnMut(String)) {
+        if self.lines {
+            let hint = match verification {
+                KeyVerification::KmsSignature { anchor: KmsKeyAnchor::ApiReported, .. } if !self.rpc_given => {
+                    " (give --rpc-url to check the KMS key against its contract on-chain)"
+                }
+                _ => "",
+            };
+            out(format!("env-encryption key {public_key}: {verification}{hint}"));
+        }
+        if matches!(verification, KeyVerification::KmsSignature { form: phala_cloud::SignatureForm::Legacy, .. }) {
+            out("phala-cloud: warning: the KMS signed this env-encryption key in the legacy form, without a timestamp: \
+                 there is no freshness window, so a key it signed long ago (and has since rotated) would verify as well"
+                .into());
+        }
+    }
+}
+
+/// A looked-up key, for `--json`.
+fn key_json(recipient: &VerifiedRecipient) -> serde_json::Value {
+    json!({
+        "public_key": recipient.public_key().to_hex(),
+        "verification": recipient.verification().to_string(),
+        "legacy_signature": recipient.is_legacy_signature(),
+    })
 }
 
 /// `envs verify-pubkey`: against the key given, or the KMS contract's on-chain key.
@@ -351,49 +486,35 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     secret_arg::refuse_removed(&REMOVED_PRIVATE_KEY, &args.removed_private_key)?;
-    secret_arg::refuse_removed(&REMOVED_API_KEY, &args.removed_api_key)?;
+    secret_arg::refuse_removed(&REMOVED_API_KEY, &args.api.removed_api_key)?;
     secret_arg::one_stdin(&[
         ("--private-key-file", args.private_key_file.as_deref()),
-        ("--api-key-file", args.api_key_file.as_deref()),
+        ("--api-key-file", args.api.api_key_file.as_deref()),
         ("--env-file", args.source.stdin()),
     ])?;
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = match (&args.encrypted_env, args.pubkey) {
         (Some(blob), _) => EnvInput::Blob(blob.clone()),
         (None, Some(pubkey)) => EnvInput::Plain(args.source.load()?, pubkey),
-        (None, None) => return Err(Failure::usage("give --pubkey with the env vars, or --encrypted-env")),
+        (None, None) => EnvInput::LookUp(args.source.load()?),
     };
-    // The official CLI's order: the flag, the variable, then the saved profile.
-    let api_key = secret_arg::load(args.api_key_file.as_deref(), "--api-key-file", "PHALA_CLOUD_API_KEY")?;
-    let profile = match (&api_key, &args.profile) {
-        (Some(_), None) => None,
-        (_, name) => crate::credentials::load(name.as_deref())?,
-    };
-    let (api_key, profile_prefix) = match (api_key, profile) {
-        (Some(key), p) => (Some(key), p.and_then(|p| p.api_prefix)),
-        (None, Some(p)) => (Some(p.token), p.api_prefix),
-        (None, None) => (None, None),
-    };
+    let client = args.api.client(true)?;
     let private_key = secret_arg::load(args.private_key_file.as_deref(), "--private-key-file", "PRIVATE_KEY")?;
-    let mut builder = Client::builder();
-    match &api_key {
-        Some(key) => builder = builder.api_key(key.expose()),
-        None => {
-            return Err(Failure {
-                code: exit::AUTH,
-                message: "no API key: set PHALA_CLOUD_API_KEY, or use --api-key-file PATH, with a key from the Phala Cloud dashboard, or log in with the official CLI (`phala auth login`), whose saved profile is used"
-                    .into(),
-                json: None,
-            });
-        }
-    }
-    if let Some(prefix) = args.api_prefix.clone().or(profile_prefix) {
-        builder = builder.base_url(prefix);
-    }
-    let client = builder
-        .retry_on_conflict(phala_cloud::ConflictRetry::default())
-        .build()
-        .map_err(|e| Failure::usage(e.to_string()))?;
+    let display = Display::new(args.json, rpc_url.is_some());
+    let mut update = client.env_update(args.cvm_id.clone()).on_event(|e| display.event(e));
+    update = match env {
+        EnvInput::Plain(env, pubkey) => update.env(env, pubkey),
+        EnvInput::LookUp(env) => match &rpc_url {
+            Some(url) => update.env_with_key_lookup(env).kms_rpc(url.clone()),
+            None => update.env_with_key_lookup(env),
+        },
+        EnvInput::Blob(encrypted_env) => update.body(phala_cloud::UpdateCvmEnvsBody {
+            encrypted_env,
+            env_keys: None,
+            compose_hash: None,
+            transaction_hash: None,
+        }),
+    };
     let registrar = CliRegistrar {
         private_key,
         rpc_url,
@@ -403,17 +524,6 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         gas_limit_cap: args.gas_limit_cap,
         built: tokio::sync::OnceCell::new(),
         prepare_only: args.prepare_only,
-    };
-    let display = Display::new(args.json);
-    let mut update = client.env_update(args.cvm_id.clone()).on_event(|e| display.event(e));
-    update = match env {
-        EnvInput::Plain(env, pubkey) => update.env(env, pubkey),
-        EnvInput::Blob(encrypted_env) => update.body(phala_cloud::UpdateCvmEnvsBody {
-            encrypted_env,
-            env_keys: None,
-            compose_hash: None,
-            transaction_hash: None,
-        }),
     };
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
@@ -436,9 +546,10 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     }
 }
 
-/// The env of an update: vars to encrypt to a key, or a blob made elsewhere.
+/// The env of an update: vars to encrypt to a key given or looked up, or a blob made elsewhere.
 enum EnvInput {
     Plain(EnvVars, RecipientPublicKey),
+    LookUp(EnvVars),
     Blob(String),
 }
 
@@ -479,6 +590,11 @@ fn print_outcome(outcome: &UpdateOutcome, json: bool) {
             "transaction_hash": registration.map(|r| r.transaction_hash.to_hex()),
             "app_id": registration.map(|r| r.app_id.to_hex()),
             "chain_id": registration.and_then(|r| r.chain_id),
+            "encryption_key": outcome
+                .encryption_key
+                .as_ref()
+                .filter(|k| k.verification() != &KeyVerification::CallerProvided)
+                .map(key_json),
         });
         println!("{value}");
     } else {
@@ -500,17 +616,27 @@ fn print_outcome(outcome: &UpdateOutcome, json: bool) {
 /// terminal. Nothing in `--json` mode but the spinner.
 struct Display {
     lines: bool,
+    /// `--rpc-url` was given (a looked-up key is checked on-chain).
+    rpc_given: bool,
     spinner: Option<indicatif::ProgressBar>,
 }
 
 impl Display {
-    fn new(json: bool) -> Self {
+    fn new(json: bool, rpc_given: bool) -> Self {
         let spinner = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::hidden();
             bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
             bar
         });
-        Self { lines: !json, spinner }
+        Self { lines: !json, rpc_given, spinner }
+    }
+
+    /// A line on stderr even in `--json` mode (a warning).
+    fn warn(&self, line: String) {
+        match &self.spinner {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
     }
 
     fn say(&self, line: String) {
@@ -525,6 +651,11 @@ impl Display {
 
     fn event(&self, event: &FlowEvent) {
         match event {
+            FlowEvent::EncryptionKeyVerified { public_key, verification } => {
+                // The warning always; the line as the other progress lines.
+                let notes = KeyNotes { lines: self.lines, rpc_given: self.rpc_given };
+                notes.print_parts(*public_key, verification, &mut |line| self.warn(line));
+            }
             FlowEvent::Encrypted { keys } => {
                 self.say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", ")))
             }
@@ -676,6 +807,7 @@ impl Failure {
     /// The exit code and message of a failed update; every message ends with what to do.
     fn from_flow(e: &CliFlowError, json: bool, user_gave_transaction: bool) -> Self {
         let code = match e {
+            FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
             FlowError::Registration { source, .. } => registration_exit_code(source),
@@ -699,6 +831,7 @@ impl Failure {
         let mut message = crate::error_chain(e);
         let hint = match e {
             FlowError::Registration { source, .. } => registration_next_step(source),
+            FlowError::EncryptionKey(k) => key_next_step(k),
             _ => e.update_error().and_then(next_step),
         };
         if let Some(hint) = hint {
@@ -731,12 +864,13 @@ impl Failure {
         }
         let json = json.then(|| {
             let u = e.update_error();
+            let k = e.encryption_key_error().and_then(EncryptionKeyError::request_error);
             json!({
                 "error": {
                     "exit_code": code,
                     "message": message,
-                    "status": u.and_then(|u| u.status()).map(|s| s.as_u16()),
-                    "request_id": u.and_then(|u| u.request_id()),
+                    "status": u.and_then(|u| u.status()).or_else(|| k.and_then(|k| k.status())).map(|s| s.as_u16()),
+                    "request_id": u.and_then(|u| u.request_id()).or_else(|| k.and_then(|k| k.request_id())),
                     "compose_hash": e.registration().map(|r| r.compose_hash.to_hex()),
                     "transaction_hash": sent.map(|tx| tx.to_hex()),
                     "transaction_reusable": sent.map(|_| reusable),
@@ -747,18 +881,72 @@ impl Failure {
     }
 }
 
+impl Failure {
+    /// A key lookup that failed or refused the key; nothing was encrypted.
+    fn from_key_error(e: &EncryptionKeyError, json: bool) -> Self {
+        let code = key_error_exit_code(e);
+        let mut message = crate::error_chain(e);
+        if let Some(hint) = key_next_step(e) {
+            message.push_str("; ");
+            message.push_str(&hint);
+        }
+        let json = json.then(|| {
+            let request = e.request_error();
+            json!({
+                "error": {
+                    "exit_code": code,
+                    "message": message,
+                    "status": request.and_then(|r| r.status()).map(|s| s.as_u16()),
+                    "request_id": request.and_then(|r| r.request_id()),
+                }
+            })
+        });
+        Self { code, message, json }
+    }
+}
+
+/// The exit code of a failed GET (the CVM, the KMS's key) that stopped the run before anything
+/// was sent.
+fn lookup_exit_code(source: &SdkError<HttpError>) -> u8 {
+    match source.status().map(|s| s.as_u16()) {
+        Some(404) => exit::NOT_FOUND,
+        Some(401 | 403) => exit::AUTH,
+        Some(400 | 422) => exit::BAD_INPUT,
+        Some(_) => exit::SERVER,
+        None if source.is_invalid_input() => exit::BAD_INPUT,
+        None if source.is_not_sent() || source.is_maybe_sent() => exit::NETWORK,
+        None => exit::SERVER,
+    }
+}
+
+/// The exit code of a key lookup that failed or refused the key: a refusal (the signature,
+/// the app's registration, a missing or malformed key) is 6, as `verify-pubkey`'s.
+fn key_error_exit_code(e: &EncryptionKeyError) -> u8 {
+    match e.request_error() {
+        Some(source) => lookup_exit_code(source),
+        None if e.is_rpc() => exit::NETWORK,
+        None if e.is_verification_failure() => exit::REGISTRATION,
+        None => exit::OTHER,
+    }
+}
+
+/// What to do after a key lookup failed or refused the key.
+fn key_next_step(e: &EncryptionKeyError) -> Option<String> {
+    if e.is_verification_failure() {
+        Some("nothing was encrypted or sent: do not encrypt to this key; if you know the CVM's key from elsewhere, give it with --pubkey".into())
+    } else if e.is_rpc() {
+        Some("nothing was encrypted or sent: check the RPC URL (--rpc-url or ETH_RPC_URL) and the network, then run the command again".into())
+    } else if e.request_error().is_some_and(|r| r.is_not_sent() || r.is_maybe_sent()) {
+        Some("nothing was encrypted or sent: check the network and the API URL (PHALA_CLOUD_API_PREFIX), then run the command again".into())
+    } else {
+        None
+    }
+}
+
 /// The exit code of a refusal by the flow's app-id check.
 fn app_id_check_exit_code(e: &AppIdCheckError) -> u8 {
     match e {
-        AppIdCheckError::Lookup { source, .. } => match source.status().map(|s| s.as_u16()) {
-            Some(404) => exit::NOT_FOUND,
-            Some(401 | 403) => exit::AUTH,
-            Some(422) => exit::BAD_INPUT,
-            Some(_) => exit::SERVER,
-            None if source.is_invalid_input() => exit::BAD_INPUT,
-            None if source.is_not_sent() || source.is_maybe_sent() => exit::NETWORK,
-            None => exit::SERVER,
-        },
+        AppIdCheckError::Lookup { source, .. } => lookup_exit_code(source),
         AppIdCheckError::NotExpected { .. } => exit::BAD_INPUT,
         // NoAppId, BadAppId, Mismatch, and what later versions add.
         _ => exit::REGISTRATION,

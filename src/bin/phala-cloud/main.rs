@@ -20,7 +20,9 @@ Exit codes:
   5  conflict: another operation is still running (409, after retries), or another
      process holds this key's lock for longer than the timeout
   6  on-chain registration (owner, balance, chain, fee and gas caps, a reverted or
-     refused transaction; 465-468), or a 465 for another app than the CVM's
+     refused transaction; 465-468), a 465 for another app than the CVM's, or a CVM
+     env-encryption key that does not verify (its KMS signature, the app's registration
+     with the KMS contract, a missing KMS key): nothing was encrypted
   7  server error (500, or a status the API does not define)
   8  network (never sent, or may have been sent; the chain's RPC unreachable; a
      transaction that may have reached the chain)";
@@ -88,7 +90,8 @@ pub mod exit {
     pub const NOT_FOUND: u8 = 4;
     /// 409 after the retries.
     pub const CONFLICT: u8 = 5;
-    /// Registration: the registrar's errors and 465–468.
+    /// Registration and the trust checks around it: the registrar's errors, 465–468, the
+    /// app-id check, and a KMS signature (or env-encryption key) that does not verify.
     pub const REGISTRATION: u8 = 6;
     /// 500 and statuses the API does not define.
     pub const SERVER: u8 = 7;

@@ -6,10 +6,12 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `key_lookup_tracing` | a legacy-form KMS signature over the env-encryption key is a warning |
 //! | `request_tracing` | a span per generated call, named by its operationId, with status and request id |
 //! | `rpc_url_hygiene` | an RPC URL with a key in its path reaches no log line (tracing and `log`) and no error |
 //! | `secret_hygiene` | canaries through every public path and TRACE logs |
 
+mod key_lookup_tracing;
 mod request_tracing;
 mod rpc_url_hygiene;
 mod secret_hygiene;
