@@ -60,19 +60,13 @@ tokio::task_local! {
     static CAPTURE: RefCell<Option<Captured>>;
 }
 
-fn record(captured: Captured) {
-    // Outside `capture` (a call made straight on `Client::api()`) there is no slot: the
-    // caller gets progenitor's result alone.
-    let _ = CAPTURE.try_with(|slot| *slot.borrow_mut() = Some(captured));
-}
-
-/// Puts `reply` in the slot of the running [`capture`]; gives it back outside one.
-fn keep(reply: RawReply) -> Result<(), RawReply> {
-    let mut reply = Some(reply);
-    match CAPTURE.try_with(|slot| *slot.borrow_mut() = reply.take().map(Captured::Reply)) {
-        Ok(()) => Ok(()),
-        Err(_) => Err(reply.take().expect("not taken outside a capture")),
-    }
+/// Puts what the hooks saw in the slot of the running [`capture`]; outside one (a call made
+/// straight on `Client::api()`) there is no slot, and it is given back: the caller gets
+/// progenitor's result alone.
+fn record(captured: Captured) -> Option<Captured> {
+    let mut captured = Some(captured);
+    let _ = CAPTURE.try_with(|slot| *slot.borrow_mut() = captured.take());
+    captured
 }
 
 fn clear() {
@@ -206,15 +200,15 @@ impl ClientHooks<Hooks> for generated::Client {
                     // Inside `capture` the caller reads the headers from the kept copy, and
                     // progenitor's value (all it makes of a reply) is read without them: they
                     // are moved there, not cloned. Outside, progenitor's result is all there is.
-                    let headers = match keep(reply) {
-                        Ok(()) => HeaderMap::new(),
-                        Err(reply) => reply.headers,
+                    let headers = match record(Captured::Reply(reply)) {
+                        Some(Captured::Reply(reply)) => reply.headers,
+                        _ => HeaderMap::new(),
                     };
                     Ok(rebuild(status, headers, body, truncated, cap))
                 }
                 Err((e, partial)) => {
                     tracing::debug!(bytes = partial.len(), "reply body broke off");
-                    record(Captured::BrokenBody { status, headers, partial });
+                    let _ = record(Captured::BrokenBody { status, headers, partial });
                     Err(e)
                 }
             }
