@@ -596,6 +596,22 @@ const DROPPED: [&str; 6] = ["$schema", "$id", "$comment", "$anchor", "$defs", "c
 
 /// `{"type": "null"}`, as written or as [`convert_schema`] leaves it (`nullable` + `enum: [null]`),
 /// with at most annotations beside it.
+/// Two of the schemas declare one type other than `object` (`items` alone says `array`).
+fn shares_a_non_object_type(schemas: &[Value]) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    for schema in schemas {
+        let declared = schema.get("type").and_then(Value::as_str);
+        let Some(kind) = declared.or_else(|| schema.get("items").map(|_| "array")) else { continue };
+        if kind != "object" {
+            if seen.contains(&kind) {
+                return true;
+            }
+            seen.push(kind);
+        }
+    }
+    false
+}
+
 fn is_null_schema(schema: &Value) -> bool {
     let Some(obj) = schema.as_object() else { return false };
     let written = obj.get("type").and_then(Value::as_str) == Some("null");
@@ -892,6 +908,19 @@ pub fn convert_schema(schema: &mut Value, ptr: &str) -> Result<()> {
                 obj.insert(key.into(), Value::Array(rest));
             }
         }
+    }
+
+    // An `anyOf` with two members of one type other than `object` → `oneOf`. typify makes an
+    // `anyOf` whose members may overlap a struct of `#[serde(flatten)]` options, one per member,
+    // which only a JSON object can fill: the `anyOf` of two array types that `GET /api/v1/cvms`
+    // answers would parse nothing. As a `oneOf` it is an untagged enum, whose first member that
+    // parses wins, which is what `anyOf` means to a reader. (Members of different types typify
+    // finds exclusive and makes that enum itself; objects may well overlap, and merge.)
+    if !obj.contains_key("oneOf")
+        && obj.get("anyOf").and_then(Value::as_array).is_some_and(|list| shares_a_non_object_type(list))
+        && let Some(list) = obj.remove("anyOf")
+    {
+        obj.insert("oneOf".into(), list);
     }
 
     // `const` → one-value `enum`.
@@ -1342,6 +1371,27 @@ mod tests {
             ),
             json!({"type": "object", "additionalProperties": {"type": "string"}})
         );
+    }
+
+    #[test]
+    fn an_any_of_of_one_non_object_type_is_a_one_of() {
+        // Two arrays (GET /api/v1/cvms), two strings of different formats.
+        let arrays = json!({"anyOf": [{"type": "array", "items": {"$ref": "#/A"}}, {"type": "array", "items": {"$ref": "#/B"}}]});
+        assert_eq!(schema(arrays.clone()), json!({"oneOf": arrays["anyOf"]}));
+        let strings = json!({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "string"}]});
+        assert_eq!(schema(strings.clone()), json!({"oneOf": strings["anyOf"]}));
+        let items_only =
+            json!({"anyOf": [{"items": {"type": "string"}}, {"type": "array", "items": {"type": "integer"}}]});
+        assert_eq!(schema(items_only.clone()), json!({"oneOf": items_only["anyOf"]}));
+        // Different types, objects, references: as they were.
+        for same in [
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]}),
+            json!({"anyOf": [{"type": "object", "properties": {"a": {"type": "string"}}}, {"type": "object"}]}),
+            json!({"anyOf": [{"$ref": "#/A"}, {"$ref": "#/B"}]}),
+            json!({"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]}),
+        ] {
+            assert_eq!(schema(same.clone()), same);
+        }
     }
 
     #[test]

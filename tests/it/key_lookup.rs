@@ -460,6 +460,18 @@ async fn the_simulator_serves_the_cvm_the_list_and_the_kms_key() {
     let (_, hosted) = raw_get(&sim, "/api/v1/cvms", Some(OLD_VERSION)).await;
     assert_eq!(hosted[1]["hosted"]["app_id"], const_hex::encode(app.0));
     assert_eq!(hosted[1]["hosted"]["id"], sim.cvm("cvm-o1").unwrap().vm_uuid);
+    // The generated list operation parses either shape (an `anyOf` of two array types).
+    for version in [None, Some(OLD_VERSION)] {
+        let mut builder = sim.client_builder();
+        if let Some(v) = version {
+            builder = builder.api_version(v);
+        }
+        let client = builder.build().unwrap();
+        let reply = client.send(|api| api.handle_list_cvms(None, None)).await.unwrap();
+        let parsed = serde_json::to_value(reply.into_inner()).unwrap();
+        let name = |c: &serde_json::Value| c["name"].as_str().unwrap().to_owned();
+        assert_eq!(parsed.as_array().unwrap().iter().map(name).collect::<Vec<_>>(), ["cvm-c", "cvm-o1", "cvm-o2"]);
+    }
     for query in ["user_id=usr_1", "teepod_id=3"] {
         let (status, _) = raw_get(&sim, &format!("/api/v1/cvms?{query}"), None).await;
         assert_eq!(status, 403, "{query}");
