@@ -505,11 +505,9 @@ struct Display {
 
 impl Display {
     fn new(json: bool) -> Self {
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::hidden();
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar
-        });
+        // Drawn on stderr only while the transaction is being mined: drawn before, indicatif
+        // shows an empty bar under every line, and under the question before signing.
+        let spinner = std::io::stderr().is_terminal().then(indicatif::ProgressBar::hidden);
         Self { lines: !json, spinner }
     }
 
@@ -518,8 +516,16 @@ impl Display {
             return;
         }
         match &self.spinner {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
+        }
+    }
+
+    /// Clears the spinner and hides it until the next transaction.
+    fn stop_spinner(&self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
     }
 
@@ -541,17 +547,17 @@ impl Display {
             FlowEvent::TransactionSent { transaction_hash } => {
                 self.say(format!("transaction sent: {transaction_hash}"));
                 if let Some(bar) = &self.spinner {
+                    bar.reset();
                     bar.set_style(
                         indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
                     );
                     bar.set_message("waiting for the transaction to be mined");
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                     bar.enable_steady_tick(std::time::Duration::from_millis(100));
                 }
             }
             FlowEvent::TransactionConfirmed { transaction_hash, block_number } => {
-                if let Some(bar) = &self.spinner {
-                    bar.finish_and_clear();
-                }
+                self.stop_spinner();
                 self.say(format!("transaction {transaction_hash} mined in block {block_number}"));
             }
             FlowEvent::Phase2Sent { attempt } => self.say(format!("phase 2 sent (attempt {attempt})")),
@@ -567,9 +573,7 @@ impl Display {
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.spinner {
-            bar.finish_and_clear();
-        }
+        self.stop_spinner();
     }
 }
 
