@@ -162,7 +162,8 @@ async fn contract_owned_cvm_with_a_real_chain_and_json_output() {
     let mut env = api_env(&sim);
     env.push(("PRIVATE_KEY", key.clone()));
     env.push(("ETH_RPC_URL", chain.endpoint.clone()));
-    let out = cli(update_args(&sim, "cvm-1", &["-e", &format!("SECRET={CANARY}"), "--json"]), env).await;
+    // No terminal here: signing needs --yes.
+    let out = cli(update_args(&sim, "cvm-1", &["-e", &format!("SECRET={CANARY}"), "--json", "--yes"]), env).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -488,6 +489,7 @@ async fn keys_from_a_file_and_from_stdin() {
             "--private-key-file",
             "-",
             "--json",
+            "--yes",
         ],
     );
     let out = cli_stdin(argv, env, format!("0x{key}\nnot read\n")).await;

@@ -14,6 +14,7 @@ use phala_cloud::{
 use phala_cloud::{EnvError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use serde_json::json;
 
+use crate::confirm::{Prompt, Refusal};
 use crate::lock_dir::LockDir;
 use crate::secret_arg::{self, Removed, Secret};
 use crate::{Failure, exit};
@@ -22,11 +23,12 @@ use crate::{Failure, exit};
 #[derive(clap::Subcommand)]
 pub enum EnvsCommand {
     /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
-    /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2).
+    /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2). Before
+    /// signing, it shows the transaction (chain, app contract, compose hash, cost) and asks.
     #[command(after_help = "Examples:
-  PHALA_CLOUD_API_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env
-  PRIVATE_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… -e DATABASE_URL -e LOG_LEVEL=info --rpc-url https://mainnet.base.org
-  phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env --transaction-hash 0x9a7b… --json")]
+  PRIVATE_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env   # asks before signing
+  PRIVATE_KEY=… phala-cloud envs update app_4f2c… --pubkey 0x5c1e… -e DATABASE_URL -e LOG_LEVEL=info --rpc-url https://mainnet.base.org --yes --json   # a script: no question
+  phala-cloud envs update app_4f2c… --pubkey 0x5c1e… --env-file .env --transaction-hash 0x9a7b…   # registered elsewhere: signs nothing")]
     Update(Box<UpdateArgs>),
     /// Encrypt env vars to a CVM's public key and print the `encrypted_env` blob.
     #[command(after_help = "Examples:
@@ -189,6 +191,12 @@ pub struct UpdateArgs {
     /// KMS, or the same allowed names) applies the update at phase 1.
     #[arg(long, conflicts_with = "transaction_hash")]
     prepare_only: bool,
+    /// Sign the registration without asking. Without it, a registration shows what will be
+    /// signed (chain, app contract, compose hash, signer, estimated cost) and asks on the
+    /// terminal; with no terminal (stdin not a TTY: a pipe, a script, CI) nothing is signed
+    /// without --yes. --prepare-only and --transaction-hash sign nothing and never ask.
+    #[arg(short = 'y', long)]
+    yes: bool,
     /// The allowed env names, comma-separated (default: the names being encrypted). They must
     /// include every encrypted name: a CVM drops values whose name is not allowed.
     #[arg(long, value_name = "K,…", value_delimiter = ',')]
@@ -352,11 +360,14 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     secret_arg::refuse_removed(&REMOVED_PRIVATE_KEY, &args.removed_private_key)?;
     secret_arg::refuse_removed(&REMOVED_API_KEY, &args.removed_api_key)?;
-    secret_arg::one_stdin(&[
+    let stdin_readers = [
         ("--private-key-file", args.private_key_file.as_deref()),
         ("--api-key-file", args.api_key_file.as_deref()),
         ("--env-file", args.source.stdin()),
-    ])?;
+    ];
+    secret_arg::one_stdin(&stdin_readers)?;
+    let stdin_read_by =
+        stdin_readers.iter().find(|(_, path)| path.is_some_and(|p| p.as_os_str() == "-")).map(|(flag, _)| *flag);
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = match (&args.encrypted_env, args.pubkey) {
         (Some(blob), _) => EnvInput::Blob(blob.clone()),
@@ -403,6 +414,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         gas_limit_cap: args.gas_limit_cap,
         built: tokio::sync::OnceCell::new(),
         prepare_only: args.prepare_only,
+        prompt: (!args.yes).then(|| Prompt { cvm_id: args.cvm_id.clone(), stdin_read_by }),
     };
     let display = Display::new(args.json);
     let mut update = client.env_update(args.cvm_id.clone()).on_event(|e| display.event(e));
@@ -592,6 +604,8 @@ struct CliRegistrar {
     built: tokio::sync::OnceCell<(url::Url, OnchainRegistrar)>,
     /// `--prepare-only`: stop at the registration, signing nothing.
     prepare_only: bool,
+    /// Ask before signing (no `--yes`).
+    prompt: Option<Prompt>,
 }
 
 /// Why the CLI could not register.
@@ -668,6 +682,17 @@ impl CliRegistrar {
         }
         if let Some(gas) = self.gas_limit_cap {
             registrar = registrar.gas_limit_cap(gas);
+        }
+        if let Some(prompt) = &self.prompt {
+            let prompt = prompt.clone();
+            registrar = registrar.confirm_before_signing(move |plan| {
+                let prompt = prompt.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || prompt.ask(&plan))
+                        .await
+                        .unwrap_or_else(|e| Err(Refusal::Terminal(std::io::Error::other(e))))
+                }
+            });
         }
         Ok((rpc_url.clone(), registrar))
     }
@@ -777,6 +802,11 @@ fn registration_exit_code(e: &RegisterError) -> u8 {
         }
         RegisterError::Setup(_) | RegisterError::LockDir(_) | RegisterError::Prepared(_) => exit::OTHER,
         RegisterError::Onchain(o) => match o {
+            OnchainError::NotConfirmed { reason } => match reason.downcast_ref::<Refusal>() {
+                Some(Refusal::NoTerminal { .. }) => exit::BAD_INPUT,
+                Some(Refusal::Declined) => exit::DECLINED,
+                Some(Refusal::Terminal(_)) | None => exit::OTHER,
+            },
             OnchainError::LockBusy { .. } => exit::CONFLICT,
             OnchainError::Lock { .. } => exit::OTHER,
             OnchainError::SendFailed { maybe_sent, .. } => {
@@ -799,6 +829,7 @@ fn registration_next_step(e: &RegisterError) -> Option<String> {
         return None;
     };
     match o {
+        OnchainError::NotConfirmed { reason } => reason.downcast_ref::<Refusal>().map(|r| r.next_step().to_owned()),
         OnchainError::FeeTooHigh { base_fee, cap } => Some(format!(
             "the base fee is {} gwei and the cap {} gwei: wait for fees to fall, or raise the cap with --max-fee-gwei {} (the transaction then costs at most the cap × its gas)",
             gwei(*base_fee),
@@ -840,7 +871,7 @@ fn registration_next_step(e: &RegisterError) -> Option<String> {
 }
 
 /// Wei as gwei, with up to 9 decimals and no trailing zeros.
-fn gwei(wei: u128) -> String {
+pub(crate) fn gwei(wei: u128) -> String {
     let (whole, frac) = (wei / 1_000_000_000, wei % 1_000_000_000);
     if frac == 0 { whole.to_string() } else { format!("{whole}.{}", format!("{frac:09}").trim_end_matches('0')) }
 }

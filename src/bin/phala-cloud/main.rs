@@ -1,5 +1,6 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
+mod confirm;
 mod credentials;
 mod envs;
 mod lock_dir;
@@ -14,7 +15,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  anything else (the HTTP client could not be set up, the lock directory is unusable)
-  2  bad input (arguments, env file, keys, hashes; a 422 from the server)
+  2  bad input (arguments, env file, keys, hashes; a 422 from the server; a
+     registration to sign without a terminal to confirm it on and without --yes)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries), or another
@@ -23,7 +25,9 @@ Exit codes:
      refused transaction; 465-468), or a 465 for another app than the CVM's
   7  server error (500, or a status the API does not define)
   8  network (never sent, or may have been sent; the chain's RPC unreachable; a
-     transaction that may have reached the chain)";
+     transaction that may have reached the chain)
+  9  not confirmed: the answer to \"Sign and send it?\" was not yes; nothing was
+     signed or sent";
 
 /// Phala Cloud from the command line: env updates with on-chain registration, and a local
 /// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
@@ -94,6 +98,8 @@ pub mod exit {
     pub const SERVER: u8 = 7;
     /// Transport: never sent, or may have been sent; also the chain's RPC.
     pub const NETWORK: u8 = 8;
+    /// The question before signing was not answered yes: nothing was signed or sent.
+    pub const DECLINED: u8 = 9;
     /// Anything else.
     pub const OTHER: u8 = 1;
 }
