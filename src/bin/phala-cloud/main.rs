@@ -2,6 +2,7 @@
 
 mod confirm;
 mod credentials;
+mod demo;
 mod envs;
 mod lock_dir;
 mod secret_arg;
@@ -51,6 +52,13 @@ enum Command {
     /// Serve a local simulator of the env-update endpoint.
     #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
+    /// The main job end to end on an embedded default: a local anvil chain (installed with npm
+    /// into the cargo target directory when none is found), the simulator, and an env update
+    /// through phase 1 → 465 → addComposeHash → phase 2, each step printed.
+    #[command(after_help = "Examples:
+  cargo run --features cli -- demo
+  ANVIL=/opt/foundry/bin/anvil phala-cloud demo")]
+    Demo,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
     #[command(after_help = "Examples:
   phala-cloud completions bash > ~/.local/share/bash-completion/completions/phala-cloud
@@ -154,6 +162,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Envs(command) => envs::run(command).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Demo => demo::run().await.map_err(|e| Failure {
+                code: exit::OTHER,
+                message: format!("demo: {}", error_chain(e.as_ref())),
+                json: None,
+            }),
             Command::Completions { .. } => unreachable!("answered before the runtime starts"),
         }
     });
