@@ -134,3 +134,35 @@ fn demo_runs_the_main_job_on_a_real_chain() {
     let root = phala_cloud::simulator::anvil::default_install_root();
     assert_eq!(std::fs::canonicalize(root).unwrap(), std::fs::canonicalize(target).unwrap());
 }
+
+/// On a machine without Node.js (no `node` or `npm` on the PATH) and without anvil, the demo
+/// runs in offline mode and says why. Its binary is linked deep under the temp dir, away from
+/// the target directory (and the anvil the tests installed there), with a fresh home.
+#[cfg(unix)]
+#[test]
+fn demo_without_node_js_runs_offline_and_says_so() {
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-offline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    // Deeper than the four ancestors the finder looks at for a target directory.
+    let dir = base.join("a/b/c/d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("phala-cloud");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_phala-cloud"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_phala-cloud"), &exe).unwrap();
+    }
+    let out = Command::new(&exe)
+        .arg("demo")
+        .env_remove("ANVIL")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", base.join("home"))
+        .env("PATH", base.join("empty-path"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("installing @foundry-rs/anvil@"), "{stdout}");
+    assert!(stdout.contains("node could not be run") && stdout.contains("Node.js and npm are needed"), "{stdout}");
+    assert!(stdout.contains("OFFLINE MODE") && stdout.contains("no Node.js/npm"), "{stdout}");
+    assert!(stdout.contains("4. OFFLINE: no chain") && stdout.contains("6. accepted: correlation id"), "{stdout}");
+    std::fs::remove_dir_all(&base).unwrap();
+}
