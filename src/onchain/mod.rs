@@ -1,5 +1,6 @@
 //! On-chain registration of compose hashes (feature `onchain`, built on alloy).
 
+mod confirm;
 pub(crate) mod contract;
 pub(crate) mod kms;
 mod registrar;
@@ -7,6 +8,7 @@ mod transport;
 
 use alloy::signers::local::PrivateKeySigner;
 
+pub use confirm::{DeclineReason, PlannedRegistration};
 pub use contract::{COMPOSE_HASH_ADDED_TOPIC, RegistrationCall};
 pub use kms::{KmsCheckError, KmsContract};
 pub use registrar::{

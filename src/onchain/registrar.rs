@@ -14,9 +14,10 @@ use alloy::rpc::types::{Filter, Log, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::SolCall;
 use alloy::transports::{RpcError, TransportErrorKind};
 
-use super::contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC};
+use super::confirm::{ConfirmHook, DeclineReason, PlannedRegistration};
+use super::contract::{AppAuth, COMPOSE_HASH_ADDED_TOPIC, RegistrationCall};
 use super::transport::{HttpFailure, RpcTransport, http_failure};
-use crate::hex::{ComposeHash, TransactionHash};
+use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::two_phase::{ComposeHashRegistrar, FlowEvent, Progress};
 use crate::update_envs::Phase1Data;
 
@@ -151,6 +152,14 @@ pub enum OnchainError {
         /// The cap.
         cap: u128,
     },
+    /// The confirmation hook ([`OnchainRegistrar::confirm_before_signing`]) declined the
+    /// planned transaction: nothing was signed or sent.
+    #[error("signing was not confirmed, so nothing was signed or sent")]
+    NotConfirmed {
+        /// The hook's reason (its own error type: downcast it to tell its cases apart).
+        #[source]
+        reason: DeclineReason,
+    },
     /// The signer would not sign the transaction (a hardware wallet refused, a remote signer
     /// was unreachable). Nothing was sent.
     #[error("signing the registration transaction failed")]
@@ -281,6 +290,7 @@ pub struct OnchainRegistrar {
     gas_limit_cap: u64,
     max_fee_per_gas: u128,
     lock_dir: Option<PathBuf>,
+    confirm: Option<ConfirmHook>,
 }
 
 impl std::fmt::Debug for OnchainRegistrar {
@@ -295,6 +305,7 @@ impl std::fmt::Debug for OnchainRegistrar {
             .field("gas_limit_cap", &self.gas_limit_cap)
             .field("max_fee_per_gas", &self.max_fee_per_gas)
             .field("lock_dir", &self.lock_dir)
+            .field("confirm_before_signing", &self.confirm.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -340,6 +351,7 @@ impl OnchainRegistrar {
             gas_limit_cap: DEFAULT_GAS_LIMIT_CAP,
             max_fee_per_gas: DEFAULT_MAX_FEE_PER_GAS_WEI,
             lock_dir: None,
+            confirm: None,
         })
     }
 
@@ -437,6 +449,45 @@ impl OnchainRegistrar {
         self
     }
 
+    /// Asks `confirm` before signing each transaction: it is given the
+    /// [`PlannedRegistration`] (chain, app contract, compose hash, signer, nonce, gas, fees and
+    /// so the cost) once the chain id, the app's KMS registration, ownership, balance, gas and
+    /// fees have all been checked, and the transaction is signed only if it answers `Ok(())`.
+    /// An `Err(reason)` signs and sends nothing: the registration fails with
+    /// [`OnchainError::NotConfirmed`], `reason` as its source. No hook (the default) signs
+    /// without asking.
+    ///
+    /// The hook is not asked when nothing is to be signed (the hash is already allowed: its
+    /// registering transaction is found instead). It runs in this signer's turn, with the lock
+    /// file held (see [`OnchainRegistrar::lock_dir`]): other registrations with this key wait
+    /// for its answer. A hook that blocks (a prompt on a terminal) should run its blocking
+    /// part with `tokio::task::spawn_blocking`.
+    ///
+    /// ```no_run
+    /// # fn demo(registrar: phala_cloud::onchain::OnchainRegistrar) {
+    /// use alloy::primitives::{U256, utils::format_ether};
+    ///
+    /// // An unattended job that may spend at most 0.001 ETH on a registration.
+    /// let budget = U256::from(1_000_000_000_000_000u64);
+    /// let registrar = registrar.confirm_before_signing(move |plan| async move {
+    ///     if plan.max_cost_wei() <= budget {
+    ///         Ok(())
+    ///     } else {
+    ///         Err(format!("it may cost {} ETH, above this job's budget", format_ether(plan.max_cost_wei())))
+    ///     }
+    /// });
+    /// # let _ = registrar; }
+    /// ```
+    pub fn confirm_before_signing<F, Fut, E>(mut self, confirm: F) -> Self
+    where
+        F: Fn(PlannedRegistration) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<DeclineReason>,
+    {
+        self.confirm = Some(super::confirm::hook(confirm));
+        self
+    }
+
     /// The lock file for this signer on chain `chain_id`, when [`OnchainRegistrar::lock_dir`]
     /// is set: `DIR/phala-cloud-<chain id>-<address in lowercase hex>.lock`.
     pub fn lock_path(&self, chain_id: u64) -> Option<PathBuf> {
@@ -495,8 +546,8 @@ impl OnchainRegistrar {
         }
     }
 
-    /// Checks ownership, balance, gas and fees, signs `addComposeHash` with `nonce`, sends it
-    /// and waits for a receipt that proves it.
+    /// Checks ownership, balance, gas and fees, asks the confirmation hook (if any), signs
+    /// `addComposeHash` with `nonce`, sends it and waits for a receipt that proves it.
     async fn send_registration(
         &self,
         chain_id: u64,
@@ -525,7 +576,30 @@ impl OnchainRegistrar {
             return Err(OnchainError::GasLimitTooHigh { estimate, cap: self.gas_limit_cap });
         }
         let gas_limit = estimate.saturating_add(estimate / 5).min(self.gas_limit_cap);
-        let (max_fee, priority_fee) = self.fees().await?;
+        let (base_fee, max_fee, priority_fee) = self.fees().await?;
+        if let Some(confirm) = &self.confirm {
+            let app_id = AppId::from(app);
+            let compose_hash = ComposeHash::from(hash);
+            let plan = PlannedRegistration {
+                chain_id,
+                app_id,
+                compose_hash,
+                call: RegistrationCall::new(app_id, compose_hash),
+                from: self.signer,
+                nonce,
+                balance,
+                gas_estimate: estimate,
+                gas_limit,
+                base_fee_per_gas: base_fee,
+                max_priority_fee_per_gas: priority_fee,
+                max_fee_per_gas: max_fee,
+            };
+            tracing::info!(nonce, gas_limit, max_fee, "addComposeHash planned; asking for confirmation before signing");
+            if let Err(reason) = confirm(plan).await {
+                tracing::info!(%reason, "signing not confirmed; nothing signed");
+                return Err(OnchainError::NotConfirmed { reason });
+            }
+        }
         let request =
             request.with_gas_limit(gas_limit).with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(priority_fee);
         let envelope = <TransactionRequest as NetworkTransactionBuilder<Ethereum>>::build(request, &self.wallet)
@@ -569,9 +643,10 @@ impl OnchainRegistrar {
         Ok(Sent::Registered(transaction_hash))
     }
 
-    /// The max fee and the priority fee per gas to sign: the node's priority fee, and twice the
-    /// next block's base fee plus it, at most the cap; refused when the base fee is above it.
-    async fn fees(&self) -> Result<(u128, u128), OnchainError> {
+    /// The next block's base fee, and the max fee and the priority fee per gas to sign: the
+    /// node's priority fee, and twice the base fee plus it, at most the cap; refused when the
+    /// base fee is above the cap.
+    async fn fees(&self) -> Result<(u128, u128, u128), OnchainError> {
         let history = self
             .provider
             .get_fee_history(1, BlockNumberOrTag::Latest, &[])
@@ -584,7 +659,7 @@ impl OnchainRegistrar {
         let priority =
             self.provider.get_max_priority_fee_per_gas().await.map_err(self.rpc("eth_maxPriorityFeePerGas"))?;
         let max_fee = base_fee.saturating_mul(2).saturating_add(priority).min(self.max_fee_per_gas);
-        Ok((max_fee, priority.min(max_fee)))
+        Ok((base_fee, max_fee, priority.min(max_fee)))
     }
 
     /// Polls for the receipt every `poll_interval` until it has `confirmations`, or times out.
@@ -773,8 +848,9 @@ impl ComposeHashRegistrar for OnchainRegistrar {
     /// Checks the chain id against `kms_info.chain_id` and, when `kms_info` names the KMS
     /// contract, that the app is registered with it (`registeredApps`); then, in this signer's turn (see
     /// [`OnchainRegistrar`]): if the hash is already allowed, returns the transaction that
-    /// registered it (sending nothing); else checks ownership, balance, gas and fees, signs and
-    /// sends `addComposeHash` and waits for a receipt carrying `ComposeHashAdded(hash)`.
+    /// registered it (sending nothing); else checks ownership, balance, gas and fees,
+    /// asks the confirmation hook if one is set ([`OnchainRegistrar::confirm_before_signing`]),
+    /// signs and sends `addComposeHash` and waits for a receipt carrying `ComposeHashAdded(hash)`.
     async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, OnchainError> {
         let expected = data.chain_id().ok_or(OnchainError::UnknownChain)?;
         let rpc_chain = self.provider.get_chain_id().await.map_err(self.rpc("eth_chainId"))?;

@@ -36,6 +36,7 @@
 //! cannot verify transactions, so phase 2 checks everything but the chain. That mode exists for
 //! demos only; [`Simulator::verifies_chain`] says which mode runs.
 
+pub mod anvil;
 mod chain;
 mod compose;
 mod cvm_view;

@@ -162,7 +162,8 @@ async fn contract_owned_cvm_with_a_real_chain_and_json_output() {
     let mut env = api_env(&sim);
     env.push(("PRIVATE_KEY", key.clone()));
     env.push(("ETH_RPC_URL", chain.endpoint.clone()));
-    let out = cli(update_args(&sim, "cvm-1", &["-e", &format!("SECRET={CANARY}"), "--json"]), env).await;
+    // No terminal here: signing needs --yes.
+    let out = cli(update_args(&sim, "cvm-1", &["-e", &format!("SECRET={CANARY}"), "--json", "--yes"]), env).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     let json: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
@@ -488,6 +489,7 @@ async fn keys_from_a_file_and_from_stdin() {
             "--private-key-file",
             "-",
             "--json",
+            "--yes",
         ],
     );
     let out = cli_stdin(argv, env, format!("0x{key}\nnot read\n")).await;
@@ -937,7 +939,7 @@ async fn a_looked_up_key_is_checked_against_the_kms_contract_with_an_rpc() {
 
     let key = const_hex::encode(chain.signer(0).to_bytes());
     env.push(("PRIVATE_KEY", key.clone()));
-    let out = cli(args(&["envs", "update", "cvm-1", "-e", &format!("SECRET={CANARY}")]), env).await;
+    let out = cli(args(&["envs", "update", "cvm-1", "-e", &format!("SECRET={CANARY}"), "--yes"]), env).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stderr.contains(&format!("that the KMS contract {kms_contract} records on-chain")), "{stderr}");

@@ -107,7 +107,7 @@ async fn three_processes_for_one_app_send_one_transaction() {
         .iter()
         .map(|id| {
             let pubkey = sim.cvm(id).unwrap().public_key.to_hex();
-            command(&update_args(id, &pubkey, &["-e", "SHARED=1", "-e", "TOKEN=x"]), &env).spawn().unwrap()
+            command(&update_args(id, &pubkey, &["-e", "SHARED=1", "-e", "TOKEN=x", "--yes"]), &env).spawn().unwrap()
         })
         .collect();
     let outputs = tokio::task::spawn_blocking(move || {
@@ -317,7 +317,7 @@ async fn fee_and_gas_caps_refuse_before_signing_and_name_their_flags() {
         update_args(
             "cvm-1",
             &pubkey,
-            &["-e", "A=1", "--lock-dir", lock_dir, "--max-fee-gwei", "100", "--gas-limit-cap", "200000"],
+            &["-e", "A=1", "--lock-dir", lock_dir, "--max-fee-gwei", "100", "--gas-limit-cap", "200000", "--yes"],
         ),
         env,
     )
@@ -349,7 +349,7 @@ async fn against_fake_chain(
         ("PRIVATE_KEY", const_hex::encode(fake_key().to_bytes())),
         ("PHALA_CLOUD_LOCK_DIR", temp_dir("fake").to_str().unwrap().to_owned()),
     ];
-    let out = cli(update_args("cvm-x", &pubkey, &["-e", "A=1", "--rpc-url", &rpc.url, "--json"]), env).await;
+    let out = cli(update_args("cvm-x", &pubkey, &["-e", "A=1", "--rpc-url", &rpc.url, "--json", "--yes"]), env).await;
     (out, rpc)
 }
 

@@ -11,7 +11,7 @@
 //! | `two_phase`, `two_phase_chain`, `flow_faults`, `flow_registrations` | the phases as values; the one-call flow on anvil, under faults and scripted replies |
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
-//! | `cli`, `cli_registration` | the command line: exit codes, `--json`, env files, concurrent processes |
+//! | `cli`, `cli_registration`, `cli_confirm` | the command line: exit codes, `--json`, env files, concurrent processes; the question before signing, on a pseudo-terminal |
 //! | `logs` | what reaches the logs: a span per operation, no secret, no RPC URL; each test alone in a process |
 //!
 //! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
@@ -32,6 +32,7 @@ mod normalize;
 mod anvil_contract;
 mod bad_input;
 mod cli;
+mod cli_confirm;
 mod cli_registration;
 mod envcrypt;
 mod faults;

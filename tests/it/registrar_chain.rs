@@ -176,6 +176,63 @@ async fn a_base_fee_above_the_cap_is_refused_before_signing() {
     assert!(sent.gas_limit() <= phala_cloud::onchain::DEFAULT_GAS_LIMIT_CAP);
 }
 
+/// Why the test's confirmation hook declined.
+#[derive(Debug, thiserror::Error)]
+#[error("the test said no")]
+struct SaidNo;
+
+/// The confirmation hook sees the whole planned transaction once every check passed; a decline
+/// signs nothing (the hook's own error is the source), an accept signs the plan it was shown,
+/// and a hash that is already allowed asks nothing (nothing is to be signed).
+#[tokio::test]
+async fn the_confirmation_hook_sees_the_plan_and_a_decline_signs_nothing() {
+    use phala_cloud::onchain::PlannedRegistration;
+    use std::sync::{Arc, Mutex};
+    let chain = LocalChain::start();
+    let (sim, app) = one_app(&chain, 2).await;
+    let asked: Arc<Mutex<Vec<PlannedRegistration>>> = Arc::default();
+    let asking = |yes: bool| {
+        let asked = asked.clone();
+        registrar(&chain).confirm_before_signing(move |plan| {
+            asked.lock().unwrap().push(plan);
+            async move { if yes { Ok(()) } else { Err(SaidNo) } }
+        })
+    };
+
+    let before = nonce(&chain).await;
+    let e = refused_before_signing(&chain, &sim, app, asking(false)).await;
+    let Some(OnchainError::NotConfirmed { reason }) = e.registration_error() else { panic!("{e:?}") };
+    assert!(reason.downcast_ref::<SaidNo>().is_some(), "{reason:?}");
+    let plan = asked.lock().unwrap().pop().expect("asked once");
+    assert_eq!(plan.chain_id, chain.chain_id);
+    assert_eq!(Address::from(plan.app_id), app);
+    assert_eq!(plan.from, chain.signer(0).address());
+    assert_eq!(plan.nonce, before);
+    assert_eq!(plan.call.to, app);
+    assert_eq!(&plan.call.data[4..], plan.compose_hash.as_bytes());
+    assert!(plan.gas_estimate > 21_000 && plan.gas_limit >= plan.gas_estimate, "{plan:?}");
+    assert!(plan.max_fee_per_gas >= plan.base_fee_per_gas, "{plan:?}");
+    assert_eq!(
+        plan.estimated_cost_wei(),
+        alloy::primitives::U256::from(plan.gas_estimate) * alloy::primitives::U256::from(plan.expected_gas_price())
+    );
+
+    let client = sim.client_builder().build().unwrap();
+    let key = |id: &str| sim.cvm(id).unwrap().public_key;
+    let outcome = client.env_update("cvm-0").env(vars(), key("cvm-0")).run(asking(true)).await.unwrap();
+    let signed = asked.lock().unwrap().pop().expect("asked again");
+    assert!(asked.lock().unwrap().is_empty());
+    let registration = outcome.registration.unwrap();
+    assert_eq!(signed.compose_hash, registration.compose_hash, "the hash shown is the one registered");
+    assert_eq!((signed.nonce, nonce(&chain).await), (before, before + 1), "one transaction, on the nonce shown");
+    assert_eq!(registrations(&chain, app).await, 1);
+
+    // cvm-1, same app and names: the hash is allowed already, so nothing is signed or asked.
+    let outcome = client.env_update("cvm-1").env(vars(), key("cvm-1")).run(asking(false)).await.unwrap();
+    assert_eq!(outcome.registration.unwrap().transaction_hash, registration.transaction_hash);
+    assert!(asked.lock().unwrap().is_empty(), "not asked when nothing is signed");
+}
+
 #[tokio::test]
 async fn a_held_lock_file_keeps_the_registrar_from_sending() {
     let chain = LocalChain::start();

@@ -1,5 +1,6 @@
 //! `phala-cloud simulate` as a separate process: one JSON line on stdout that a client in any
-//! language can use, offline mode said on stderr, a real chain with `--rpc-url` and `DEPLOYER_KEY`.
+//! language can use, offline mode said on stderr, a real chain with `--rpc-url` and `DEPLOYER_KEY`;
+//! and `phala-cloud demo`, the main job.
 #![cfg(feature = "cli")]
 
 use crate::support;
@@ -101,4 +102,67 @@ fn a_bad_deployer_key_is_refused_without_echoing_it() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("DEPLOYER_KEY") && !stderr.contains("SECRET"), "{stderr}");
+}
+
+/// `phala-cloud demo`, the README's main job: on the anvil the tests use, a real registration
+/// and an accepted update, each step printed; the anvil finder looks in the cargo target
+/// directory the tests install into.
+#[test]
+fn demo_runs_the_main_job_on_a_real_chain() {
+    let anvil = support::anvil::anvil_binary();
+    let out = Command::new(env!("CARGO_BIN_EXE_phala-cloud")).arg("demo").env("ANVIL", anvil).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    for step in [
+        "(ANVIL)",
+        "chain: a real anvil node at ",
+        "3. 465 registration required",
+        "about to sign addComposeHash from ",
+        "4. addComposeHash sent: 0x",
+        "6. accepted: correlation id ",
+        "the CVM now sees 3 variables",
+    ] {
+        assert!(stdout.contains(step), "{step:?} missing: {stdout}");
+    }
+    assert!(!stdout.contains("OFFLINE"), "{stdout}");
+
+    // The demo's default install directory (the target directory its binary is in) is the one
+    // the tests install anvil into.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
+    let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_phala-cloud")).unwrap();
+    assert!(exe.starts_with(std::fs::canonicalize(target).unwrap()), "{}", exe.display());
+    let root = phala_cloud::simulator::anvil::default_install_root();
+    assert_eq!(std::fs::canonicalize(root).unwrap(), std::fs::canonicalize(target).unwrap());
+}
+
+/// On a machine without Node.js (no `node` or `npm` on the PATH) and without anvil, the demo
+/// runs in offline mode and says why. Its binary is linked deep under the temp dir, away from
+/// the target directory (and the anvil the tests installed there), with a fresh home.
+#[cfg(unix)]
+#[test]
+fn demo_without_node_js_runs_offline_and_says_so() {
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("demo-offline-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    // Deeper than the four ancestors the finder looks at for a target directory.
+    let dir = base.join("a/b/c/d");
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = dir.join("phala-cloud");
+    if std::fs::hard_link(env!("CARGO_BIN_EXE_phala-cloud"), &exe).is_err() {
+        std::fs::copy(env!("CARGO_BIN_EXE_phala-cloud"), &exe).unwrap();
+    }
+    let out = Command::new(&exe)
+        .arg("demo")
+        .env_remove("ANVIL")
+        .env_remove("XDG_CACHE_HOME")
+        .env("HOME", base.join("home"))
+        .env("PATH", base.join("empty-path"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("installing @foundry-rs/anvil@"), "{stdout}");
+    assert!(stdout.contains("node could not be run") && stdout.contains("Node.js and npm are needed"), "{stdout}");
+    assert!(stdout.contains("OFFLINE MODE") && stdout.contains("no Node.js/npm"), "{stdout}");
+    assert!(stdout.contains("4. OFFLINE: no chain") && stdout.contains("6. accepted: correlation id"), "{stdout}");
+    std::fs::remove_dir_all(&base).unwrap();
 }

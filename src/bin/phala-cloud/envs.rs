@@ -15,6 +15,7 @@ use phala_cloud::{EncryptionKeyError, HttpError, KeyVerification, KmsKeyAnchor, 
 use phala_cloud::{EnvError, EnvVars, K256PublicKey, RecipientPublicKey, SignedEnvPubkey, encrypt};
 use serde_json::json;
 
+use crate::confirm::{Prompt, Refusal};
 use crate::lock_dir::LockDir;
 use crate::secret_arg::{self, Removed, Secret};
 use crate::{Failure, exit};
@@ -24,17 +25,18 @@ use crate::{Failure, exit};
 pub enum EnvsCommand {
     /// Encrypt env vars to a CVM and update them, registering the compose hash on-chain when
     /// the CVM's KMS is contract-owned (phase 1 → 465 → addComposeHash → phase 2). The CVM's
-    /// env-encryption key is looked up and verified first, unless --pubkey gives it.
+    /// env-encryption key is looked up and verified first, unless --pubkey gives it. Before
+    /// signing, it shows the transaction (chain, app contract, compose hash, cost) and asks.
     #[command(after_help = "Examples:
-  PHALA_CLOUD_API_KEY=… PRIVATE_KEY=… phala-cloud envs update app_4f2c… --env-file .env --rpc-url https://mainnet.base.org
-  phala-cloud envs update app_4f2c… -e DATABASE_URL -e LOG_LEVEL=info --transaction-hash 0x9a7b… --json
-  phala-cloud envs update my-cvm --pubkey 0x5c1e… --env-file .env   (a key you know: no lookup)
+  PHALA_CLOUD_API_KEY=… PRIVATE_KEY=… phala-cloud envs update app_4f2c… --env-file .env --rpc-url https://mainnet.base.org   # asks before signing
+  PRIVATE_KEY=… phala-cloud envs update app_4f2c… -e DATABASE_URL -e LOG_LEVEL=info --rpc-url https://mainnet.base.org --yes --json   # a script: no question
+  phala-cloud envs update app_4f2c… --env-file .env --transaction-hash 0x9a7b…   # registered elsewhere: signs nothing
 
 Without --pubkey the key is looked up (GET /api/v1/cvms/{CVM}): a centralized KMS's is the
 API's; a contract-owned KMS's is fetched with its KMS signature, which must verify (against the
 KMS contract on-chain with --rpc-url, else against the KMS key the API reports) before anything
 is encrypted; a failed check exits 6. A legacy (untimestamped) signature is accepted with a
-warning.")]
+warning. --pubkey 0x… gives a key you know, and skips the lookup.")]
     Update(Box<UpdateArgs>),
     /// Encrypt env vars to a CVM's env-encryption key and print the `encrypted_env` blob: the
     /// key looked up and verified as `envs update` does, or given with --pubkey.
@@ -200,6 +202,12 @@ pub struct UpdateArgs {
     /// KMS, or the same allowed names) applies the update at phase 1.
     #[arg(long, conflicts_with = "transaction_hash")]
     prepare_only: bool,
+    /// Sign the registration without asking. Without it, a registration shows what will be
+    /// signed (chain, app contract, compose hash, signer, estimated cost) and asks on the
+    /// terminal; with no terminal (stdin not a TTY: a pipe, a script, CI) nothing is signed
+    /// without --yes. --prepare-only and --transaction-hash sign nothing and never ask.
+    #[arg(short = 'y', long)]
+    yes: bool,
     /// The allowed env names, comma-separated (default: the names being encrypted). They must
     /// include every encrypted name: a CVM drops values whose name is not allowed.
     #[arg(long, value_name = "K,…", value_delimiter = ',')]
@@ -487,11 +495,14 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     secret_arg::refuse_removed(&REMOVED_PRIVATE_KEY, &args.removed_private_key)?;
     secret_arg::refuse_removed(&REMOVED_API_KEY, &args.api.removed_api_key)?;
-    secret_arg::one_stdin(&[
+    let stdin_readers = [
         ("--private-key-file", args.private_key_file.as_deref()),
         ("--api-key-file", args.api.api_key_file.as_deref()),
         ("--env-file", args.source.stdin()),
-    ])?;
+    ];
+    secret_arg::one_stdin(&stdin_readers)?;
+    let stdin_read_by =
+        stdin_readers.iter().find(|(_, path)| path.is_some_and(|p| p.as_os_str() == "-")).map(|(flag, _)| *flag);
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     let env = match (&args.encrypted_env, args.pubkey) {
         (Some(blob), _) => EnvInput::Blob(blob.clone()),
@@ -524,6 +535,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
         gas_limit_cap: args.gas_limit_cap,
         built: tokio::sync::OnceCell::new(),
         prepare_only: args.prepare_only,
+        prompt: (!args.yes).then(|| Prompt { cvm_id: args.cvm_id.clone(), stdin_read_by }),
     };
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
@@ -623,29 +635,32 @@ struct Display {
 
 impl Display {
     fn new(json: bool, rpc_given: bool) -> Self {
-        let spinner = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::hidden();
-            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            bar
-        });
+        // Drawn on stderr only while the transaction is being mined: drawn before, indicatif
+        // shows an empty bar under every line, and under the question before signing.
+        let spinner = std::io::stderr().is_terminal().then(indicatif::ProgressBar::hidden);
         Self { lines: !json, rpc_given, spinner }
     }
 
     /// A line on stderr even in `--json` mode (a warning).
     fn warn(&self, line: String) {
         match &self.spinner {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => eprintln!("{line}"),
         }
     }
 
+    /// A progress line on stderr, unless `--json`.
     fn say(&self, line: String) {
-        if !self.lines {
-            return;
+        if self.lines {
+            self.warn(line);
         }
-        match &self.spinner {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+    }
+
+    /// Clears the spinner and hides it until the next transaction.
+    fn stop_spinner(&self) {
+        if let Some(bar) = &self.spinner {
+            bar.finish_and_clear();
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
         }
     }
 
@@ -672,17 +687,17 @@ impl Display {
             FlowEvent::TransactionSent { transaction_hash } => {
                 self.say(format!("transaction sent: {transaction_hash}"));
                 if let Some(bar) = &self.spinner {
+                    bar.reset();
                     bar.set_style(
                         indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}").expect("template"),
                     );
                     bar.set_message("waiting for the transaction to be mined");
+                    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
                     bar.enable_steady_tick(std::time::Duration::from_millis(100));
                 }
             }
             FlowEvent::TransactionConfirmed { transaction_hash, block_number } => {
-                if let Some(bar) = &self.spinner {
-                    bar.finish_and_clear();
-                }
+                self.stop_spinner();
                 self.say(format!("transaction {transaction_hash} mined in block {block_number}"));
             }
             FlowEvent::Phase2Sent { attempt } => self.say(format!("phase 2 sent (attempt {attempt})")),
@@ -698,9 +713,7 @@ impl Display {
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.spinner {
-            bar.finish_and_clear();
-        }
+        self.stop_spinner();
     }
 }
 
@@ -719,6 +732,8 @@ struct CliRegistrar {
     built: tokio::sync::OnceCell<(url::Url, OnchainRegistrar)>,
     /// `--prepare-only`: stop at the registration, signing nothing.
     prepare_only: bool,
+    /// Ask before signing (no `--yes`).
+    prompt: Option<Prompt>,
 }
 
 /// Why the CLI could not register.
@@ -795,6 +810,17 @@ impl CliRegistrar {
         }
         if let Some(gas) = self.gas_limit_cap {
             registrar = registrar.gas_limit_cap(gas);
+        }
+        if let Some(prompt) = &self.prompt {
+            let prompt = prompt.clone();
+            registrar = registrar.confirm_before_signing(move |plan| {
+                let prompt = prompt.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || prompt.ask(&plan))
+                        .await
+                        .unwrap_or_else(|e| Err(Refusal::Terminal(std::io::Error::other(e))))
+                }
+            });
         }
         Ok((rpc_url.clone(), registrar))
     }
@@ -961,6 +987,11 @@ fn registration_exit_code(e: &RegisterError) -> u8 {
         }
         RegisterError::Setup(_) | RegisterError::LockDir(_) | RegisterError::Prepared(_) => exit::OTHER,
         RegisterError::Onchain(o) => match o {
+            OnchainError::NotConfirmed { reason } => match reason.downcast_ref::<Refusal>() {
+                Some(Refusal::NoTerminal { .. }) => exit::BAD_INPUT,
+                Some(Refusal::Declined) => exit::DECLINED,
+                Some(Refusal::Terminal(_)) | None => exit::OTHER,
+            },
             OnchainError::LockBusy { .. } => exit::CONFLICT,
             OnchainError::Lock { .. } => exit::OTHER,
             OnchainError::SendFailed { maybe_sent, .. } => {
@@ -983,6 +1014,7 @@ fn registration_next_step(e: &RegisterError) -> Option<String> {
         return None;
     };
     match o {
+        OnchainError::NotConfirmed { reason } => reason.downcast_ref::<Refusal>().map(|r| r.next_step().to_owned()),
         OnchainError::FeeTooHigh { base_fee, cap } => Some(format!(
             "the base fee is {} gwei and the cap {} gwei: wait for fees to fall, or raise the cap with --max-fee-gwei {} (the transaction then costs at most the cap × its gas)",
             gwei(*base_fee),
@@ -1024,7 +1056,7 @@ fn registration_next_step(e: &RegisterError) -> Option<String> {
 }
 
 /// Wei as gwei, with up to 9 decimals and no trailing zeros.
-fn gwei(wei: u128) -> String {
+pub(crate) fn gwei(wei: u128) -> String {
     let (whole, frac) = (wei / 1_000_000_000, wei % 1_000_000_000);
     if frac == 0 { whole.to_string() } else { format!("{whole}.{}", format!("{frac:09}").trim_end_matches('0')) }
 }

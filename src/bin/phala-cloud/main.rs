@@ -1,6 +1,8 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
+mod confirm;
 mod credentials;
+mod demo;
 mod envs;
 mod lock_dir;
 mod secret_arg;
@@ -14,7 +16,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  anything else (the HTTP client could not be set up, the lock directory is unusable)
-  2  bad input (arguments, env file, keys, hashes; a 422 from the server)
+  2  bad input (arguments, env file, keys, hashes; a 422 from the server; a
+     registration to sign without a terminal to confirm it on and without --yes)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries), or another
@@ -25,7 +28,9 @@ Exit codes:
      with the KMS contract, a missing KMS key): nothing was encrypted
   7  server error (500, or a status the API does not define)
   8  network (never sent, or may have been sent; the chain's RPC unreachable; a
-     transaction that may have reached the chain)";
+     transaction that may have reached the chain)
+  9  not confirmed: the answer to \"Sign and send it?\" was not yes; nothing was
+     signed or sent";
 
 /// Phala Cloud from the command line: env updates with on-chain registration, and a local
 /// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
@@ -49,6 +54,13 @@ enum Command {
     /// Serve a local simulator of the env-update endpoint.
     #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
+    /// The main job end to end on an embedded default: a local anvil chain (installed with npm
+    /// into the cargo target directory when none is found), the simulator, and an env update
+    /// through phase 1 → 465 → addComposeHash → phase 2, each step printed.
+    #[command(after_help = "Examples:
+  cargo run --features cli -- demo
+  ANVIL=/opt/foundry/bin/anvil phala-cloud demo")]
+    Demo,
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
     #[command(after_help = "Examples:
   phala-cloud completions bash > ~/.local/share/bash-completion/completions/phala-cloud
@@ -97,6 +109,8 @@ pub mod exit {
     pub const SERVER: u8 = 7;
     /// Transport: never sent, or may have been sent; also the chain's RPC.
     pub const NETWORK: u8 = 8;
+    /// The question before signing was not answered yes: nothing was signed or sent.
+    pub const DECLINED: u8 = 9;
     /// Anything else.
     pub const OTHER: u8 = 1;
 }
@@ -151,6 +165,11 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Envs(command) => envs::run(command).await,
             Command::Simulate(args) => simulate::run(args).await,
+            Command::Demo => demo::run().await.map_err(|e| Failure {
+                code: exit::OTHER,
+                message: format!("demo: {}", error_chain(e.as_ref())),
+                json: None,
+            }),
             Command::Completions { .. } => unreachable!("answered before the runtime starts"),
         }
     });
