@@ -65,12 +65,20 @@ impl CvmRecord {
         }
     }
 
-    /// Whether the KMS is contract-owned: `kms_info.chain_id` is set (as the official clients
-    /// decide), or `kms_type` names a chain (`ethereum`, `base`).
+    /// Whether the KMS is contract-owned: `kms_info` carries anything of a chain — a
+    /// `chain_id` (as the official clients decide; any value but `null`, readable or not), a
+    /// KMS contract address or a `k256_pubkey` — or `kms_type` names a chain (`ethereum`,
+    /// `base`). Only a CVM with none of these is taken for a centralized KMS, whose key is the
+    /// API's word: a reply that mixes the two is held to the contract-owned checks, so an API
+    /// cannot skip them by writing `chain_id` as `null` or as `8453.0` beside a KMS contract.
     pub(crate) fn is_contract_owned(&self) -> bool {
         let kms_type = text(&self.fields, "kms_type");
-        self.kms().is_some_and(|k| k.chain_id().is_some())
-            || kms_type.is_some_and(|t| t.eq_ignore_ascii_case("ethereum") || t.eq_ignore_ascii_case("base"))
+        let chain_facts = self.kms().is_some_and(|k| {
+            k.info.get("chain_id").is_some_and(|v| !v.is_null())
+                || k.contract_address().is_some()
+                || k.k256_pubkey().is_some()
+        });
+        chain_facts || kms_type.is_some_and(|t| t.eq_ignore_ascii_case("ethereum") || t.eq_ignore_ascii_case("base"))
     }
 
     /// The env-encryption key of a centralized KMS: `kms_info.encrypted_env_pubkey` (newer API
@@ -120,7 +128,6 @@ impl<'a> CvmKms<'a> {
 
     /// The KMS contract: `kms_contract_address` (`KMSInfo`), else `dstack_kms_address`
     /// (`CVMKmsInfo`).
-    #[cfg_attr(not(feature = "onchain"), allow(dead_code))]
     pub(crate) fn contract_address(&self) -> Option<&'a str> {
         text(self.info, "kms_contract_address").or_else(|| text(self.info, "dstack_kms_address"))
     }
@@ -168,6 +175,27 @@ mod tests {
         }
         assert_eq!(basic.encrypted_env_pubkey(), Some("0xaa"));
         assert_eq!(detail.encrypted_env_pubkey(), None);
+    }
+
+    #[test]
+    fn any_chain_fact_makes_the_kms_contract_owned() {
+        let contract = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
+        for kms_info in [
+            serde_json::json!({"chain_id": null, "kms_contract_address": contract}),
+            serde_json::json!({"chain_id": 8453.0}),
+            serde_json::json!({"chain_id": "base"}),
+            serde_json::json!({"dstack_kms_address": contract}),
+            serde_json::json!({"k256_pubkey": "0x02aa"}),
+        ] {
+            let record = CvmRecord::from_value(
+                serde_json::json!({"app_id": "ab", "encrypted_env_pubkey": "11".repeat(32), "kms_info": kms_info}),
+            );
+            assert!(record.is_contract_owned(), "{kms_info}");
+        }
+        let centralized = CvmRecord::from_value(serde_json::json!({
+            "kms_info": {"chain_id": null, "slug": "phala", "encrypted_env_pubkey": "11".repeat(32)}
+        }));
+        assert!(!centralized.is_contract_owned());
     }
 
     #[test]

@@ -454,7 +454,10 @@ async fn verify(
             let address = text
                 .parse()
                 .map_err(|_| EncryptionKeyError::Onchain(KmsCheckError::BadAddress { value: text.to_owned() }))?;
-            Against::Chain(KmsContract::new(address, rpc_url).map_err(EncryptionKeyError::RpcSetup)?)
+            let contract = KmsContract::new(address, rpc_url).map_err(EncryptionKeyError::RpcSetup)?;
+            // Only on the chain `kms_info` names is the contract the KMS's.
+            contract.check_chain(kms.and_then(|k| k.chain_id())).await.map_err(EncryptionKeyError::Onchain)?;
+            Against::Chain(contract)
         }
     };
 

@@ -78,6 +78,20 @@ pub enum KmsCheckError {
         #[source]
         source: KmsSignatureError,
     },
+    /// The RPC serves another chain than the one `kms_info` names (or `kms_info` names none
+    /// that can be read): a KMS contract is the KMS's only on its own chain.
+    #[error(
+        "the RPC serves chain {rpc}, but the CVM's kms_info names {}: the KMS contract {kms} is checked only on its own chain; give an RPC URL of that chain",
+        reported.map_or_else(|| "no readable chain id".to_owned(), |c| format!("chain {c}"))
+    )]
+    WrongChain {
+        /// The KMS contract.
+        kms: Address,
+        /// The chain `kms_info.chain_id` names, if readable.
+        reported: Option<u64>,
+        /// The chain the RPC serves.
+        rpc: u64,
+    },
     /// The chain could not be asked.
     #[error("{call} on the KMS contract {kms} failed")]
     Rpc {
@@ -144,6 +158,21 @@ impl KmsContract {
             .call()
             .await
             .map_err(self.call_error("registeredApps(address)"))
+    }
+
+    /// Refuses an RPC of another chain than `expected` (`kms_info.chain_id`; `None` when the
+    /// API gave none that can be read, which is refused too).
+    pub async fn check_chain(&self, expected: Option<u64>) -> Result<(), KmsCheckError> {
+        use alloy::providers::Provider;
+        let rpc = self.provider.get_chain_id().await.map_err(|e| KmsCheckError::Rpc {
+            kms: self.address,
+            call: "eth_chainId",
+            source: Box::new(alloy::contract::Error::TransportError(e)),
+        })?;
+        match expected {
+            Some(chain) if chain == rpc => Ok(()),
+            reported => Err(KmsCheckError::WrongChain { kms: self.address, reported, rpc }),
+        }
     }
 
     /// Refuses an app the contract does not list in `registeredApps`.

@@ -502,3 +502,86 @@ async fn the_simulator_serves_the_cvm_the_list_and_the_kms_key() {
     let (status, _) = raw_get(&sim, &format!("/api/v1/kms/{}/pubkey/{}", sim.kms_slug(), AppId([9; 20])), None).await;
     assert_eq!(status, 404);
 }
+
+/// An API cannot skip the contract-owned checks by describing a CVM with a KMS contract (or a
+/// KMS key) as centralized, e.g. with `chain_id: null` or `8453.0`: the key it reports beside
+/// them is not taken on its word.
+#[tokio::test]
+async fn a_cvm_with_any_chain_fact_is_not_taken_for_a_centralized_kms() {
+    let server = httpmock::MockServer::start_async().await;
+    let contract = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
+    let cases = [
+        ("null-chain", json!({"chain_id": null, "kms_contract_address": contract, "slug": "k"})),
+        ("float-chain", json!({"chain_id": 8453.0, "slug": "k"})),
+        ("key-only", json!({"k256_pubkey": "0x0217610d74cbd39b6143842c6d8bc310d79da1d82cc9d17f8876376221eda0c38f"})),
+    ];
+    for (cvm, kms_info) in &cases {
+        server
+            .mock_async(|when, then| {
+                when.method("GET").path(format!("/api/v1/cvms/{cvm}"));
+                then.status(200).json_body(json!({
+                    "id": 1, "name": cvm, "status": "running", "vcpu": 1, "memory": 1, "disk_size": 1,
+                    "app_id": "ab".repeat(20),
+                    "encrypted_env_pubkey": "11".repeat(32),
+                    "kms_info": kms_info,
+                }));
+            })
+            .await;
+    }
+    let client = Client::builder().base_url(server.base_url()).api_key("k").build().unwrap();
+    for (cvm, _) in cases {
+        let e = client.env_encryption_key(cvm).await.unwrap_err();
+        // Not the API's key: the contract-owned path asks for the KMS's signed key (which this
+        // server does not serve) or a KMS key to check it against (which it does not report).
+        assert!(
+            matches!(
+                e,
+                EncryptionKeyError::KmsLookup { .. }
+                    | EncryptionKeyError::NoKmsKey { .. }
+                    | EncryptionKeyError::NoKms { .. }
+            ),
+            "{cvm}: {e:?}"
+        );
+    }
+}
+
+/// The KMS contract is checked only on the chain `kms_info` names: an RPC of another chain
+/// (or a `kms_info` without a readable chain id) is refused before the contract is asked.
+#[tokio::test]
+async fn the_kms_contract_is_checked_only_on_its_own_chain() {
+    let chain = LocalChain::start();
+    let server = httpmock::MockServer::start_async().await;
+    let contract = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
+    for (cvm, chain_id) in [("base", json!(8453)), ("unreadable", json!("base"))] {
+        server
+            .mock_async(|when, then| {
+                when.method("GET").path(format!("/api/v1/cvms/{cvm}"));
+                then.status(200).json_body(json!({
+                    "id": 1, "name": cvm, "status": "running", "vcpu": 1, "memory": 1, "disk_size": 1,
+                    "app_id": "ab".repeat(20),
+                    "kms_info": {"chain_id": chain_id, "kms_contract_address": contract, "slug": "k"},
+                }));
+            })
+            .await;
+    }
+    let kms = server
+        .mock_async(|when, then| {
+            when.method("GET").path_prefix("/api/v1/kms/");
+            then.status(500);
+        })
+        .await;
+    let client = Client::builder().base_url(server.base_url()).api_key("k").build().unwrap();
+    let rpc: url::Url = chain.endpoint.parse().unwrap();
+    for (cvm, reported) in [("base", Some(8453)), ("unreadable", None)] {
+        let e = client.env_encryption_key_onchain(cvm, &rpc).await.unwrap_err();
+        match &e {
+            EncryptionKeyError::Onchain(KmsCheckError::WrongChain { reported: r, rpc, .. }) => {
+                assert_eq!((*r, *rpc), (reported, 31_337), "{cvm}");
+            }
+            other => panic!("{cvm}: {other:?}"),
+        }
+        assert!(e.is_verification_failure(), "{cvm}");
+        assert!(!format!("{e} {e:?}").contains(&chain.endpoint), "no RPC URL in the error");
+    }
+    assert_eq!(kms.calls_async().await, 0, "the KMS is not asked for a key that cannot be checked");
+}
