@@ -192,7 +192,9 @@ pub fn install(install_root: &Path) -> Result<FoundAnvil, AnvilError> {
     let root = installed.parent().expect("install_dir has a parent");
     fs::create_dir_all(root).map_err(io(root))?;
     let lock_path = root.join(".lock");
-    let lock = File::create(&lock_path).map_err(io(&lock_path))?;
+    // Opened without truncating: a lock file is never written, so a link planted in its place
+    // cannot make this empty whatever it points at.
+    let lock = fs::OpenOptions::new().create(true).append(true).open(&lock_path).map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
     if is_executable(&binary) {
         return Ok(FoundAnvil { path: binary, source: AnvilSource::Installed }); // another process installed it

@@ -824,8 +824,9 @@ async fn update_and_encrypt_look_the_key_up_without_pubkey() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(
         stderr.contains(&format!("signed by the KMS key {} that the API reports", sim.kms_public_key()))
-            && stderr.contains("give --rpc-url to check the KMS key against its contract on-chain")
-            && !stderr.contains("warning"),
+            && stderr.contains("warning: the KMS signature was checked against the KMS key the API reports")
+            && stderr.contains("give --rpc-url to check it against the KMS contract on-chain")
+            && !stderr.contains("legacy"),
         "{stderr}"
     );
     assert_eq!(sim.cvm_env("o").unwrap().get("TOKEN"), Some(CANARY), "encrypted to the key the KMS signed");
@@ -857,6 +858,8 @@ async fn update_and_encrypt_look_the_key_up_without_pubkey() {
     let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(value["encryption_key"]["public_key"], sim.cvm("o").unwrap().public_key.to_hex());
     assert!(value["encryption_key"]["verification"].as_str().unwrap().contains("signed by the KMS key"), "{value}");
+    assert_eq!(value["encryption_key"]["vouched_by"], "api", "the API reported the KMS key: {value}");
+    assert!(stderr.contains("warning: the KMS signature was checked against the KMS key the API reports"), "{stderr}");
     // Looking up needs the API key (as update does); --pubkey needs none, and no CVM.
     let out = cli(args(&["envs", "encrypt", "c", "-e", "K=1"]), vec![]).await;
     assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));

@@ -184,7 +184,7 @@ const REMOVED_API_KEY: Removed = Removed { flag: "--api-key", var: "PHALA_CLOUD_
 /// `envs update`.
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// The CVM's id.
+    /// The CVM: its id, UUID, app id (`app_` optional), instance id or name.
     cvm_id: String,
     #[command(flatten)]
     source: EnvSource,
@@ -424,13 +424,28 @@ impl KeyNotes {
 
     fn print_parts(&self, public_key: RecipientPublicKey, verification: &KeyVerification, out: &mut dyn FnMut(String)) {
         if self.lines {
-            let hint = match verification {
-                KeyVerification::KmsSignature { anchor: KmsKeyAnchor::ApiReported, .. } if !self.rpc_given => {
-                    " (give --rpc-url to check the KMS key against its contract on-chain)"
+            let note = match verification {
+                KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { .. }, .. } => {
+                    " (the KMS contract's address is kms_info's: check it is your KMS's)"
                 }
                 _ => "",
             };
-            out(format!("env-encryption key {public_key}: {verification}{hint}"));
+            out(format!("env-encryption key {public_key}: {verification}{note}"));
+        }
+        // Where the API vouched for the key (or for the key that checked it), said whatever the
+        // output mode: the check does not guard against the API itself.
+        match verification {
+            KeyVerification::KmsSignature { anchor: KmsKeyAnchor::ApiReported, .. } => out(
+                "phala-cloud: warning: the KMS signature was checked against the KMS key the API reports, so the API \
+                 vouches for both the key and its check; give --rpc-url to check it against the KMS contract on-chain"
+                    .into(),
+            ),
+            KeyVerification::CentralizedKms if self.rpc_given => out(
+                "phala-cloud: warning: the CVM reports a centralized KMS: its env-encryption key is the API's word, \
+                 and there is no signature to check on-chain"
+                    .into(),
+            ),
+            _ => {}
         }
         if matches!(verification, KeyVerification::KmsSignature { form: phala_cloud::SignatureForm::Legacy, .. }) {
             out("phala-cloud: warning: the KMS signed this env-encryption key in the legacy form, without a timestamp: \
@@ -442,9 +457,22 @@ impl KeyNotes {
 
 /// A looked-up key, for `--json`.
 fn key_json(recipient: &VerifiedRecipient) -> serde_json::Value {
+    // Who vouches for the key, for a script to decide on: the caller, the API (a centralized
+    // KMS's key, or a signature checked against the KMS key the API reports), or the chain.
+    let (vouched_by, kms_contract) = match recipient.verification() {
+        KeyVerification::CallerProvided => ("caller", None),
+        KeyVerification::CentralizedKms => ("api", None),
+        KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { kms_contract }, .. } => {
+            ("kms_contract", Some(kms_contract.to_string()))
+        }
+        KeyVerification::KmsSignature { .. } => ("api", None),
+        _ => ("unknown", None),
+    };
     json!({
         "public_key": recipient.public_key().to_hex(),
         "verification": recipient.verification().to_string(),
+        "vouched_by": vouched_by,
+        "kms_contract": kms_contract,
         "legacy_signature": recipient.is_legacy_signature(),
     })
 }
@@ -897,7 +925,11 @@ impl Failure {
                     "message": message,
                     "status": u.and_then(|u| u.status()).or_else(|| k.and_then(|k| k.status())).map(|s| s.as_u16()),
                     "request_id": u.and_then(|u| u.request_id()).or_else(|| k.and_then(|k| k.request_id())),
-                    "compose_hash": e.registration().map(|r| r.compose_hash.to_hex()),
+                    // The hash being registered when that failed, else the last one registered.
+                    "compose_hash": match e {
+                        FlowError::Registration { compose_hash, .. } => Some(compose_hash.to_hex()),
+                        _ => e.registration().map(|r| r.compose_hash.to_hex()),
+                    },
                     "transaction_hash": sent.map(|tx| tx.to_hex()),
                     "transaction_reusable": sent.map(|_| reusable),
                 }

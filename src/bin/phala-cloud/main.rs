@@ -25,7 +25,8 @@ Exit codes:
   6  on-chain registration (owner, balance, chain, fee and gas caps, a reverted or
      refused transaction; 465-468), a 465 for another app than the CVM's, or a CVM
      env-encryption key that does not verify (its KMS signature, the app's registration
-     with the KMS contract, a missing KMS key): nothing was encrypted
+     with the KMS contract, the RPC's chain, a missing KMS key; for these nothing was
+     encrypted or sent)
   7  server error (500, or a status the API does not define)
   8  network (never sent, or may have been sent; the chain's RPC unreachable; a
      transaction that may have reached the chain)

@@ -33,8 +33,9 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: SocketAddr,
     /// JSON-RPC endpoint of the chain phase 2 is verified against; needs a deployer key. Without
-    /// it the simulator runs in offline mode and verifies nothing on-chain. Never shown in
-    /// messages: providers put API keys in it.
+    /// it the simulator runs in offline mode and verifies nothing on-chain. Shown only as its
+    /// origin (scheme, host, port), never its path, query or credentials: providers put API
+    /// keys there.
     #[arg(long, value_name = "URL")]
     rpc_url: Option<OsString>,
     /// A file holding the private key (hex) that deploys an app contract for each
