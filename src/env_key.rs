@@ -69,11 +69,15 @@ pub enum KmsKeyAnchor {
     /// dishonest API could name its own. Check on-chain to rule that out.
     ApiReported,
     /// The key the KMS contract records (`kmsInfo()`), read on-chain, with the app registered
-    /// with that contract (`registeredApps`). The contract's address is `kms_info`'s.
+    /// with that contract (`registeredApps`), on the chain `kms_info` names.
     #[cfg(feature = "onchain")]
     Onchain {
         /// The KMS contract.
         kms_contract: alloy::primitives::Address,
+        /// The caller named this contract (`Client::env_encryption_key_pinned`,
+        /// `EnvUpdate::kms_contract`). When `false` its address is `kms_info`'s, the API's word:
+        /// an API could name a contract of its own, so check the address is your KMS's.
+        pinned: bool,
     },
 }
 
@@ -132,8 +136,11 @@ impl fmt::Display for KeyVerification {
                 match anchor {
                     KmsKeyAnchor::ApiReported => f.write_str(" that the API reports")?,
                     #[cfg(feature = "onchain")]
-                    KmsKeyAnchor::Onchain { kms_contract } => {
-                        write!(f, " that the KMS contract {kms_contract} records on-chain")?
+                    KmsKeyAnchor::Onchain { kms_contract, pinned } => {
+                        write!(f, " that the KMS contract {kms_contract} records on-chain")?;
+                        if *pinned {
+                            f.write_str(" (the contract the caller named)")?;
+                        }
                     }
                 }
                 match form {
@@ -265,6 +272,19 @@ pub enum EncryptionKeyError {
         /// The CVM.
         cvm_id: String,
     },
+    /// The CVM's `kms_info` names another KMS contract than the one the caller named.
+    #[cfg(feature = "onchain")]
+    #[error(
+        "CVM {cvm_id}'s kms_info names the KMS contract {reported}, not the one given ({pinned}): refusing to encrypt to a key that contract vouches for"
+    )]
+    KmsContractNotPinned {
+        /// The CVM.
+        cvm_id: String,
+        /// The contract `kms_info` names.
+        reported: alloy::primitives::Address,
+        /// The contract the caller named.
+        pinned: alloy::primitives::Address,
+    },
     /// The on-chain check refused (or could not make) the verification: the app is not
     /// registered with the KMS contract, the signature does not recover to the key the contract
     /// records, the address is no KMS contract, or the chain could not be asked.
@@ -326,9 +346,10 @@ impl EncryptionKeyError {
 pub(crate) enum Anchor {
     /// `kms_info.k256_pubkey`.
     Api,
-    /// The KMS contract's `kmsInfo()`, over this RPC.
+    /// The KMS contract's `kmsInfo()`, over this RPC: the contract the caller named, else
+    /// `kms_info`'s.
     #[cfg(feature = "onchain")]
-    Chain(url::Url),
+    Chain { rpc_url: url::Url, pinned: Option<alloy::primitives::Address> },
 }
 
 impl fmt::Debug for Anchor {
@@ -337,7 +358,7 @@ impl fmt::Debug for Anchor {
         f.write_str(match self {
             Self::Api => "Api",
             #[cfg(feature = "onchain")]
-            Self::Chain(_) => "Chain(…)",
+            Self::Chain { .. } => "Chain(…)",
         })
     }
 }
@@ -378,7 +399,24 @@ impl Client {
         cvm: &str,
         rpc_url: &url::Url,
     ) -> Result<VerifiedRecipient, EncryptionKeyError> {
-        lookup(self, cvm, &Anchor::Chain(rpc_url.clone())).await.map(|(recipient, _)| recipient)
+        let anchor = Anchor::Chain { rpc_url: rpc_url.clone(), pinned: None };
+        lookup(self, cvm, &anchor).await.map(|(recipient, _)| recipient)
+    }
+
+    /// As [`env_encryption_key_onchain`](Self::env_encryption_key_onchain), against the KMS
+    /// contract `kms_contract` that the caller names, not the one `kms_info` names: a CVM whose
+    /// `kms_info` names another contract is refused ([`EncryptionKeyError::KmsContractNotPinned`]).
+    /// The on-chain check then guards against the API itself, which otherwise picks the
+    /// contract the key is checked against.
+    #[cfg(feature = "onchain")]
+    pub async fn env_encryption_key_pinned(
+        &self,
+        cvm: &str,
+        rpc_url: &url::Url,
+        kms_contract: alloy::primitives::Address,
+    ) -> Result<VerifiedRecipient, EncryptionKeyError> {
+        let anchor = Anchor::Chain { rpc_url: rpc_url.clone(), pinned: Some(kms_contract) };
+        lookup(self, cvm, &anchor).await.map(|(recipient, _)| recipient)
     }
 }
 
@@ -446,14 +484,28 @@ async fn verify(
             Against::Api(text.parse().map_err(|source| EncryptionKeyError::InvalidKmsKey { cvm_id: cvm(), source })?)
         }
         #[cfg(feature = "onchain")]
-        Anchor::Chain(rpc_url) => {
+        Anchor::Chain { rpc_url, pinned } => {
             use crate::onchain::{KmsCheckError, KmsContract};
-            let text = kms
-                .and_then(|k| k.contract_address())
-                .ok_or_else(|| EncryptionKeyError::NoKmsContract { cvm_id: cvm() })?;
-            let address = text
-                .parse()
-                .map_err(|_| EncryptionKeyError::Onchain(KmsCheckError::BadAddress { value: text.to_owned() }))?;
+            let reported = kms.and_then(|k| k.contract_address());
+            let address = match (reported, pinned) {
+                (None, None) => return Err(EncryptionKeyError::NoKmsContract { cvm_id: cvm() }),
+                (None, Some(pinned)) => *pinned,
+                (Some(text), pinned) => {
+                    let address: alloy::primitives::Address = text.parse().map_err(|_| {
+                        EncryptionKeyError::Onchain(KmsCheckError::BadAddress { value: text.to_owned() })
+                    })?;
+                    match pinned {
+                        Some(pinned) if *pinned != address => {
+                            return Err(EncryptionKeyError::KmsContractNotPinned {
+                                cvm_id: cvm(),
+                                reported: address,
+                                pinned: *pinned,
+                            });
+                        }
+                        _ => address,
+                    }
+                }
+            };
             let contract = KmsContract::new(address, rpc_url).map_err(EncryptionKeyError::RpcSetup)?;
             // Only on the chain `kms_info` names is the contract the KMS's.
             contract.check_chain(kms.and_then(|k| k.chain_id())).await.map_err(EncryptionKeyError::Onchain)?;
@@ -492,7 +544,8 @@ async fn verify(
                     "kms_info.k256_pubkey is not the key the KMS contract records; the contract's was checked"
                 );
             }
-            (kms_key, KmsKeyAnchor::Onchain { kms_contract })
+            let pinned = matches!(anchor, Anchor::Chain { pinned: Some(_), .. });
+            (kms_key, KmsKeyAnchor::Onchain { kms_contract, pinned })
         }
     };
     Ok(VerifiedRecipient {

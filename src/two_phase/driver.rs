@@ -143,7 +143,22 @@ impl<'a> EnvUpdate<'a> {
     /// [`Client::env_encryption_key_onchain`] does. The URL is never logged nor shown.
     #[cfg(feature = "onchain")]
     pub fn kms_rpc(mut self, rpc_url: url::Url) -> Self {
-        self.key_anchor = Anchor::Chain(rpc_url);
+        let pinned = match &self.key_anchor {
+            Anchor::Chain { pinned, .. } => *pinned,
+            Anchor::Api => None,
+        };
+        self.key_anchor = Anchor::Chain { rpc_url, pinned };
+        self
+    }
+
+    /// With [`kms_rpc`](Self::kms_rpc): check the key against this KMS contract, not the one
+    /// the CVM's `kms_info` names, as [`Client::env_encryption_key_pinned`] does (a CVM whose
+    /// `kms_info` names another is refused). Without `kms_rpc` it has no effect.
+    #[cfg(feature = "onchain")]
+    pub fn kms_contract(mut self, kms_contract: alloy::primitives::Address) -> Self {
+        if let Anchor::Chain { pinned, .. } = &mut self.key_anchor {
+            *pinned = Some(kms_contract);
+        }
         self
     }
 

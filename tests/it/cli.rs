@@ -939,6 +939,19 @@ async fn a_looked_up_key_is_checked_against_the_kms_contract_with_an_rpc() {
         assert!(!stderr.contains(&chain.endpoint), "the RPC URL is not shown: {stderr}");
     }
     assert!(sim.operations().is_empty(), "no PATCH: {:?}", sim.operations());
+    // A KMS contract named with --kms-contract that is not kms_info's: refused, nothing sent.
+    let other = format!("0x{}", "42".repeat(20));
+    let out = cli(args(&["envs", "encrypt", "cvm-1", "-e", "A=1", "--kms-contract", &other]), env.clone()).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains(&format!("names the KMS contract {kms_contract}, not the one given")), "{stderr}");
+    let out =
+        cli(args(&["envs", "encrypt", "cvm-1", "-e", "A=1", "--kms-contract", &kms_contract.to_string()]), env.clone())
+            .await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("(the contract the caller named)"), "{stderr}");
+    assert!(sim.operations().is_empty(), "encrypt sends nothing: {:?}", sim.operations());
 
     let key = const_hex::encode(chain.signer(0).to_bytes());
     env.push(("PRIVATE_KEY", key.clone()));

@@ -365,13 +365,38 @@ async fn onchain_check_against_the_kms_contract() {
     assert!(
         matches!(
             key.verification(),
-            KeyVerification::KmsSignature { kms_key, anchor: KmsKeyAnchor::Onchain { kms_contract: c }, form: SignatureForm::Timestamped { .. } }
+            KeyVerification::KmsSignature { kms_key, anchor: KmsKeyAnchor::Onchain { kms_contract: c, pinned: false }, form: SignatureForm::Timestamped { .. } }
                 if *kms_key == sim.kms_public_key() && *c == kms_contract
         ),
         "{:?}",
         key.verification()
     );
     assert!(key.verification().to_string().contains("records on-chain"), "{}", key.verification());
+
+    // The contract named by the caller: the same key, said to be pinned; a kms_info naming
+    // another contract is refused, in the call and in the flow, before anything is sent.
+    let pinned = client.env_encryption_key_pinned("cvm-1", &rpc, kms_contract).await.unwrap();
+    assert_eq!(pinned.public_key(), key.public_key());
+    assert!(
+        matches!(
+            pinned.verification(),
+            KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { pinned: true, .. }, .. }
+        ),
+        "{:?}",
+        pinned.verification()
+    );
+    let other = alloy::primitives::Address::repeat_byte(0x42);
+    let e = client.env_encryption_key_pinned("cvm-1", &rpc, other).await.unwrap_err();
+    assert!(
+        matches!(&e, EncryptionKeyError::KmsContractNotPinned { reported, pinned, .. } if *reported == kms_contract && *pinned == other),
+        "{e:?}"
+    );
+    assert!(e.is_verification_failure());
+    let registrar = OnchainRegistrar::new(chain.signer(0), rpc.clone()).unwrap();
+    let update = client.env_update("cvm-1").env_with_key_lookup(vars()).kms_rpc(rpc.clone()).kms_contract(other);
+    let e = update.run(&registrar).await.unwrap_err();
+    assert!(matches!(e, FlowError::EncryptionKey(ref k) if k.is_verification_failure()), "{e:?}");
+    assert!(sim.operations().is_empty(), "nothing was sent: {:?}", sim.operations());
 
     // The impostor: vouched for by the key the API names, not by the chain's.
     let trusting = client.env_encryption_key("cvm-imp").await.unwrap();
@@ -392,7 +417,6 @@ async fn onchain_check_against_the_kms_contract() {
     assert!(matches!(e.signature_error(), Some(KmsSignatureError::Expired { .. })), "{e:?}");
 
     // The one-call flow with the RPC: the impostor stops it, the honest KMS gets through.
-    let registrar = OnchainRegistrar::new(chain.signer(0), rpc.clone()).unwrap();
     let update = client.env_update("cvm-imp").env_with_key_lookup(vars()).kms_rpc(rpc.clone());
     let e = update.run(&registrar).await.unwrap_err();
     assert!(matches!(e, FlowError::EncryptionKey(ref k) if k.is_verification_failure()), "{e:?}");

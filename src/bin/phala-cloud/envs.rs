@@ -222,6 +222,11 @@ pub struct UpdateArgs {
     /// records on-chain. Never shown in messages: providers put API keys in it.
     #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
     rpc_url: Option<OsString>,
+    /// The KMS contract to check a looked-up key against (with --rpc-url), instead of the one
+    /// the CVM's kms_info names, which is the API's word: a CVM whose kms_info names another
+    /// is refused (exit 6).
+    #[arg(long, value_name = "ADDRESS", requires = "rpc_url")]
+    kms_contract: Option<Address>,
     /// A transaction that already registered the compose hash (from a multisig, a hardware
     /// wallet…): phase 2 cites it instead of sending one.
     #[arg(long, value_name = "HASH")]
@@ -329,6 +334,11 @@ pub struct EncryptArgs {
     /// shown in messages.
     #[arg(long, env = "ETH_RPC_URL", value_name = "URL", hide_env_values = true)]
     rpc_url: Option<OsString>,
+    /// The KMS contract to check a looked-up key against (with --rpc-url), instead of the one
+    /// the CVM's kms_info names, which is the API's word: a CVM whose kms_info names another
+    /// is refused (exit 6).
+    #[arg(long, value_name = "ADDRESS", requires = "rpc_url")]
+    kms_contract: Option<Address>,
     #[command(flatten)]
     api: ApiArgs,
     /// Print `{"encrypted_env", "env_keys"}` (and, when looked up, `encryption_key`) instead of
@@ -388,7 +398,10 @@ async fn encrypt_env(args: EncryptArgs) -> Result<(), Failure> {
             let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
             let client = args.api.client(false)?;
             let found = match &rpc_url {
-                Some(url) => client.env_encryption_key_onchain(cvm, url).await,
+                Some(url) => match args.kms_contract {
+                    Some(kms_contract) => client.env_encryption_key_pinned(cvm, url, kms_contract).await,
+                    None => client.env_encryption_key_onchain(cvm, url).await,
+                },
                 None => client.env_encryption_key(cvm).await,
             };
             let recipient = found.map_err(|e| Failure::from_key_error(&e, args.json))?;
@@ -425,8 +438,8 @@ impl KeyNotes {
     fn print_parts(&self, public_key: RecipientPublicKey, verification: &KeyVerification, out: &mut dyn FnMut(String)) {
         if self.lines {
             let note = match verification {
-                KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { .. }, .. } => {
-                    " (the KMS contract's address is kms_info's: check it is your KMS's)"
+                KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { pinned: false, .. }, .. } => {
+                    " (the KMS contract's address is kms_info's, the API's word: check it is your KMS's, or name it with --kms-contract)"
                 }
                 _ => "",
             };
@@ -462,7 +475,7 @@ fn key_json(recipient: &VerifiedRecipient) -> serde_json::Value {
     let (vouched_by, kms_contract) = match recipient.verification() {
         KeyVerification::CallerProvided => ("caller", None),
         KeyVerification::CentralizedKms => ("api", None),
-        KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { kms_contract }, .. } => {
+        KeyVerification::KmsSignature { anchor: KmsKeyAnchor::Onchain { kms_contract, .. }, .. } => {
             ("kms_contract", Some(kms_contract.to_string()))
         }
         KeyVerification::KmsSignature { .. } => ("api", None),
@@ -544,7 +557,13 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     update = match env {
         EnvInput::Plain(env, pubkey) => update.env(env, pubkey),
         EnvInput::LookUp(env) => match &rpc_url {
-            Some(url) => update.env_with_key_lookup(env).kms_rpc(url.clone()),
+            Some(url) => {
+                let update = update.env_with_key_lookup(env).kms_rpc(url.clone());
+                match args.kms_contract {
+                    Some(kms_contract) => update.kms_contract(kms_contract),
+                    None => update,
+                }
+            }
             None => update.env_with_key_lookup(env),
         },
         EnvInput::Blob(encrypted_env) => update.body(phala_cloud::UpdateCvmEnvsBody {
