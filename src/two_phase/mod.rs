@@ -14,16 +14,20 @@
 
 mod checks;
 mod driver;
+mod kind;
 mod phases;
 mod registrar;
+mod spec;
 
 pub use checks::{AppIdCheckError, parse_app_id};
 pub use driver::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
+pub use kind::TwoPhaseKind;
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{
     BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, FlowEvent, KnownTransaction, OtherComposeHash, Progress,
     RestartReason,
 };
+pub use spec::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseOperation};
