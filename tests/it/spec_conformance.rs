@@ -340,7 +340,8 @@ async fn a_465_reads_the_same_through_the_generic_kind() {
         assert!(generic.to_string().contains("allow compose hash"), "{generic}");
     }
 
-    let checks: [(u16, fn(&phala_cloud::SdkError<phala_cloud::TwoPhaseKind>) -> bool); 6] = [
+    type Is = fn(&phala_cloud::SdkError<phala_cloud::TwoPhaseKind>) -> bool;
+    let checks: [(u16, Is); 6] = [
         (409, |e| e.is_conflict()),
         (466, |e| e.is_compose_hash_invalid()),
         (467, |e| e.is_transaction_verification_failed()),
