@@ -78,6 +78,17 @@ impl ServiceErrorKind for TwoPhaseKind {
     }
 }
 
+/// The statuses the one driver acts on.
+impl super::driver::RegistrationStatus for TwoPhaseKind {
+    fn is_compose_hash_invalid(e: &SdkError<Self>) -> bool {
+        e.is_compose_hash_invalid()
+    }
+
+    fn is_transaction_verification_failed(e: &SdkError<Self>) -> bool {
+        e.is_transaction_verification_failed()
+    }
+}
+
 /// What only the errors of an operation that answers 465 can say.
 impl SdkError<TwoPhaseKind> {
     /// The 465 reply and its phase-1 data (readable or not).
