@@ -279,8 +279,14 @@ fn two_phase_operations_are_read_from_the_spec() {
 /// operation fails here, naming it.
 #[test]
 fn every_operation_that_answers_465_is_driven_or_named() {
+    let problems = undriven(phala_cloud::TWO_PHASE_OPERATIONS);
+    assert!(problems.is_empty(), "the spec has changed:\n{}", problems.join("\n"));
+}
+
+/// What `every_operation_that_answers_465_is_driven_or_named` reports for a list of operations.
+fn undriven(ops: &[phala_cloud::TwoPhaseOperation]) -> Vec<String> {
     let mut problems = Vec::new();
-    for op in phala_cloud::TWO_PHASE_OPERATIONS {
+    for op in ops {
         let named = format!("{} {} ({})", op.method, op.path, op.name);
         match (op.driven_by(), NOT_DRIVEN.iter().find(|(n, _)| *n == op.name)) {
             (Some(d), None) if d.carrier == op.carrier => {}
@@ -297,19 +303,53 @@ fn every_operation_that_answers_465_is_driven_or_named() {
         }
     }
     for (name, _) in NOT_DRIVEN {
-        if !phala_cloud::TWO_PHASE_OPERATIONS.iter().any(|op| op.name == *name) {
+        if !ops.iter().any(|op| op.name == *name) {
             problems.push(format!("{name} is in NOT_DRIVEN but the spec has no such operation answering 465"));
         }
     }
     for d in phala_cloud::DRIVEN_OPERATIONS {
-        if !phala_cloud::TWO_PHASE_OPERATIONS.iter().any(|op| op.name == d.name) {
+        if !ops.iter().any(|op| op.name == d.name) {
             problems.push(format!(
                 "{} ({}) is driven but the spec has no such operation answering 465",
                 d.name, d.entry_point
             ));
         }
     }
-    assert!(problems.is_empty(), "the spec has changed:\n{}", problems.join("\n"));
+    problems
+}
+
+/// The check above is not vacuous: 465 on another operation, a driven operation whose carrier
+/// the spec changes, and a named operation the spec dropped are each reported by name.
+#[test]
+fn a_spec_that_adds_465_elsewhere_fails_by_name() {
+    use phala_cloud::{Phase2Carrier, TWO_PHASE_OPERATIONS, TwoPhaseOperation};
+    let mut ops = TWO_PHASE_OPERATIONS.to_vec();
+    ops.push(TwoPhaseOperation {
+        method: "POST",
+        path: "/api/v1/cvms/{cvm_id}/restart",
+        name: "restart_cvm",
+        statuses: &[465, 466],
+        carrier: Phase2Carrier::Headers,
+    });
+    assert_eq!(
+        undriven(&ops),
+        [
+            "POST /api/v1/cvms/{cvm_id}/restart (restart_cvm) answers 465 ([465, 466]) and the two-phase layer cannot drive it"
+        ]
+    );
+
+    let mut ops = TWO_PHASE_OPERATIONS.to_vec();
+    let envs = ops.iter_mut().find(|o| o.name == "update_cvm_envs").unwrap();
+    envs.carrier = Phase2Carrier::Headers;
+    let problems = undriven(&ops);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("(update_cvm_envs): the spec carries phase 2 as Headers"), "{problems:?}");
+
+    let ops: Vec<_> = TWO_PHASE_OPERATIONS.iter().copied().filter(|o| o.name != "redeploy_app_revision").collect();
+    assert_eq!(
+        undriven(&ops),
+        ["redeploy_app_revision is in NOT_DRIVEN but the spec has no such operation answering 465"]
+    );
 }
 
 /// Any operation that answers 465, sent through `send_two_phase`, gets the typed kind: its 465
