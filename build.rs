@@ -73,6 +73,7 @@ fn run() -> Result<(), String> {
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").ok_or("OUT_DIR is not set")?);
     let mut code = generated.code;
     code.push_str(&operation_lists(&generated.operations, &generated.skipped));
+    code.push_str(&two_phase_list(&generated.two_phase));
     write(&out_dir.join("codegen.rs"), &code)
 }
 
@@ -110,6 +111,24 @@ fn operation_lists(operations: &[(String, String, String)], skipped: &[generate:
         out.push_str(&format!(
             "    crate::SkippedOperation {{ method: {:?}, path: {:?}, operation_id: {:?}, reason: {:?} }},\n",
             s.method, s.path, s.operation_id, s.reason
+        ));
+    }
+    out.push_str("];\n");
+    out
+}
+
+/// `TWO_PHASE_OPERATIONS`: every operation of the spec (generated in this build or not) whose
+/// responses include 465, derived from the spec, with how it carries phase 2.
+fn two_phase_list(ops: &[generate::TwoPhaseOp]) -> String {
+    let mut out = String::from(
+        "\n/// Every operation of the spec whose responses include 465 (a compose hash to allow \
+         on-chain first), read from the spec at build time, with how its request carries phase 2.\n\
+         pub const TWO_PHASE_OPERATIONS: &[crate::TwoPhaseOperation] = &[\n",
+    );
+    for op in ops {
+        out.push_str(&format!(
+            "    crate::TwoPhaseOperation {{ method: {:?}, path: {:?}, name: {:?}, statuses: &{:?}, carrier: crate::Phase2Carrier::{} }},\n",
+            op.method, op.path, op.operation_id, op.statuses, op.carrier
         ));
     }
     out.push_str("];\n");

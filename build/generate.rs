@@ -50,6 +50,28 @@ pub struct Generated {
     pub skipped: Vec<Skipped>,
     /// One line each: renamed operations, dropped request or response bodies, and the like.
     pub warnings: Vec<String>,
+    /// Every operation of the whole document (generated or not) whose responses include 465,
+    /// in document order: see [`two_phase_operations`].
+    pub two_phase: Vec<TwoPhaseOp>,
+}
+
+/// An operation whose responses include 465 (a compose hash must be allowed on-chain first),
+/// and how the spec says it carries phase 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwoPhaseOp {
+    /// HTTP method, upper case.
+    pub method: String,
+    /// Path template.
+    pub path: String,
+    /// Shortened operationId (its method name when generated).
+    pub operation_id: String,
+    /// Which of 465, 466, 467, 468 its responses list.
+    pub statuses: Vec<u16>,
+    /// The `Phase2Carrier` variant the spec implies: `BodyFields` (request-body properties
+    /// `compose_hash` and `transaction_hash`), `Headers` (header parameters `X-Compose-Hash`
+    /// and `X-Transaction-Hash`), `TransactionQuery` (a query parameter `transaction_hash`
+    /// only), or `NotCarried` (nothing in the request names a registration).
+    pub carrier: &'static str,
 }
 
 const HTTP_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
@@ -67,6 +89,7 @@ pub const COOKIE_REASON: &str = "progenitor 0.15 cannot send cookie parameters";
 pub fn generate(mut spec: Value, selection: &Selection) -> Result<Generated, String> {
     let mut warnings = normalize::assign_operation_ids(&mut spec).map_err(|e| e.to_string())?;
     let all = operations(&spec);
+    let two_phase = two_phase_operations(&spec, &all);
 
     let mut skipped = Vec::new();
     let mut keep: BTreeSet<(String, String)> = BTreeSet::new();
@@ -137,7 +160,7 @@ pub fn generate(mut spec: Value, selection: &Selection) -> Result<Generated, Str
         ));
     }
     let code = prettyplease::unparse(&file);
-    Ok(Generated { code, operations, skipped, warnings })
+    Ok(Generated { code, operations, skipped, warnings, two_phase })
 }
 
 /// Removes, from every generated operation, the `api-version` request header progenitor adds
@@ -245,6 +268,75 @@ fn operations(spec: &Value) -> Vec<Operation> {
         }
     }
     out
+}
+
+/// Every operation of `all` whose responses include 465, with the registration statuses it
+/// lists and how its request carries phase 2 (read from its parameters and its JSON body).
+fn two_phase_operations(spec: &Value, all: &[Operation]) -> Vec<TwoPhaseOp> {
+    let mut out = Vec::new();
+    for op in all {
+        let Some(item) = spec.get("paths").and_then(|p| p.get(&op.path)) else { continue };
+        let Some(operation) = item.get(&op.method) else { continue };
+        let Some(responses) = operation.get("responses").and_then(Value::as_object) else { continue };
+        if !responses.contains_key("465") {
+            continue;
+        }
+        let statuses = [465u16, 466, 467, 468].into_iter().filter(|s| responses.contains_key(&s.to_string())).collect();
+        // Parameters by (location, lower-case name).
+        let mut parameters = BTreeSet::new();
+        for p in [item.get("parameters"), operation.get("parameters")]
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_array)
+            .flatten()
+        {
+            let p = match p.get("$ref").and_then(Value::as_str) {
+                Some(target) => resolve(spec, target).unwrap_or(p),
+                None => p,
+            };
+            if let (Some(at), Some(name)) = (p.get("in").and_then(Value::as_str), p.get("name").and_then(Value::as_str))
+            {
+                parameters.insert((at.to_owned(), name.to_ascii_lowercase()));
+            }
+        }
+        let has = |at: &str, name: &str| parameters.contains(&(at.to_owned(), name.to_owned()));
+        let body_fields = json_body_properties(spec, operation);
+        let carrier = if has("header", "x-compose-hash") && has("header", "x-transaction-hash") {
+            "Headers"
+        } else if body_fields.contains("compose_hash") && body_fields.contains("transaction_hash") {
+            "BodyFields"
+        } else if has("query", "transaction_hash") {
+            "TransactionQuery"
+        } else {
+            "NotCarried"
+        };
+        out.push(TwoPhaseOp {
+            method: op.method.to_uppercase(),
+            path: op.path.clone(),
+            operation_id: rust_method_name(&op.id),
+            statuses,
+            carrier,
+        });
+    }
+    out
+}
+
+/// The top-level property names of an operation's `application/json` request body schema
+/// (one `$ref` to a component followed).
+fn json_body_properties(spec: &Value, operation: &Value) -> BTreeSet<String> {
+    let mut body = operation.get("requestBody");
+    if let Some(target) = body.and_then(|b| b.get("$ref")).and_then(Value::as_str) {
+        body = resolve(spec, target);
+    }
+    let mut schema = body.and_then(|b| b.pointer("/content/application~1json/schema"));
+    if let Some(target) = schema.and_then(|s| s.get("$ref")).and_then(Value::as_str) {
+        schema = resolve(spec, target);
+    }
+    schema
+        .and_then(|s| s.get("properties"))
+        .and_then(Value::as_object)
+        .map(|props| props.keys().cloned().collect())
+        .unwrap_or_default()
 }
 
 /// Why progenitor cannot generate `op`, if it cannot: a multipart body, or a required cookie

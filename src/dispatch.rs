@@ -472,6 +472,28 @@ impl crate::Client {
         F: FnOnce(&'a generated::Client) -> Fut,
         Fut: Future<Output = Result<ResponseValue<T>, progenitor_client::Error<E>>>,
     {
+        self.send_as(call).await
+    }
+
+    /// As [`send`](Self::send), for an operation whose responses include 465 (one of
+    /// [`TWO_PHASE_OPERATIONS`](crate::TWO_PHASE_OPERATIONS)): its error replies are
+    /// [`TwoPhaseKind`](crate::TwoPhaseKind), a 465 with its phase-1 data read as the env
+    /// update reads it (`SdkError::phase1`).
+    pub async fn send_two_phase<'a, T, E, F, Fut>(&'a self, call: F) -> Result<Reply<T>, SdkError<crate::TwoPhaseKind>>
+    where
+        F: FnOnce(&'a generated::Client) -> Fut,
+        Fut: Future<Output = Result<ResponseValue<T>, progenitor_client::Error<E>>>,
+    {
+        self.send_as(call).await
+    }
+
+    /// One generated call, its error replies as the kind `K`.
+    async fn send_as<'a, K, T, E, F, Fut>(&'a self, call: F) -> Result<Reply<T>, SdkError<K>>
+    where
+        K: ServiceErrorKind,
+        F: FnOnce(&'a generated::Client) -> Fut,
+        Fut: Future<Output = Result<ResponseValue<T>, progenitor_client::Error<E>>>,
+    {
         let (result, captured) = capture(call(self.api())).await;
         let (parsed, raw) = settle(result, captured)?;
         match parsed {

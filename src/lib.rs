@@ -76,6 +76,7 @@ pub use two_phase::{
     FlowEvent, KnownTransaction, MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress,
     Registration, RestartReason, UpdateOutcome, parse_app_id,
 };
+pub use two_phase::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseKind, TwoPhaseOperation};
 pub use update_envs::{
     EnvsUpdateAccepted, KmsInfo, Phase1Data, Phase1Error, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind,
 };
@@ -120,6 +121,9 @@ pub struct SkippedOperation {
 pub use generated::GENERATED_OPERATIONS;
 /// The operations of the spec that could not be generated in this build, each with why.
 pub use generated::SKIPPED_OPERATIONS;
+/// Every operation of the spec whose responses include 465, read from the spec at build time
+/// (whether generated in this build or not), with how its request carries phase 2.
+pub use generated::TWO_PHASE_OPERATIONS;
 
 /// The generated client of every operation in `openapi.json` (reached through
 /// [`Client::api`]), progenitor's result types, and every generated schema type.

@@ -14,9 +14,11 @@ use crate::client::Client;
 use crate::cvm_record::CvmRecord;
 use crate::env_key::{self, Anchor, EncryptionKeyError, VerifiedRecipient};
 use crate::envcrypt::{CryptError, EncryptedEnv, EnvVars, RecipientPublicKey, encrypt};
+use crate::error::{SdkError, ServiceErrorKind};
 use crate::hex::{AppId, ComposeHash, TransactionHash};
 use crate::retry;
 use crate::update_envs::{EnvsUpdateAccepted, UpdateEnvsError};
+use crate::update_envs::{Phase1Data, UpdateEnvsKind};
 
 /// How many times phase 2 is sent when its reply is lost (the same transaction each time).
 pub const DEFAULT_PHASE2_ATTEMPTS: u32 = 3;
@@ -303,104 +305,220 @@ impl<'a> EnvUpdate<'a> {
             // Encrypt, and check everything that can be checked before sending.
             let request = prepare(cvm_id.clone(), source, env_keys, &progress)?;
 
-            // Every registration of this run, oldest first.
-            let mut registrations: Vec<Registration> = Vec::new();
-            let mut restarts = RestartBudget::default();
             let resend = Phase2Resend { attempts: phase2_attempts, verification_retries, verification_retry_interval };
-            let mut phase1_attempt = 0;
-            loop {
-                // Phase 1.
-                phase1_attempt += 1;
-                progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
-                let pending = match client.begin_env_update(&request).await {
-                    Ok(Phase1Outcome::Accepted(accepted)) => {
-                        return Ok(accepted_now(accepted, registrations, encryption_key, &progress));
-                    }
-                    Ok(Phase1Outcome::RegistrationRequired(pending)) => pending,
-                    Err(source) if registrations.is_empty() => return Err(FlowError::Phase1(source)),
-                    Err(source) => return Err(FlowError::Phase1AfterRegistration { registrations, source }),
-                };
-                let data = pending.data();
-                tracing::Span::current().record("compose_hash", tracing::field::display(data.compose_hash));
-                progress.emit(FlowEvent::RegistrationRequired {
-                    compose_hash: data.compose_hash,
-                    app_id: data.app_id,
-                    chain_id: data.chain_id(),
-                });
-
-                // Register the compose hash, unless this run already did; never a third one.
-                let earlier =
-                    registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
-                let transaction_hash = match earlier {
-                    Some(r) => r.transaction_hash,
-                    None if registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
-                        return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
-                    }
-                    None => {
-                        // Sign only for the app the user means.
-                        if let Err(source) = app_id_policy.check(client, &cvm_id, data.app_id, cvm_read.as_ref()).await
-                        {
-                            return Err(FlowError::AppIdCheck {
-                                compose_hash: data.compose_hash,
-                                app_id: data.app_id,
-                                source: Box::new(source),
-                                registrations,
-                            });
-                        }
-                        let registration = match registrar.register(data, &progress).await {
-                            Ok(transaction_hash) => Registration {
-                                compose_hash: data.compose_hash,
-                                app_id: data.app_id,
-                                chain_id: data.chain_id(),
-                                transaction_hash,
-                            },
-                            Err(source) => {
-                                return Err(FlowError::Registration {
-                                    compose_hash: data.compose_hash,
-                                    app_id: data.app_id,
-                                    source,
-                                    registrations,
-                                });
-                            }
-                        };
-                        let transaction_hash = registration.transaction_hash;
-                        registrations.push(registration);
-                        transaction_hash
-                    }
-                };
-                tracing::Span::current().record("transaction_hash", tracing::field::display(transaction_hash));
-                let registration = Registration {
-                    compose_hash: data.compose_hash,
-                    app_id: data.app_id,
-                    chain_id: data.chain_id(),
-                    transaction_hash,
-                };
-
-                // Phase 2; back to phase 1 on a 466 while the restart budget lasts.
-                let (result, lost_reply) =
-                    send_phase2(client, &pending, transaction_hash, &resend, &was_included, &progress).await;
-                match result {
-                    Ok(accepted) => return Ok(accepted_now(accepted, registrations, encryption_key, &progress)),
-                    Err(e)
-                        if e.is_compose_hash_invalid()
-                            && let Some(reason) = restarts.spend(lost_reply) =>
-                    {
-                        match reason {
-                            RestartReason::LostPhase2Reply => {
-                                tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied")
-                            }
-                            _ => tracing::info!("466: compose hash invalid or expired; starting again from phase 1"),
-                        }
-                        progress.emit(FlowEvent::Restarting { reason });
-                    }
-                    Err(source) => {
-                        return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });
-                    }
-                }
-            }
+            let phases = EnvPhases(&request);
+            let (accepted, registrations) = drive(
+                &phases,
+                Drive {
+                    client,
+                    cvm_id: &cvm_id,
+                    resend: &resend,
+                    app_id_policy: &app_id_policy,
+                    cvm_read: cvm_read.as_ref(),
+                },
+                &registrar,
+                &progress,
+                &was_included,
+            )
+            .await?;
+            Ok(accepted_now(accepted, registrations, encryption_key, &progress))
         }
         .instrument(span)
         .await
+    }
+}
+
+/// One operation's two phases, the parameter of [`drive`]: how phase 1 is sent and read, and
+/// how phase 2 carries the registered compose hash and its transaction (body fields for the
+/// env update, headers for the operations that take `X-Compose-Hash`).
+pub(crate) trait Phases {
+    /// The operation's accepted reply.
+    type Accepted;
+    /// The operation's error kind.
+    type Kind: ServiceErrorKind + RegistrationStatus;
+    /// Phase 1: accepted at once, or a 465 with readable phase-1 data (any other error,
+    /// including a 465 whose data cannot be read, as it is).
+    fn phase1(
+        &self,
+        client: &Client,
+    ) -> impl Future<Output = Result<Phase1Reply<Self::Accepted>, SdkError<Self::Kind>>>;
+    /// Phase 2: exactly the phase-1 request, carrying `data`'s compose hash and
+    /// `transaction_hash` as the operation carries them.
+    fn phase2(
+        &self,
+        client: &Client,
+        data: &Phase1Data,
+        transaction_hash: TransactionHash,
+    ) -> impl Future<Output = Result<Self::Accepted, SdkError<Self::Kind>>>;
+}
+
+/// What phase 1 gave, for [`drive`].
+pub(crate) enum Phase1Reply<A> {
+    /// Accepted at once.
+    Accepted(A),
+    /// 465: register this, then send phase 2.
+    RegistrationRequired(Box<Phase1Data>),
+}
+
+/// The statuses [`drive`] acts on, named by each operation's kind.
+pub(crate) trait RegistrationStatus: Sized {
+    /// 466: the compose hash is unknown or expired.
+    fn is_compose_hash_invalid(e: &SdkError<Self>) -> bool;
+    /// 467: the transaction could not be verified.
+    fn is_transaction_verification_failed(e: &SdkError<Self>) -> bool;
+}
+
+impl RegistrationStatus for UpdateEnvsKind {
+    fn is_compose_hash_invalid(e: &SdkError<Self>) -> bool {
+        e.is_compose_hash_invalid()
+    }
+
+    fn is_transaction_verification_failed(e: &SdkError<Self>) -> bool {
+        e.is_transaction_verification_failed()
+    }
+}
+
+/// The env update's phases: phase 2 in the body's `compose_hash` and `transaction_hash`.
+struct EnvPhases<'r>(&'r EnvUpdateRequest);
+
+impl Phases for EnvPhases<'_> {
+    type Accepted = EnvsUpdateAccepted;
+    type Kind = UpdateEnvsKind;
+
+    async fn phase1(&self, client: &Client) -> Result<Phase1Reply<EnvsUpdateAccepted>, UpdateEnvsError> {
+        Ok(match client.begin_env_update(self.0).await? {
+            Phase1Outcome::Accepted(accepted) => Phase1Reply::Accepted(accepted),
+            Phase1Outcome::RegistrationRequired(pending) => {
+                Phase1Reply::RegistrationRequired(Box::new(pending.data().clone()))
+            }
+        })
+    }
+
+    async fn phase2(
+        &self,
+        client: &Client,
+        data: &Phase1Data,
+        transaction_hash: TransactionHash,
+    ) -> Result<EnvsUpdateAccepted, UpdateEnvsError> {
+        PendingUpdate::new(self.0.clone(), data.clone()).confirm(client, transaction_hash).await
+    }
+}
+
+/// What [`drive`] needs besides the operation: the client, the CVM, the resend rules and the
+/// app-id check (with the CVM read already made, if any).
+pub(crate) struct Drive<'a> {
+    pub(crate) client: &'a Client,
+    pub(crate) cvm_id: &'a str,
+    pub(crate) resend: &'a Phase2Resend,
+    pub(crate) app_id_policy: &'a AppIdPolicy,
+    pub(crate) cvm_read: Option<&'a CvmRecord>,
+}
+
+/// The two-phase flow of one operation, top to bottom: phase 1 → on 465 check its app id and
+/// register the compose hash (once per hash, at most [`MAX_REGISTRATIONS_PER_RUN`]) → phase 2
+/// (sent again on a lost reply, and on a 467 for an included transaction) → back to phase 1
+/// on a 466 while the restart budget lasts. Returns the accepted reply and every registration
+/// made, oldest first.
+pub(crate) async fn drive<P: Phases, R: ComposeHashRegistrar>(
+    phases: &P,
+    at: Drive<'_>,
+    registrar: &R,
+    progress: &Progress<'_>,
+    was_included: &dyn Fn(&TransactionHash) -> bool,
+) -> Result<(P::Accepted, Vec<Registration>), FlowError<R::Error, P::Kind>>
+where
+    P::Kind: std::fmt::Debug + std::fmt::Display + 'static,
+{
+    let Drive { client, cvm_id, resend, app_id_policy, cvm_read } = at;
+    // Every registration of this run, oldest first.
+    let mut registrations: Vec<Registration> = Vec::new();
+    let mut restarts = RestartBudget::default();
+    let mut phase1_attempt = 0;
+    loop {
+        // Phase 1.
+        phase1_attempt += 1;
+        progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
+        let data = match phases.phase1(client).await {
+            Ok(Phase1Reply::Accepted(accepted)) => return Ok((accepted, registrations)),
+            Ok(Phase1Reply::RegistrationRequired(data)) => data,
+            Err(source) if registrations.is_empty() => return Err(FlowError::Phase1(source)),
+            Err(source) => return Err(FlowError::Phase1AfterRegistration { registrations, source }),
+        };
+        let data = &*data;
+        tracing::Span::current().record("compose_hash", tracing::field::display(data.compose_hash));
+        progress.emit(FlowEvent::RegistrationRequired {
+            compose_hash: data.compose_hash,
+            app_id: data.app_id,
+            chain_id: data.chain_id(),
+        });
+
+        // Register the compose hash, unless this run already did; never a third one.
+        let earlier = registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
+        let transaction_hash = match earlier {
+            Some(r) => r.transaction_hash,
+            None if registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
+                return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
+            }
+            None => {
+                // Sign only for the app the user means.
+                if let Err(source) = app_id_policy.check(client, cvm_id, data.app_id, cvm_read).await {
+                    return Err(FlowError::AppIdCheck {
+                        compose_hash: data.compose_hash,
+                        app_id: data.app_id,
+                        source: Box::new(source),
+                        registrations,
+                    });
+                }
+                let registration = match registrar.register(data, progress).await {
+                    Ok(transaction_hash) => Registration {
+                        compose_hash: data.compose_hash,
+                        app_id: data.app_id,
+                        chain_id: data.chain_id(),
+                        transaction_hash,
+                    },
+                    Err(source) => {
+                        return Err(FlowError::Registration {
+                            compose_hash: data.compose_hash,
+                            app_id: data.app_id,
+                            source,
+                            registrations,
+                        });
+                    }
+                };
+                let transaction_hash = registration.transaction_hash;
+                registrations.push(registration);
+                transaction_hash
+            }
+        };
+        tracing::Span::current().record("transaction_hash", tracing::field::display(transaction_hash));
+        let registration = Registration {
+            compose_hash: data.compose_hash,
+            app_id: data.app_id,
+            chain_id: data.chain_id(),
+            transaction_hash,
+        };
+
+        // Phase 2; back to phase 1 on a 466 while the restart budget lasts.
+        let (result, lost_reply) =
+            send_phase2(client, phases, data, transaction_hash, resend, was_included, progress).await;
+        match result {
+            Ok(accepted) => return Ok((accepted, registrations)),
+            Err(e)
+                if P::Kind::is_compose_hash_invalid(&e)
+                    && let Some(reason) = restarts.spend(lost_reply) =>
+            {
+                match reason {
+                    RestartReason::LostPhase2Reply => {
+                        tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied")
+                    }
+                    _ => tracing::info!("466: compose hash invalid or expired; starting again from phase 1"),
+                }
+                progress.emit(FlowEvent::Restarting { reason });
+            }
+            Err(source) => {
+                return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });
+            }
+        }
     }
 }
 
@@ -437,7 +555,7 @@ impl RestartBudget {
 /// When phase 2 is sent again: a lost reply, up to `attempts` sends in all (after
 /// [`retry::phase2_resend_delay`]); a 467 for a transaction the registrar saw included, up to
 /// `verification_retries` times, `verification_retry_interval` apart.
-struct Phase2Resend {
+pub(crate) struct Phase2Resend {
     attempts: u32,
     verification_retries: u32,
     verification_retry_interval: Duration,
@@ -446,18 +564,22 @@ struct Phase2Resend {
 /// Phase 2: the phase-1 request plus the two hashes, sent again as `resend` allows. Returns
 /// the last reply, and whether a reply was lost after the request may have reached the server
 /// (so that a 466 may be our own phase 2 having spent the hash).
-async fn send_phase2(
+async fn send_phase2<P: Phases>(
     client: &Client,
-    pending: &PendingUpdate,
+    phases: &P,
+    data: &Phase1Data,
     transaction_hash: TransactionHash,
     resend: &Phase2Resend,
     was_included: &dyn Fn(&TransactionHash) -> bool,
     progress: &Progress<'_>,
-) -> (Result<EnvsUpdateAccepted, UpdateEnvsError>, bool) {
+) -> (Result<P::Accepted, SdkError<P::Kind>>, bool)
+where
+    P::Kind: std::fmt::Debug + std::fmt::Display,
+{
     let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
     loop {
         progress.emit(FlowEvent::Phase2Sent { attempt });
-        match pending.confirm(client, transaction_hash).await {
+        match phases.phase2(client, data, transaction_hash).await {
             Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < resend.attempts => {
                 tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
                 lost_reply |= e.is_maybe_sent();
@@ -465,7 +587,7 @@ async fn send_phase2(
                 lost += 1;
             }
             Err(e)
-                if e.is_transaction_verification_failed()
+                if P::Kind::is_transaction_verification_failed(&e)
                     && unverified < resend.verification_retries
                     && was_included(&transaction_hash) =>
             {
@@ -566,12 +688,13 @@ pub struct Registration {
     pub transaction_hash: TransactionHash,
 }
 
-/// Why an env update did not go through. `E` is the registrar's error.
+/// Why an env update did not go through. `E` is the registrar's error; `K` the operation's
+/// error kind (the env update's by default).
 ///
 /// `Display` says which step failed; the cause is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum FlowError<E: std::error::Error + 'static> {
+pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt::Display + 'static = UpdateEnvsKind> {
     /// No verified env-encryption key for the CVM
     /// ([`EnvUpdate::env_with_key_lookup`]): it could not be read, or it did not verify.
     /// Nothing was encrypted or sent.
@@ -582,7 +705,7 @@ pub enum FlowError<E: std::error::Error + 'static> {
     Encrypt(#[source] CryptError),
     /// Phase 1 failed (including input refused before sending).
     #[error("phase 1 of the env update failed")]
-    Phase1(#[source] UpdateEnvsError),
+    Phase1(#[source] SdkError<K>),
     /// The app-id check refused phase 1's app contract; the registrar was not asked.
     #[error("not registering compose hash {compose_hash} on app contract {app_id}{}", earlier(registrations))]
     AppIdCheck {
@@ -619,7 +742,7 @@ pub enum FlowError<E: std::error::Error + 'static> {
         registrations: Vec<Registration>,
         /// The phase-2 error.
         #[source]
-        source: UpdateEnvsError,
+        source: SdkError<K>,
     },
     /// Phase 1 failed after a 466 restart, when this run had registered a compose hash
     /// already: the transactions were paid for, and a later run can reuse them.
@@ -629,7 +752,7 @@ pub enum FlowError<E: std::error::Error + 'static> {
         registrations: Vec<Registration>,
         /// The phase-1 error.
         #[source]
-        source: UpdateEnvsError,
+        source: SdkError<K>,
     },
     /// Phase 1 asked for a compose hash other than the [`MAX_REGISTRATIONS_PER_RUN`] this run
     /// registered already; it was not registered.
@@ -659,9 +782,11 @@ fn hashes(registrations: &[Registration]) -> String {
         .join(",")
 }
 
-impl<E: std::error::Error + 'static> FlowError<E> {
+impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std::fmt::Display + 'static>
+    FlowError<E, K>
+{
     /// The server's (or the client's input) error, from either phase.
-    pub fn update_error(&self) -> Option<&UpdateEnvsError> {
+    pub fn update_error(&self) -> Option<&SdkError<K>> {
         match self {
             Self::Phase1(e) | Self::Phase2 { source: e, .. } | Self::Phase1AfterRegistration { source: e, .. } => {
                 Some(e)

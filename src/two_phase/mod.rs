@@ -9,21 +9,29 @@
 //! - In one call: [`Client::env_update`](crate::Client::env_update) builds an [`EnvUpdate`]
 //!   whose [`run`](EnvUpdate::run) does the whole flow with a [`ComposeHashRegistrar`] (the
 //!   on-chain one is [`OnchainRegistrar`](crate::onchain::OnchainRegistrar), feature `onchain`).
+//! - One driver (`driver::drive`) runs the flow for an operation, given how it sends its two
+//!   phases (`driver::Phases`, which says how phase 2 carries the hashes: body fields for the
+//!   env update; headers for the operations that take `X-Compose-Hash`) and how its error kind
+//!   names 466 and 467 (`driver::RegistrationStatus`). [`EnvUpdate`] is its user today.
 //! - Before signing, the one-call flow refuses a 465 that names another app contract than the
 //!   CVM's own ([`AppIdCheckError`]), or than the one pinned with [`EnvUpdate::expect_app_id`].
 
 mod checks;
 mod driver;
+mod kind;
 mod phases;
 mod registrar;
+mod spec;
 
 pub use checks::{AppIdCheckError, parse_app_id};
 pub use driver::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
+pub use kind::TwoPhaseKind;
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{
     BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, FlowEvent, KnownTransaction, OtherComposeHash, Progress,
     RestartReason,
 };
+pub use spec::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseOperation};

@@ -79,6 +79,11 @@ pub struct PendingUpdate {
 }
 
 impl PendingUpdate {
+    /// The request phase 1 sent and the phase-1 data its 465 carried.
+    pub(crate) fn new(request: EnvUpdateRequest, data: Phase1Data) -> Self {
+        Self { request, data }
+    }
+
     /// What to register: compose hash, app contract, device, KMS (with its chain id).
     pub fn data(&self) -> &Phase1Data {
         &self.data

@@ -70,6 +70,15 @@ pub struct RegistrationRequired {
     pub data: Result<Phase1Data, Phase1Error>,
 }
 
+impl RegistrationRequired {
+    /// Reads the phase-1 data of a 465 reply: the one parser for every operation that answers
+    /// 465 (a body cut at the response-size cap is not read).
+    pub(crate) fn from_http(http: HttpError) -> Self {
+        let data = if http.body_truncated() { Err(Phase1Error::Truncated) } else { Phase1Data::parse(http.raw_body()) };
+        Self { http, data }
+    }
+}
+
 struct RegistrationDisplay<'a>(&'a RegistrationRequired);
 
 impl fmt::Display for RegistrationDisplay<'_> {
@@ -98,14 +107,7 @@ impl ServiceErrorKind for UpdateEnvsKind {
             404 => Self::NotFound(http),
             409 => Self::Conflict(http),
             422 => Self::Validation(http),
-            465 => {
-                let data = if http.body_truncated() {
-                    Err(Phase1Error::Truncated)
-                } else {
-                    Phase1Data::parse(http.raw_body())
-                };
-                Self::RegistrationRequired(Box::new(RegistrationRequired { http, data }))
-            }
+            465 => Self::RegistrationRequired(Box::new(RegistrationRequired::from_http(http))),
             466 => Self::ComposeHashInvalid(http),
             467 => Self::TransactionVerificationFailed(http),
             468 => Self::ComposeHashNotAllowed(http),
@@ -161,20 +163,22 @@ impl SdkError<UpdateEnvsKind> {
     }
 }
 
-macro_rules! predicates {
-    ($($(#[$doc:meta])* $name:ident => $variant:ident),* $(,)?) => {
-        impl SdkError<UpdateEnvsKind> {
+/// One `is_…()` predicate per variant of a kind, on `SdkError<Kind>`.
+macro_rules! kind_predicates {
+    ($kind:ident: $($(#[$doc:meta])* $name:ident => $variant:ident),* $(,)?) => {
+        impl $crate::error::SdkError<$kind> {
             $(
                 $(#[$doc])*
                 pub fn $name(&self) -> bool {
-                    matches!(self.kind(), Some(UpdateEnvsKind::$variant(..)))
+                    matches!(self.kind(), Some($kind::$variant(..)))
                 }
             )*
         }
     };
 }
+pub(crate) use kind_predicates;
 
-predicates! {
+kind_predicates! { UpdateEnvsKind:
     /// 401.
     is_unauthorized => Unauthorized,
     /// 403.
