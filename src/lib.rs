@@ -72,10 +72,10 @@ pub use hex::{AppId, ComposeHash, HexError, TransactionHash};
 pub use retry::ConflictRetry;
 pub use two_phase::{
     AppIdCheckError, BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, CvmUpdate, DEFAULT_FLEET_CONCURRENCY,
-    DEFAULT_PHASE2_ATTEMPTS, FleetError, FleetEvent, FleetOutcome, FleetUpdate,
-    DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, EnvUpdateRequest, FlowError,
-    FlowEvent, KnownTransaction, MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress,
-    Registration, RestartReason, UpdateOutcome, parse_app_id,
+    DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate,
+    EnvUpdateRequest, FleetError, FleetEvent, FleetOutcome, FleetUpdate, FlowError, FlowEvent, KnownTransaction,
+    MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress, Registration, RestartReason,
+    UpdateOutcome, parse_app_id,
 };
 pub use update_envs::{
     EnvsUpdateAccepted, KmsInfo, Phase1Data, Phase1Error, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind,

@@ -229,7 +229,8 @@ impl<'a> FleetUpdate<'a> {
         let coalescing = &coalescing;
         let emit = &emit;
         let flows = cvm_ids.iter().map(|cvm_id| {
-            let report = move |event: &FlowEvent| emit(FleetEvent::Cvm { cvm_id: cvm_id.clone(), event: event.clone() });
+            let report =
+                move |event: &FlowEvent| emit(FleetEvent::Cvm { cvm_id: cvm_id.clone(), event: event.clone() });
             let mut update = client.env_update(cvm_id.clone()).env_with_key_lookup(env.clone()).on_event(report);
             if let Some(keys) = &env_keys {
                 update = update.env_keys(keys.clone());
@@ -257,8 +258,7 @@ impl<'a> FleetUpdate<'a> {
             }
         });
         let results = bounded(flows.collect(), concurrency).await;
-        let updates =
-            cvm_ids.into_iter().zip(results).map(|(cvm_id, result)| CvmUpdate { cvm_id, result }).collect();
+        let updates = cvm_ids.into_iter().zip(results).map(|(cvm_id, result)| CvmUpdate { cvm_id, result }).collect();
         Ok(FleetOutcome { updates })
     }
 }

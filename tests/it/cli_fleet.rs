@@ -78,11 +78,9 @@ async fn several_cvms_with_one_missing_send_one_transaction_and_exit_with_its_co
     let chain = LocalChain::start_with(AnvilOptions { block_time: Some(1), ..AnvilOptions::default() });
     let (sim, app, env) = setup(&chain, 3, "many").await;
     let before = nonce(&chain).await;
-    let out = cli(
-        &["envs", "update", "cvm-0", "nope", "cvm-1", "cvm-2", "-e", "SHARED=1", "-e", "TOKEN=x", "--yes"],
-        &env,
-    )
-    .await;
+    let out =
+        cli(&["envs", "update", "cvm-0", "nope", "cvm-1", "cvm-2", "-e", "SHARED=1", "-e", "TOKEN=x", "--yes"], &env)
+            .await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(4), "the missing CVM's 404\n{stdout}\n{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
@@ -112,7 +110,20 @@ async fn app_updates_every_cvm_as_a_json_array_and_a_rerun_sends_nothing() {
 
     let app_arg = AppId::from(app).to_hex();
     let out = cli(
-        &["envs", "update", "--app", &app_arg, "-e", "SHARED=1", "-e", "TOKEN=x", "--yes", "--json", "--concurrency", "2"],
+        &[
+            "envs",
+            "update",
+            "--app",
+            &app_arg,
+            "-e",
+            "SHARED=1",
+            "-e",
+            "TOKEN=x",
+            "--yes",
+            "--json",
+            "--concurrency",
+            "2",
+        ],
         &env,
     )
     .await;

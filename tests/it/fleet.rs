@@ -98,10 +98,8 @@ async fn offline_two_apps_register_once_each_and_a_missing_cvm_stops_no_other() 
             })
             .collect();
         assert!(
-            mine.iter().any(|e| matches!(
-                e,
-                FlowEvent::TransactionConfirmed { .. } | FlowEvent::AlreadyRegistered { .. }
-            )),
+            mine.iter()
+                .any(|e| matches!(e, FlowEvent::TransactionConfirmed { .. } | FlowEvent::AlreadyRegistered { .. })),
             "{}: {mine:?}",
             update.cvm_id
         );
@@ -187,11 +185,7 @@ async fn on_anvil_a_fleet_sends_one_transaction_and_a_rerun_none() {
     let before = nonce(&chain).await;
 
     // A partial run: three CVMs and one that does not exist.
-    let fleet = client
-        .env_update_many(["cvm-0", "cvm-1", "missing", "cvm-2"], vars())
-        .run(&registrar)
-        .await
-        .unwrap();
+    let fleet = client.env_update_many(["cvm-0", "cvm-1", "missing", "cvm-2"], vars()).run(&registrar).await.unwrap();
     assert_eq!(fleet.failures().map(|(id, _)| id).collect::<Vec<_>>(), ["missing"]);
     assert_eq!(fleet.registrations().len(), 1);
     assert_eq!(registrations(&chain, app).await, 1, "one ComposeHashAdded");

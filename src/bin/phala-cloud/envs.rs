@@ -633,7 +633,8 @@ async fn update_fleet(
         match &update.result {
             Ok(accepted) if args.json => {
                 let mut item = json!({ "cvm_id": id, "ok": true });
-                if let (Some(item), serde_json::Value::Object(fields)) = (item.as_object_mut(), outcome_json(accepted)) {
+                if let (Some(item), serde_json::Value::Object(fields)) = (item.as_object_mut(), outcome_json(accepted))
+                {
                     item.extend(fields);
                 }
                 items.push(item);
@@ -798,9 +799,7 @@ impl Display {
                 let notes = KeyNotes { lines: self.lines, rpc_given: self.rpc_given };
                 notes.print_parts(*public_key, verification, &mut |line| self.warn(tag(line)));
             }
-            FlowEvent::Encrypted { keys } => {
-                say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", ")))
-            }
+            FlowEvent::Encrypted { keys } => say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", "))),
             FlowEvent::Phase1Sent { attempt } => {
                 say(format!("phase 1 sent{}", if *attempt > 1 { " again" } else { "" }));
             }
@@ -831,9 +830,7 @@ impl Display {
             FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply } => {
                 say("466 after a lost phase-2 reply: asking phase 1 whether the update was already applied".into())
             }
-            FlowEvent::Restarting { .. } => {
-                say("466: the compose hash expired; starting again from phase 1".into())
-            }
+            FlowEvent::Restarting { .. } => say("466: the compose hash expired; starting again from phase 1".into()),
             FlowEvent::Accepted { .. } => {}
             _ => {}
         }
@@ -986,7 +983,9 @@ impl Failure {
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
-            FlowError::Registration { source, .. } => registration_exit_code(<E as Borrow<RegisterError>>::borrow(source)),
+            FlowError::Registration { source, .. } => {
+                registration_exit_code(<E as Borrow<RegisterError>>::borrow(source))
+            }
             _ => match e.update_error() {
                 Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
                 Some(u) if u.is_unauthorized() || u.is_forbidden() => exit::AUTH,
@@ -1006,7 +1005,9 @@ impl Failure {
         };
         let mut message = crate::error_chain(e);
         let hint = match e {
-            FlowError::Registration { source, .. } => registration_next_step(<E as Borrow<RegisterError>>::borrow(source)),
+            FlowError::Registration { source, .. } => {
+                registration_next_step(<E as Borrow<RegisterError>>::borrow(source))
+            }
             FlowError::EncryptionKey(k) => key_next_step(k),
             _ => e.update_error().and_then(next_step),
         };
