@@ -350,6 +350,9 @@ struct Settled<E> {
     included: bool,
 }
 
+/// A group's registration: settled once, by the first flow that asks.
+type Group<E> = Arc<tokio::sync::OnceCell<Settled<E>>>;
+
 impl<E> Clone for Settled<E> {
     fn clone(&self) -> Self {
         Self { result: self.result.clone(), included: self.included }
@@ -363,7 +366,7 @@ impl<E> Clone for Settled<E> {
 /// registering flow's does.
 struct Coalescing<'r, R: ComposeHashRegistrar> {
     inner: &'r R,
-    groups: Mutex<HashMap<GroupKey, Arc<tokio::sync::OnceCell<Settled<R::Error>>>>>,
+    groups: Mutex<HashMap<GroupKey, Group<R::Error>>>,
 }
 
 impl<'r, R: ComposeHashRegistrar> Coalescing<'r, R> {
