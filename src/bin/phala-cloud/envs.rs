@@ -47,7 +47,7 @@ others; running again after a partial failure finds the hash registered and send
 Output: one line per CVM (`CVM: accepted …` or `CVM: failed (exit N): …`), or with --json one
 array of objects ({\"cvm_id\", \"ok\", then the one-CVM result's fields or \"error\"}). Exit code: 0 when
 every CVM's update was accepted, else the highest exit code among the CVMs that failed.
-  phala-cloud envs update --app 0x4f2c… --env-file .env --rpc-url https://mainnet.base.org --yes --json")]
+For instance: envs update --app 0x4f2c… --env-file .env --yes --json")]
     Update(Box<UpdateArgs>),
     /// Encrypt env vars to a CVM's env-encryption key and print the `encrypted_env` blob: the
     /// key looked up and verified as `envs update` does, or given with --pubkey.
