@@ -24,11 +24,12 @@ use std::{env, fs, path::PathBuf, process::ExitCode};
 const SPEC: &str = "openapi.json";
 
 /// The operations the handwritten layer uses (the envs PATCH) or builds on next (the CVM and
-/// KMS-key lookups, the CVM list), by shortened operationId:
+/// KMS-key lookups, the CVM lists), by shortened operationId:
 /// `PATCH /api/v1/cvms/{cvm_id}/envs`, `GET /api/v1/cvms/{cvm_id}`,
-/// `GET /api/v1/kms/{kms_id}/pubkey/{app_id}`, `GET /api/v1/cvms`.
+/// `GET /api/v1/kms/{kms_id}/pubkey/{app_id}`, `GET /api/v1/cvms`, and
+/// `GET /api/v1/apps/{app_id}/cvms` (an app's CVMs, for the fleet update).
 const CRATE_OPERATIONS: &[&str] =
-    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms"];
+    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms", "handle_get_app_cvms"];
 
 fn main() -> ExitCode {
     println!("cargo::rerun-if-changed={SPEC}");

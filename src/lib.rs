@@ -71,10 +71,11 @@ pub use generated::types::BodyUpdateCvmEnvsApiV1CvmsCvmIdEnvsPatch as UpdateCvmE
 pub use hex::{AppId, ComposeHash, HexError, TransactionHash};
 pub use retry::ConflictRetry;
 pub use two_phase::{
-    AppIdCheckError, BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, DEFAULT_PHASE2_ATTEMPTS,
-    DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, EnvUpdateRequest, FlowError,
-    FlowEvent, KnownTransaction, MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress,
-    Registration, RestartReason, UpdateOutcome, parse_app_id,
+    AppIdCheckError, BoxedRegistrar, BoxedRegistrarError, ComposeHashRegistrar, CvmUpdate, DEFAULT_FLEET_CONCURRENCY,
+    DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate,
+    EnvUpdateRequest, FleetError, FleetEvent, FleetOutcome, FleetUpdate, FlowError, FlowEvent, KnownTransaction,
+    MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress, Registration, RestartReason,
+    UpdateOutcome, parse_app_id,
 };
 pub use two_phase::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseKind, TwoPhaseOperation};
 pub use update_envs::{

@@ -15,9 +15,13 @@
 //!   names 466 and 467 (`driver::RegistrationStatus`). [`EnvUpdate`] is its user today.
 //! - Before signing, the one-call flow refuses a 465 that names another app contract than the
 //!   CVM's own ([`AppIdCheckError`]), or than the one pinned with [`EnvUpdate::expect_app_id`].
+//! - Over many CVMs: [`Client::env_update_many`](crate::Client::env_update_many) and
+//!   [`Client::env_update_app`](crate::Client::env_update_app) build a [`FleetUpdate`]: each
+//!   CVM's flow, bounded in concurrency, with one registration per distinct compose hash.
 
 mod checks;
 mod driver;
+mod fleet;
 mod kind;
 mod phases;
 mod registrar;
@@ -28,6 +32,7 @@ pub use driver::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
+pub use fleet::{CvmUpdate, DEFAULT_FLEET_CONCURRENCY, FleetError, FleetEvent, FleetOutcome, FleetUpdate};
 pub use kind::TwoPhaseKind;
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{

@@ -9,9 +9,10 @@
 //! | `envcrypt`, `from_env`, `bad_input` | encryption, limits and KMS signatures; `Client::from_env`; input refused before sending |
 //! | `key_lookup` | the CVM's env-encryption key looked up and verified (API-reported and on-chain KMS key, faults refused before sending); the simulator's GETs |
 //! | `two_phase`, `two_phase_chain`, `flow_faults`, `flow_registrations` | the phases as values; the one-call flow on anvil, under faults and scripted replies |
+//! | `fleet` | the update of many CVMs: one registration per compose hash, per-CVM results, a rerun that sends nothing |
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
-//! | `cli`, `cli_registration`, `cli_confirm` | the command line: exit codes, `--json`, env files, concurrent processes; the question before signing, on a pseudo-terminal |
+//! | `cli`, `cli_registration`, `cli_confirm`, `cli_fleet` | the command line: exit codes, `--json`, env files, concurrent processes; the question before signing, on a pseudo-terminal |
 //! | `logs` | what reaches the logs: a span per operation, no secret, no RPC URL; each test alone in a process |
 //!
 //! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
@@ -33,9 +34,11 @@ mod anvil_contract;
 mod bad_input;
 mod cli;
 mod cli_confirm;
+mod cli_fleet;
 mod cli_registration;
 mod envcrypt;
 mod faults;
+mod fleet;
 mod flow_faults;
 mod flow_registrations;
 mod from_env;

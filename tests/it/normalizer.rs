@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// The same list as `build.rs`'s.
 const CRATE_OPERATIONS: &[&str] =
-    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms"];
+    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms", "handle_get_app_cvms"];
 
 fn vendored_spec() -> Value {
     serde_json::from_str(include_str!("../../openapi.json")).unwrap()
@@ -105,6 +105,7 @@ fn crate_selection_generates_only_what_the_layer_wraps() {
     assert_eq!(
         ops,
         [
+            ("GET", "/api/v1/apps/{app_id}/cvms", "handle_get_app_cvms"),
             ("GET", "/api/v1/cvms", "handle_list_cvms"),
             ("GET", "/api/v1/cvms/{cvm_id}", "handle_get_cvm"),
             ("GET", "/api/v1/kms/{kms_id}/pubkey/{app_id}", "get_app_env_encrypt_pubkey"),

@@ -56,8 +56,8 @@ impl Refusal {
 /// Asks before signing, for one run.
 #[derive(Clone)]
 pub struct Prompt {
-    /// The CVM being updated, named in the question.
-    pub cvm_id: String,
+    /// What is being updated, named in the question: `CVM <id>`, or the CVMs of a fleet.
+    pub subject: String,
     /// The flag that read stdin, if one did (for the message without a terminal).
     pub stdin_read_by: Option<&'static str>,
 }
@@ -69,7 +69,7 @@ impl Prompt {
         if !std::io::stdin().is_terminal() {
             return Err(Refusal::NoTerminal { stdin_read_by: self.stdin_read_by });
         }
-        let question = question(plan, &self.cvm_id);
+        let question = question(plan, &self.subject);
         let answer = Terminal::open().and_then(|mut t| t.ask(&question)).map_err(Refusal::Terminal)?;
         if is_yes(&answer) { Ok(()) } else { Err(Refusal::Declined) }
     }
@@ -81,10 +81,10 @@ fn is_yes(answer: &str) -> bool {
 }
 
 /// The question: everything about the transaction, then `[y/N]`.
-pub fn question(plan: &PlannedRegistration, cvm_id: &str) -> String {
+pub fn question(plan: &PlannedRegistration, subject: &str) -> String {
     let gwei = crate::envs::gwei;
     format!(
-        "\nAbout to sign and send a transaction that registers the compose hash of CVM {cvm_id}:\n\
+        "\nAbout to sign and send a transaction that registers the compose hash of {subject}:\n\
          \x20 chain          {chain}\n\
          \x20 app contract   {app} (the transaction's to; addComposeHash, value 0)\n\
          \x20 compose hash   {hash}\n\

@@ -1,12 +1,13 @@
 //! `phala-cloud envs …`: update (the whole two-phase flow), encrypt, verify-pubkey.
 
+use std::borrow::Borrow;
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use alloy::primitives::Address;
 use phala_cloud::onchain::{KmsCheckError, KmsContract, OnchainError, OnchainRegistrar};
-use phala_cloud::{AppId, Client, Phase1Data, TransactionHash};
+use phala_cloud::{AppId, Client, FleetError, FleetEvent, Phase1Data, TransactionHash};
 use phala_cloud::{
     AppIdCheckError, ComposeHashRegistrar, FlowError, FlowEvent, KnownTransaction, Progress, RestartReason,
     UpdateOutcome,
@@ -36,7 +37,17 @@ Without --pubkey the key is looked up (GET /api/v1/cvms/{CVM}): a centralized KM
 API's; a contract-owned KMS's is fetched with its KMS signature, which must verify (against the
 KMS contract on-chain with --rpc-url, else against the KMS key the API reports) before anything
 is encrypted; a failed check exits 6. A legacy (untimestamped) signature is accepted with a
-warning. --pubkey 0x… gives a key you know, and skips the lookup.")]
+warning. --pubkey 0x… gives a key you know, and skips the lookup.
+
+Several CVMs: `envs update CVM1 CVM2 …`, or `--app APP_ID` for every CVM of the app (as
+GET /api/v1/apps/{app_id}/cvms lists them). Each CVM's key is looked up and the env encrypted to
+it; --concurrency CVMs (default 8) are worked on at once; each distinct (chain, app, compose
+hash) is registered once, with one question before signing. A CVM that fails does not stop the
+others; running again after a partial failure finds the hash registered and sends nothing.
+Output: one line per CVM (`CVM: accepted …` or `CVM: failed (exit N): …`), or with --json one
+array of objects ({\"cvm_id\", \"ok\", then the one-CVM result's fields or \"error\"}). Exit code: 0 when
+every CVM's update was accepted, else the highest exit code among the CVMs that failed.
+For instance: envs update --app 0x4f2c… --env-file .env --yes --json")]
     Update(Box<UpdateArgs>),
     /// Encrypt env vars to a CVM's env-encryption key and print the `encrypted_env` blob: the
     /// key looked up and verified as `envs update` does, or given with --pubkey.
@@ -184,8 +195,16 @@ const REMOVED_API_KEY: Removed = Removed { flag: "--api-key", var: "PHALA_CLOUD_
 /// `envs update`.
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// The CVM: its id, UUID, app id (`app_` optional), instance id or name.
-    cvm_id: String,
+    /// The CVM: its id, UUID, app id (`app_` optional), instance id or name. Several update them all (see "Several CVMs" below).
+    #[arg(value_name = "CVM", required_unless_present = "app", conflicts_with = "app")]
+    cvm_ids: Vec<String>,
+    /// Update every CVM of this app, as `GET /api/v1/apps/{app_id}/cvms` lists them: its app
+    /// contract's address (`0x` or `app_` optional). Each CVM's 465 must name this app.
+    #[arg(long, value_name = "APP_ID", value_parser = parse_app_id_arg)]
+    app: Option<AppId>,
+    /// With several CVMs or --app: how many CVMs are worked on at once.
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
     #[command(flatten)]
     source: EnvSource,
     /// The CVM's X25519 env-encryption public key (hex, `0x` optional), used as given. Without
@@ -234,7 +253,7 @@ pub struct UpdateArgs {
     /// The app the CVM must belong to: its app contract's address (`0x` or `app_` optional).
     /// Whether given or not, a 465 that names another app contract than the CVM's own (as
     /// `GET /api/v1/cvms/{cvm_id}` says) is refused before anything is signed.
-    #[arg(long, value_name = "ADDRESS", value_parser = parse_app_id_arg)]
+    #[arg(long, value_name = "ADDRESS", value_parser = parse_app_id_arg, conflicts_with = "app")]
     app_id: Option<AppId>,
     /// Directory of the lock files that make runs in several processes with one key on one
     /// chain take turns registering, so that none pays twice. Default: $XDG_RUNTIME_DIR/phala-cloud,
@@ -251,7 +270,8 @@ pub struct UpdateArgs {
     gas_limit_cap: Option<u64>,
     #[command(flatten)]
     api: ApiArgs,
-    /// Print one JSON object as the result, on stdout.
+    /// Print the result as JSON on stdout: one object, or with several CVMs or --app an array
+    /// of one object per CVM.
     #[arg(long)]
     json: bool,
     /// Removed: refused, without using or showing the value.
@@ -545,6 +565,10 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let stdin_read_by =
         stdin_readers.iter().find(|(_, path)| path.is_some_and(|p| p.as_os_str() == "-")).map(|(flag, _)| *flag);
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
+    if args.app.is_some() || args.cvm_ids.len() > 1 {
+        return update_fleet(args, rpc_url, stdin_read_by).await;
+    }
+    let cvm_id = args.cvm_ids.first().cloned().ok_or_else(|| Failure::usage("give a CVM id, or --app APP_ID"))?;
     let env = match (&args.encrypted_env, args.pubkey) {
         (Some(blob), _) => EnvInput::Blob(blob.clone()),
         (None, Some(pubkey)) => EnvInput::Plain(args.source.load()?, pubkey),
@@ -553,7 +577,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let client = args.api.client(true)?;
     let private_key = secret_arg::load(args.private_key_file.as_deref(), "--private-key-file", "PRIVATE_KEY")?;
     let display = Display::new(args.json, rpc_url.is_some());
-    let mut update = client.env_update(args.cvm_id.clone()).on_event(|e| display.event(e));
+    let mut update = client.env_update(cvm_id.clone()).on_event(|e| display.event(None, e));
     update = match env {
         EnvInput::Plain(env, pubkey) => update.env(env, pubkey),
         EnvInput::LookUp(env) => match &rpc_url {
@@ -573,17 +597,7 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
             transaction_hash: None,
         }),
     };
-    let registrar = CliRegistrar {
-        private_key,
-        rpc_url,
-        known: args.transaction_hash.map(KnownTransaction::new),
-        lock_dir: LockDir::resolve(args.lock_dir),
-        max_fee_per_gas: args.max_fee_gwei,
-        gas_limit_cap: args.gas_limit_cap,
-        built: tokio::sync::OnceCell::new(),
-        prepare_only: args.prepare_only,
-        prompt: (!args.yes).then(|| Prompt { cvm_id: args.cvm_id.clone(), stdin_read_by }),
-    };
+    let registrar = CliRegistrar::new(&args, private_key, rpc_url, format!("CVM {cvm_id}"), stdin_read_by);
     if let Some(keys) = args.env_keys {
         update = update.env_keys(keys);
     }
@@ -598,11 +612,109 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
             Ok(())
         }
         Err(FlowError::Registration { source: RegisterError::Prepared(data), .. }) => {
-            print_prepared(&args.cvm_id, &data, args.json);
+            print_prepared(&cvm_id, &data, args.json);
             Ok(())
         }
         Err(e) => Err(Failure::from_flow(&e, args.json, args.transaction_hash.is_some())),
     }
+}
+
+/// `envs update` of several CVMs, or of every CVM of `--app`: each CVM's flow (its own key
+/// lookup and encryption), `--concurrency` at a time, one registration (and one question
+/// before signing) per distinct compose hash. Prints one line per CVM (text), or one JSON
+/// array; exits with the highest of the failed CVMs' exit codes (0 when every CVM's update
+/// was accepted).
+async fn update_fleet(
+    args: UpdateArgs,
+    rpc_url: Option<url::Url>,
+    stdin_read_by: Option<&'static str>,
+) -> Result<(), Failure> {
+    for (given, flag) in [
+        (args.pubkey.is_some(), "--pubkey"),
+        (args.encrypted_env.is_some(), "--encrypted-env"),
+        (args.prepare_only, "--prepare-only"),
+    ] {
+        if given {
+            return Err(Failure::usage(format!(
+                "{flag} is for one CVM: with several CVMs or --app each CVM's key is looked up and the env encrypted to it"
+            )));
+        }
+    }
+    let env = args.source.load()?;
+    let client = args.api.client(true)?;
+    let private_key = secret_arg::load(args.private_key_file.as_deref(), "--private-key-file", "PRIVATE_KEY")?;
+    let subject = match args.app {
+        Some(app) => format!("the CVMs of app {app}"),
+        None => format!("CVMs {}", args.cvm_ids.join(", ")),
+    };
+    let registrar = CliRegistrar::new(&args, private_key, rpc_url.clone(), subject, stdin_read_by);
+    let display = Display::new(args.json, rpc_url.is_some());
+    let mut fleet = match args.app {
+        Some(app) => client.env_update_app(app, env),
+        None => client.env_update_many(args.cvm_ids.clone(), env),
+    };
+    fleet = fleet.concurrency(usize::from(args.concurrency)).on_event(|e| match e {
+        FleetEvent::Listed { app_id, cvm_ids } => {
+            display.say(format!("app {app_id}: {} CVMs: {}", cvm_ids.len(), cvm_ids.join(", ")))
+        }
+        FleetEvent::Cvm { cvm_id, event } => display.event(Some(cvm_id), event),
+        _ => {}
+    });
+    if let Some(keys) = &args.env_keys {
+        fleet = fleet.env_keys(keys.clone());
+    }
+    if let Some(app_id) = args.app_id {
+        fleet = fleet.expect_app_id(app_id);
+    }
+    if let Some(url) = &rpc_url {
+        fleet = fleet.kms_rpc(url.clone());
+        if let Some(kms_contract) = args.kms_contract {
+            fleet = fleet.kms_contract(kms_contract);
+        }
+    }
+    let result = fleet.run(&registrar).await;
+    display.finish();
+    let outcome = result.map_err(|e| Failure::from_fleet(&e, args.json))?;
+
+    let total = outcome.updates.len();
+    let (mut worst, mut failed, mut items) = (0u8, 0usize, Vec::new());
+    for update in &outcome.updates {
+        let id = &update.cvm_id;
+        match &update.result {
+            Ok(accepted) if args.json => {
+                let mut item = json!({ "cvm_id": id, "ok": true });
+                if let (Some(item), serde_json::Value::Object(fields)) = (item.as_object_mut(), outcome_json(accepted))
+                {
+                    item.extend(fields);
+                }
+                items.push(item);
+            }
+            Ok(accepted) => println!("{id}: {}", outcome_lines(accepted).join("; ")),
+            Err(e) => {
+                let failure = Failure::from_flow(e, args.json, args.transaction_hash.is_some());
+                worst = worst.max(failure.code);
+                failed += 1;
+                match failure.json {
+                    Some(mut value) => {
+                        let error = value.get_mut("error").map(serde_json::Value::take);
+                        items.push(json!({ "cvm_id": id, "ok": false, "error": error }));
+                    }
+                    None => println!("{id}: failed (exit {}): {}", failure.code, failure.message.replace('\n', "; ")),
+                }
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(items));
+    }
+    if failed == 0 {
+        return Ok(());
+    }
+    Err(Failure {
+        code: worst,
+        message: format!("{failed} of {total} CVMs were not updated (exit code: the highest of theirs, {worst})"),
+        json: None,
+    })
 }
 
 /// The env of an update: vars to encrypt to a key given or looked up, or a blob made elsewhere.
@@ -638,10 +750,20 @@ fn print_prepared(cvm_id: &str, data: &Phase1Data, json: bool) {
 }
 
 fn print_outcome(outcome: &UpdateOutcome, json: bool) {
+    if json {
+        println!("{}", outcome_json(outcome));
+    } else {
+        for line in outcome_lines(outcome) {
+            println!("{line}");
+        }
+    }
+}
+
+/// An accepted update as `--json` prints it.
+fn outcome_json(outcome: &UpdateOutcome) -> serde_json::Value {
     let accepted = &outcome.accepted;
     let registration = outcome.registration.as_ref();
-    if json {
-        let value = json!({
+    json!({
             "status": accepted.status,
             "correlation_id": accepted.correlation_id,
             "allowed_envs_changed": accepted.allowed_envs_changed,
@@ -654,21 +776,24 @@ fn print_outcome(outcome: &UpdateOutcome, json: bool) {
                 .as_ref()
                 .filter(|k| k.verification() != &KeyVerification::CallerProvided)
                 .map(key_json),
-        });
-        println!("{value}");
-    } else {
-        println!(
-            "accepted: correlation id {}, allowed env names changed: {}",
-            accepted.correlation_id.as_deref().unwrap_or("(none)"),
-            accepted.allowed_envs_changed.map_or("unknown", |c| if c { "yes" } else { "no" })
-        );
-        if let Some(r) = registration {
-            println!(
-                "registered compose hash {} on app {} by transaction {}",
-                r.compose_hash, r.app_id, r.transaction_hash
-            );
-        }
+    })
+}
+
+/// An accepted update as text: the acceptance, and the registration if there was one.
+fn outcome_lines(outcome: &UpdateOutcome) -> Vec<String> {
+    let accepted = &outcome.accepted;
+    let mut lines = vec![format!(
+        "accepted: correlation id {}, allowed env names changed: {}",
+        accepted.correlation_id.as_deref().unwrap_or("(none)"),
+        accepted.allowed_envs_changed.map_or("unknown", |c| if c { "yes" } else { "no" })
+    )];
+    if let Some(r) = &outcome.registration {
+        lines.push(format!(
+            "registered compose hash {} on app {} by transaction {}",
+            r.compose_hash, r.app_id, r.transaction_hash
+        ));
     }
+    lines
 }
 
 /// Progress on stderr: lines, and a spinner while waiting for the chain when stderr is a
@@ -711,28 +836,32 @@ impl Display {
         }
     }
 
-    fn event(&self, event: &FlowEvent) {
+    /// Shows one step; in a fleet (`cvm` given) each line starts with the CVM's id.
+    fn event(&self, cvm: Option<&str>, event: &FlowEvent) {
+        let tag = |line: String| match cvm {
+            Some(id) => format!("{id}: {line}"),
+            None => line,
+        };
+        let say = |line: String| self.say(tag(line));
         match event {
             FlowEvent::EncryptionKeyVerified { public_key, verification } => {
                 // The warning always; the line as the other progress lines.
                 let notes = KeyNotes { lines: self.lines, rpc_given: self.rpc_given };
-                notes.print_parts(*public_key, verification, &mut |line| self.warn(line));
+                notes.print_parts(*public_key, verification, &mut |line| self.warn(tag(line)));
             }
-            FlowEvent::Encrypted { keys } => {
-                self.say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", ")))
-            }
+            FlowEvent::Encrypted { keys } => say(format!("encrypted {} env vars: {}", keys.len(), keys.join(", "))),
             FlowEvent::Phase1Sent { attempt } => {
-                self.say(format!("phase 1 sent{}", if *attempt > 1 { " again" } else { "" }));
+                say(format!("phase 1 sent{}", if *attempt > 1 { " again" } else { "" }));
             }
-            FlowEvent::RegistrationRequired { compose_hash, app_id, chain_id } => self.say(format!(
+            FlowEvent::RegistrationRequired { compose_hash, app_id, chain_id } => say(format!(
                 "465: compose hash {compose_hash} must be registered on app contract {app_id} (chain {})",
                 chain_id.map_or("unknown".into(), |c| c.to_string())
             )),
             FlowEvent::AlreadyRegistered { transaction_hash } => {
-                self.say(format!("already registered by transaction {transaction_hash}; nothing sent"));
+                say(format!("already registered by transaction {transaction_hash}; nothing sent"));
             }
             FlowEvent::TransactionSent { transaction_hash } => {
-                self.say(format!("transaction sent: {transaction_hash}"));
+                say(format!("transaction sent: {transaction_hash}"));
                 if let Some(bar) = &self.spinner {
                     bar.reset();
                     bar.set_style(
@@ -745,15 +874,13 @@ impl Display {
             }
             FlowEvent::TransactionConfirmed { transaction_hash, block_number } => {
                 self.stop_spinner();
-                self.say(format!("transaction {transaction_hash} mined in block {block_number}"));
+                say(format!("transaction {transaction_hash} mined in block {block_number}"));
             }
-            FlowEvent::Phase2Sent { attempt } => self.say(format!("phase 2 sent (attempt {attempt})")),
+            FlowEvent::Phase2Sent { attempt } => say(format!("phase 2 sent (attempt {attempt})")),
             FlowEvent::Restarting { reason: RestartReason::LostPhase2Reply } => {
-                self.say("466 after a lost phase-2 reply: asking phase 1 whether the update was already applied".into())
+                say("466 after a lost phase-2 reply: asking phase 1 whether the update was already applied".into())
             }
-            FlowEvent::Restarting { .. } => {
-                self.say("466: the compose hash expired; starting again from phase 1".into())
-            }
+            FlowEvent::Restarting { .. } => say("466: the compose hash expired; starting again from phase 1".into()),
             FlowEvent::Accepted { .. } => {}
             _ => {}
         }
@@ -846,6 +973,28 @@ impl ComposeHashRegistrar for CliRegistrar {
 }
 
 impl CliRegistrar {
+    /// From `envs update`'s arguments; `subject` names what is updated in the question before
+    /// signing.
+    fn new(
+        args: &UpdateArgs,
+        private_key: Option<Secret>,
+        rpc_url: Option<url::Url>,
+        subject: String,
+        stdin_read_by: Option<&'static str>,
+    ) -> Self {
+        Self {
+            private_key,
+            rpc_url,
+            known: args.transaction_hash.map(KnownTransaction::new),
+            lock_dir: LockDir::resolve(args.lock_dir.clone()),
+            max_fee_per_gas: args.max_fee_gwei,
+            gas_limit_cap: args.gas_limit_cap,
+            built: tokio::sync::OnceCell::new(),
+            prepare_only: args.prepare_only,
+            prompt: (!args.yes).then_some(Prompt { subject, stdin_read_by }),
+        }
+    }
+
     fn build(&self, key: &Secret, rpc_url: &url::Url) -> Result<(url::Url, OnchainRegistrar), RegisterError> {
         let signer = phala_cloud::onchain::signer_from_hex(key.expose())
             .map_err(|problem| RegisterError::BadKey { origin: key.origin().to_owned(), problem })?;
@@ -873,17 +1022,20 @@ impl CliRegistrar {
     }
 }
 
-/// The CLI's flow error.
-type CliFlowError = FlowError<RegisterError>;
-
 impl Failure {
-    /// The exit code and message of a failed update; every message ends with what to do.
-    fn from_flow(e: &CliFlowError, json: bool, user_gave_transaction: bool) -> Self {
+    /// The exit code and message of a failed update; every message ends with what to do. `E`
+    /// is the CLI's registrar error, as it is or shared by a fleet's CVMs.
+    fn from_flow<E>(e: &FlowError<E>, json: bool, user_gave_transaction: bool) -> Self
+    where
+        E: std::error::Error + Borrow<RegisterError> + 'static,
+    {
         let code = match e {
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
-            FlowError::Registration { source, .. } => registration_exit_code(source),
+            FlowError::Registration { source, .. } => {
+                registration_exit_code(<E as Borrow<RegisterError>>::borrow(source))
+            }
             _ => match e.update_error() {
                 Some(u) if u.is_invalid_input() || u.is_validation() => exit::BAD_INPUT,
                 Some(u) if u.is_unauthorized() || u.is_forbidden() => exit::AUTH,
@@ -903,7 +1055,9 @@ impl Failure {
         };
         let mut message = crate::error_chain(e);
         let hint = match e {
-            FlowError::Registration { source, .. } => registration_next_step(source),
+            FlowError::Registration { source, .. } => {
+                registration_next_step(<E as Borrow<RegisterError>>::borrow(source))
+            }
             FlowError::EncryptionKey(k) => key_next_step(k),
             _ => e.update_error().and_then(next_step),
         };
@@ -911,7 +1065,7 @@ impl Failure {
             message.push_str("; ");
             message.push_str(&hint);
         }
-        let onchain = e.registration_error().and_then(|r| match r {
+        let onchain = e.registration_error().and_then(|r| match <E as Borrow<RegisterError>>::borrow(r) {
             RegisterError::Onchain(o) => Some(o),
             _ => None,
         });
@@ -959,6 +1113,28 @@ impl Failure {
 }
 
 impl Failure {
+    /// A fleet update that updated nothing: the app's CVMs could not be listed, or none.
+    fn from_fleet(e: &FleetError, json: bool) -> Self {
+        let code = match e.request_error() {
+            Some(source) => lookup_exit_code(source),
+            None if matches!(e, FleetError::NoCvms { .. }) => exit::NOT_FOUND,
+            None => exit::SERVER,
+        };
+        let message = format!("{}; nothing was sent", crate::error_chain(e));
+        let json = json.then(|| {
+            let request = e.request_error();
+            json!({
+                "error": {
+                    "exit_code": code,
+                    "message": message,
+                    "status": request.and_then(|r| r.status()).map(|s| s.as_u16()),
+                    "request_id": request.and_then(|r| r.request_id()),
+                }
+            })
+        });
+        Self { code, message, json }
+    }
+
     /// A key lookup that failed or refused the key; nothing was encrypted.
     fn from_key_error(e: &EncryptionKeyError, json: bool) -> Self {
         let code = key_error_exit_code(e);

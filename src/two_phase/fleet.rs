@@ -1,0 +1,540 @@
+//! Many CVMs in one call: [`FleetUpdate::run`].
+//!
+//! Each CVM goes through the one-CVM flow, [`EnvUpdate::run`] (its own key lookup and
+//! encryption, its own phase 1 and phase 2, with the flow's restarts, lost-reply resends and
+//! verification retries), at most `concurrency` at a time. What the CVMs share is the
+//! registration: the flows hand their 465s to one [`Coalescing`] registrar, which registers each
+//! distinct (chain, app contract, compose hash) once. The first CVM to ask runs the registrar;
+//! the others wait for that one registration and cite its transaction; a CVM that asks after it
+//! settled gets its result at once. A registration that failed is not tried again in the run
+//! (a declined question is asked once): every CVM of that group fails with it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::driver::{FlowError, Registration, UpdateOutcome};
+use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
+use crate::client::Client;
+use crate::envcrypt::EnvVars;
+use crate::error::{HttpError, SdkError};
+use crate::hex::{AppId, ComposeHash, TransactionHash};
+use crate::update_envs::Phase1Data;
+
+/// How many CVMs a fleet update works on at once, by default.
+pub const DEFAULT_FLEET_CONCURRENCY: usize = 8;
+
+/// Where [`FleetUpdate`] reports its events.
+type FleetCallback<'a> = Box<dyn Fn(&FleetEvent) + Send + Sync + 'a>;
+
+/// The CVMs of a fleet update.
+#[derive(Debug, Clone)]
+enum Targets {
+    Cvms(Vec<String>),
+    App(AppId),
+}
+
+/// One env update over many CVMs: every CVM of a list, or every CVM of an app. Built by
+/// [`Client::env_update_many`] or [`Client::env_update_app`].
+///
+/// Each CVM's env-encryption key is looked up and verified, and the env encrypted to it
+/// (each CVM has its own key), as [`EnvUpdate::env_with_key_lookup`](super::EnvUpdate::env_with_key_lookup)
+/// does; each CVM then runs [`EnvUpdate::run`](super::EnvUpdate::run), at most
+/// [`concurrency`](Self::concurrency) at a time. One registration per distinct (chain, app
+/// contract, compose hash): the registrar is asked once for each, whatever the number of CVMs
+/// that need it. A CVM that fails does not stop the others: the outcome has one result per CVM.
+///
+/// ```no_run
+/// # async fn run(registrar: impl phala_cloud::ComposeHashRegistrar) -> Result<(), Box<dyn std::error::Error>> {
+/// use phala_cloud::{AppId, Client, EnvVars};
+///
+/// let client = Client::from_env()?;
+/// let app: AppId = "0x4f2c0a7b9e1d3c5f7a9b1d3e5f7a9c1b3d5e7f90".parse()?;
+/// let env = EnvVars::from_pairs([("API_TOKEN", "s3cr3t")])?;
+/// let fleet = client
+///     .env_update_app(app, env)
+///     .on_event(|event| eprintln!("{event:?}"))
+///     .run(registrar)
+///     .await?;
+/// for update in &fleet.updates {
+///     println!("{}: {}", update.cvm_id, if update.result.is_ok() { "accepted" } else { "failed" });
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "a FleetUpdate does nothing until `run`"]
+pub struct FleetUpdate<'a> {
+    client: &'a Client,
+    targets: Targets,
+    env: EnvVars,
+    env_keys: Option<Vec<String>>,
+    concurrency: usize,
+    phase2_attempts: Option<u32>,
+    verification_retries: Option<u32>,
+    verification_retry_interval: Option<Duration>,
+    expected_app: Option<AppId>,
+    #[cfg(feature = "onchain")]
+    kms_rpc: Option<url::Url>,
+    #[cfg(feature = "onchain")]
+    kms_contract: Option<alloy::primitives::Address>,
+    on_event: Option<FleetCallback<'a>>,
+}
+
+impl std::fmt::Debug for FleetUpdate<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetUpdate")
+            .field("targets", &self.targets)
+            .field("env_keys", &self.env_keys)
+            .field("concurrency", &self.concurrency)
+            .field("expected_app", &self.expected_app)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Starts building an update of `env` on each CVM of `cvm_ids` (a CVM named twice is
+    /// updated once); see [`FleetUpdate`].
+    pub fn env_update_many<I, S>(&self, cvm_ids: I, env: EnvVars) -> FleetUpdate<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut ids: Vec<String> = Vec::new();
+        for id in cvm_ids {
+            let id = id.into();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        self.fleet(Targets::Cvms(ids), env)
+    }
+
+    /// Starts building an update of `env` on every CVM of app `app_id`, as
+    /// `GET /api/v1/apps/{app_id}/cvms` lists them when the update runs; see [`FleetUpdate`].
+    /// Every CVM's 465 must name `app_id` (as [`EnvUpdate::expect_app_id`](super::EnvUpdate::expect_app_id)).
+    pub fn env_update_app(&self, app_id: AppId, env: EnvVars) -> FleetUpdate<'_> {
+        let mut fleet = self.fleet(Targets::App(app_id), env);
+        fleet.expected_app = Some(app_id);
+        fleet
+    }
+
+    fn fleet(&self, targets: Targets, env: EnvVars) -> FleetUpdate<'_> {
+        FleetUpdate {
+            client: self,
+            targets,
+            env,
+            env_keys: None,
+            concurrency: DEFAULT_FLEET_CONCURRENCY,
+            phase2_attempts: None,
+            verification_retries: None,
+            verification_retry_interval: None,
+            expected_app: None,
+            #[cfg(feature = "onchain")]
+            kms_rpc: None,
+            #[cfg(feature = "onchain")]
+            kms_contract: None,
+            on_event: None,
+        }
+    }
+}
+
+impl<'a> FleetUpdate<'a> {
+    /// How many CVMs are worked on at once (default [`DEFAULT_FLEET_CONCURRENCY`], at least 1).
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// The allowed env names, as [`EnvUpdate::env_keys`](super::EnvUpdate::env_keys), for every CVM.
+    pub fn env_keys<I: IntoIterator<Item = S>, S: Into<String>>(mut self, keys: I) -> Self {
+        self.env_keys = Some(keys.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// The app every CVM must belong to, as [`EnvUpdate::expect_app_id`](super::EnvUpdate::expect_app_id).
+    pub fn expect_app_id(mut self, app_id: AppId) -> Self {
+        self.expected_app = Some(app_id);
+        self
+    }
+
+    /// Check each looked-up key's KMS signature on-chain, as [`EnvUpdate::kms_rpc`](super::EnvUpdate::kms_rpc).
+    #[cfg(feature = "onchain")]
+    pub fn kms_rpc(mut self, rpc_url: url::Url) -> Self {
+        self.kms_rpc = Some(rpc_url);
+        self
+    }
+
+    /// With [`kms_rpc`](Self::kms_rpc): the KMS contract every key is checked against, as
+    /// [`EnvUpdate::kms_contract`](super::EnvUpdate::kms_contract).
+    #[cfg(feature = "onchain")]
+    pub fn kms_contract(mut self, kms_contract: alloy::primitives::Address) -> Self {
+        self.kms_contract = Some(kms_contract);
+        self
+    }
+
+    /// As [`EnvUpdate::phase2_attempts`](super::EnvUpdate::phase2_attempts), for every CVM.
+    pub fn phase2_attempts(mut self, attempts: u32) -> Self {
+        self.phase2_attempts = Some(attempts);
+        self
+    }
+
+    /// As [`EnvUpdate::verification_retries`](super::EnvUpdate::verification_retries), for every CVM.
+    pub fn verification_retries(mut self, retries: u32) -> Self {
+        self.verification_retries = Some(retries);
+        self
+    }
+
+    /// As [`EnvUpdate::verification_retry_interval`](super::EnvUpdate::verification_retry_interval), for every CVM.
+    pub fn verification_retry_interval(mut self, interval: Duration) -> Self {
+        self.verification_retry_interval = Some(interval);
+        self
+    }
+
+    /// Sends every event: the CVMs listed, each CVM's [`FlowEvent`]s tagged with its id, and
+    /// each CVM's end.
+    pub fn on_event(mut self, callback: impl Fn(&FleetEvent) + Send + Sync + 'a) -> Self {
+        self.on_event = Some(Box::new(callback));
+        self
+    }
+
+    /// Runs the update on every CVM; see [`FleetUpdate`]. Fails only when there is nothing to
+    /// update (the app's CVMs cannot be listed, or there are none); otherwise every CVM has its
+    /// result in [`FleetOutcome::updates`], in the order given (listed).
+    pub async fn run<R: ComposeHashRegistrar>(self, registrar: R) -> Result<FleetOutcome<R::Error>, FleetError> {
+        let FleetUpdate {
+            client,
+            targets,
+            env,
+            env_keys,
+            concurrency,
+            phase2_attempts,
+            verification_retries,
+            verification_retry_interval,
+            expected_app,
+            #[cfg(feature = "onchain")]
+            kms_rpc,
+            #[cfg(feature = "onchain")]
+            kms_contract,
+            on_event,
+        } = self;
+        let emit = |event: FleetEvent| {
+            if let Some(callback) = &on_event {
+                callback(&event);
+            }
+        };
+        let cvm_ids = match targets {
+            Targets::Cvms(ids) if ids.is_empty() => return Err(FleetError::NoCvms { app_id: None }),
+            Targets::Cvms(ids) => ids,
+            Targets::App(app_id) => {
+                let ids = list_app_cvms(client, app_id).await?;
+                if ids.is_empty() {
+                    return Err(FleetError::NoCvms { app_id: Some(app_id) });
+                }
+                emit(FleetEvent::Listed { app_id, cvm_ids: ids.clone() });
+                ids
+            }
+        };
+        let coalescing = Coalescing::new(&registrar);
+        let coalescing = &coalescing;
+        let emit = &emit;
+        let flows = cvm_ids.iter().map(|cvm_id| {
+            let report =
+                move |event: &FlowEvent| emit(FleetEvent::Cvm { cvm_id: cvm_id.clone(), event: event.clone() });
+            let mut update = client.env_update(cvm_id.clone()).env_with_key_lookup(env.clone()).on_event(report);
+            if let Some(keys) = &env_keys {
+                update = update.env_keys(keys.clone());
+            }
+            if let Some(app_id) = expected_app {
+                update = update.expect_app_id(app_id);
+            }
+            #[cfg(feature = "onchain")]
+            if let Some(url) = &kms_rpc {
+                update = update.kms_rpc(url.clone());
+                if let Some(contract) = kms_contract {
+                    update = update.kms_contract(contract);
+                }
+            }
+            if let Some(attempts) = phase2_attempts {
+                update = update.phase2_attempts(attempts);
+            }
+            if let Some(retries) = verification_retries {
+                update = update.verification_retries(retries);
+            }
+            if let Some(interval) = verification_retry_interval {
+                update = update.verification_retry_interval(interval);
+            }
+            async move {
+                let result = update.run(coalescing).await;
+                emit(FleetEvent::Finished { cvm_id: cvm_id.clone(), accepted: result.is_ok() });
+                result
+            }
+        });
+        let results = bounded(flows.collect(), concurrency).await;
+        let updates = cvm_ids.into_iter().zip(results).map(|(cvm_id, result)| CvmUpdate { cvm_id, result }).collect();
+        Ok(FleetOutcome { updates })
+    }
+}
+
+/// Runs `futures` on the current task, at most `limit` at once, and gives their outputs in order.
+async fn bounded<F: Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
+    let total = futures.len();
+    let mut waiting = futures.into_iter();
+    let mut running: Vec<(usize, Pin<Box<F>>)> = Vec::new();
+    let mut out: Vec<Option<F::Output>> = (0..total).map(|_| None).collect();
+    let mut next = 0;
+    std::future::poll_fn(|cx| {
+        loop {
+            while running.len() < limit.max(1) {
+                match waiting.next() {
+                    Some(future) => {
+                        running.push((next, Box::pin(future)));
+                        next += 1;
+                    }
+                    None => break,
+                }
+            }
+            let before = running.len();
+            running.retain_mut(|(index, future)| match future.as_mut().poll(cx) {
+                Poll::Ready(output) => {
+                    out[*index] = Some(output);
+                    false
+                }
+                Poll::Pending => true,
+            });
+            if running.is_empty() && waiting.as_slice().is_empty() {
+                return Poll::Ready(());
+            }
+            // A slot freed: start the next ones (and poll them) now.
+            if running.len() == before {
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.expect("every future ran to its end")).collect()
+}
+
+/// Lists the CVMs of `app_id` (`GET /api/v1/apps/{app_id}/cvms`), by the id each list item
+/// gives: `id`, else `vm_uuid`, else (the older `HostedCvm` shape) `hosted.id`, else `name`.
+async fn list_app_cvms(client: &Client, app_id: AppId) -> Result<Vec<String>, FleetError> {
+    let path_id = const_hex::encode(app_id.0);
+    let failed = |source: SdkError<HttpError>| FleetError::List { app_id, source: Box::new(source) };
+    let body = match client.send(|api| api.handle_get_app_cvms(&path_id)).await {
+        Ok(reply) => reply.raw_body().clone(),
+        // A reply the generated type does not take (servers drift) is read all the same.
+        Err(SdkError::InvalidReply(reply)) if !reply.body_truncated() => reply.raw_body().clone(),
+        Err(e) => return Err(failed(e)),
+    };
+    let items = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Array(items)) => items,
+        _ => return Err(FleetError::UnreadableList { app_id }),
+    };
+    let mut ids: Vec<String> = Vec::new();
+    for item in &items {
+        let id = list_item_id(item).ok_or(FleetError::UnreadableList { app_id })?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
+/// The id of one CVM of a list.
+fn list_item_id(item: &Value) -> Option<String> {
+    let field = |value: Option<&Value>| match value {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    field(item.get("id"))
+        .or_else(|| field(item.get("vm_uuid")))
+        .or_else(|| field(item.get("hosted").and_then(|h| h.get("id"))))
+        .or_else(|| field(item.get("name")))
+}
+
+/// What registers once for a group: (chain id, app contract, compose hash).
+type GroupKey = (Option<u64>, AppId, ComposeHash);
+
+/// A group's registration once settled: the transaction (or the registrar's error), and
+/// whether the registrar reported it included.
+struct Settled<E> {
+    result: Result<TransactionHash, Arc<E>>,
+    included: bool,
+}
+
+/// A group's registration: settled once, by the first flow that asks.
+type Group<E> = Arc<tokio::sync::OnceCell<Settled<E>>>;
+
+impl<E> Clone for Settled<E> {
+    fn clone(&self) -> Self {
+        Self { result: self.result.clone(), included: self.included }
+    }
+}
+
+/// A registrar over another that asks it once per (chain, app contract, compose hash): the
+/// first flow to ask runs it (its events go to that flow); the others wait for that answer.
+/// A flow that did not run it is told [`FlowEvent::AlreadyRegistered`] when the registrar saw
+/// the transaction included, so that its phase 2 treats a lagging verifier's 467 as the
+/// registering flow's does.
+struct Coalescing<'r, R: ComposeHashRegistrar> {
+    inner: &'r R,
+    groups: Mutex<HashMap<GroupKey, Group<R::Error>>>,
+}
+
+impl<'r, R: ComposeHashRegistrar> Coalescing<'r, R> {
+    fn new(inner: &'r R) -> Self {
+        Self { inner, groups: Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<R: ComposeHashRegistrar> ComposeHashRegistrar for Coalescing<'_, R> {
+    type Error = Arc<R::Error>;
+
+    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, Self::Error> {
+        let key = (data.chain_id(), data.app_id, data.compose_hash);
+        let cell = self.groups.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default().clone();
+        let ran = AtomicBool::new(false);
+        let settled = cell
+            .get_or_init(|| async {
+                ran.store(true, Ordering::Relaxed);
+                let included = AtomicBool::new(false);
+                let watch = |event: &FlowEvent| {
+                    if matches!(event, FlowEvent::TransactionConfirmed { .. } | FlowEvent::AlreadyRegistered { .. }) {
+                        included.store(true, Ordering::Relaxed);
+                    }
+                    progress.emit(event.clone());
+                };
+                let result = self.inner.register(data, &Progress::new(&watch)).await.map_err(Arc::new);
+                Settled { result, included: included.load(Ordering::Relaxed) }
+            })
+            .await
+            .clone();
+        if !ran.load(Ordering::Relaxed)
+            && settled.included
+            && let Ok(transaction_hash) = &settled.result
+        {
+            progress.emit(FlowEvent::AlreadyRegistered { transaction_hash: *transaction_hash });
+        }
+        settled.result
+    }
+}
+
+/// Every CVM's result of a [`FleetUpdate`], in the order the CVMs were given (listed). `E` is
+/// the registrar's error, shared by the CVMs of a registration that failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct FleetOutcome<E: std::error::Error + 'static> {
+    /// One per CVM.
+    pub updates: Vec<CvmUpdate<E>>,
+}
+
+/// One CVM's result in a [`FleetOutcome`].
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct CvmUpdate<E: std::error::Error + 'static> {
+    /// The CVM.
+    pub cvm_id: String,
+    /// Its update: accepted, or why not. A failed registration's error is shared (an [`Arc`])
+    /// by every CVM that needed it.
+    pub result: Result<UpdateOutcome, FlowError<Arc<E>>>,
+}
+
+impl<E: std::error::Error + 'static> FleetOutcome<E> {
+    /// Whether every CVM's update was accepted.
+    pub fn all_accepted(&self) -> bool {
+        self.updates.iter().all(|u| u.result.is_ok())
+    }
+
+    /// The CVMs whose update failed, with why.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &FlowError<Arc<E>>)> {
+        self.updates.iter().filter_map(|u| u.result.as_ref().err().map(|e| (u.cvm_id.as_str(), e)))
+    }
+
+    /// The distinct registrations the CVMs cited or made (accepted or not), in the order first
+    /// met: one per transaction.
+    pub fn registrations(&self) -> Vec<Registration> {
+        let mut seen: Vec<Registration> = Vec::new();
+        for update in &self.updates {
+            let made = match &update.result {
+                Ok(outcome) => outcome.registrations.as_slice(),
+                Err(e) => e.registrations(),
+            };
+            for registration in made {
+                if !seen.iter().any(|r| r.transaction_hash == registration.transaction_hash) {
+                    seen.push(registration.clone());
+                }
+            }
+        }
+        seen
+    }
+}
+
+/// A step of a [`FleetUpdate`], for progress displays. Holds no secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FleetEvent {
+    /// The app's CVMs were listed ([`Client::env_update_app`]).
+    Listed {
+        /// The app.
+        app_id: AppId,
+        /// Its CVMs, in the order they are updated.
+        cvm_ids: Vec<String>,
+    },
+    /// A step of one CVM's flow.
+    Cvm {
+        /// The CVM.
+        cvm_id: String,
+        /// The step.
+        event: FlowEvent,
+    },
+    /// One CVM's flow ended.
+    Finished {
+        /// The CVM.
+        cvm_id: String,
+        /// Whether its update was accepted.
+        accepted: bool,
+    },
+}
+
+/// Why a [`FleetUpdate`] updated no CVM at all. (A CVM that fails is a result in
+/// [`FleetOutcome::updates`], not this.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// `GET /api/v1/apps/{app_id}/cvms` failed.
+    #[error("listing the CVMs of app {app_id} failed")]
+    List {
+        /// The app.
+        app_id: AppId,
+        /// The request's error.
+        #[source]
+        source: Box<SdkError<HttpError>>,
+    },
+    /// The list of the app's CVMs is not a JSON array of CVMs with ids.
+    #[error("the list of the CVMs of app {app_id} cannot be read (not an array of CVMs with ids)")]
+    UnreadableList {
+        /// The app.
+        app_id: AppId,
+    },
+    /// No CVM to update: none given, or the app has none.
+    #[error("no CVM to update{}", app_id.as_ref().map_or_else(String::new, |a| format!(": app {a} has no CVMs")))]
+    NoCvms {
+        /// The app, when its CVMs were listed.
+        app_id: Option<AppId>,
+    },
+}
+
+impl FleetError {
+    /// The listing request's error, if that is what failed.
+    pub fn request_error(&self) -> Option<&SdkError<HttpError>> {
+        match self {
+            Self::List { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The fleet update (`Client::env_update_many`, `Client::env_update_app`): one registration per
+//! distinct compose hash, per-CVM results and events, a failing CVM that stops no other, and a
+//! rerun that sends no second transaction; offline with a counting registrar, and on anvil.
+#![cfg(feature = "simulator")]
+
+use crate::support;
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use alloy::primitives::Address;
+use alloy::providers::Provider;
+use alloy::rpc::types::Filter;
+use phala_cloud::onchain::{COMPOSE_HASH_ADDED_TOPIC, OnchainRegistrar};
+use phala_cloud::simulator::{CvmSpec, Simulator, SimulatorConfig};
+use phala_cloud::{AppId, ComposeHashRegistrar, EnvVars, FleetError, FleetEvent, FlowEvent, Phase1Data, Progress};
+use phala_cloud::{FlowError, TransactionHash};
+use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
+
+fn vars() -> EnvVars {
+    EnvVars::from_pairs([("DATABASE_URL", "postgres://db"), ("API_TOKEN", "fleet-secret")]).unwrap()
+}
+
+/// Answers every registration with a made-up transaction (the offline simulator verifies
+/// none), counting the calls per compose hash.
+#[derive(Default)]
+struct Counting {
+    calls: AtomicUsize,
+    asked: Mutex<Vec<(AppId, phala_cloud::ComposeHash)>>,
+}
+
+impl ComposeHashRegistrar for Counting {
+    type Error = std::io::Error;
+
+    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, std::io::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.asked.lock().unwrap().push((data.app_id, data.compose_hash));
+        // Long enough for the other flows to ask meanwhile.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let transaction_hash = TransactionHash([data.app_id.0[0]; 32]);
+        progress.emit(FlowEvent::TransactionConfirmed { transaction_hash, block_number: 1 });
+        Ok(transaction_hash)
+    }
+}
+
+#[tokio::test]
+async fn offline_two_apps_register_once_each_and_a_missing_cvm_stops_no_other() {
+    let (a, b) = (AppId([1; 20]), AppId([2; 20]));
+    let cvms = (0..5)
+        .map(|i| CvmSpec::onchain(format!("a-{i}")).app_id(a))
+        .chain((0..3).map(|i| CvmSpec::onchain(format!("b-{i}")).app_id(b)));
+    let sim = Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = Counting::default();
+    let events = Mutex::new(Vec::new());
+    let mut ids: Vec<String> = (0..5).map(|i| format!("a-{i}")).collect();
+    ids.insert(2, "no-such-cvm".into());
+    ids.extend((0..3).map(|i| format!("b-{i}")));
+    ids.push("a-0".into()); // named twice: updated once
+    let fleet = client
+        .env_update_many(ids, vars())
+        .concurrency(3)
+        .on_event(|e| events.lock().unwrap().push(e.clone()))
+        .run(&registrar)
+        .await
+        .unwrap();
+
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 2, "one registration per app: {:?}", registrar.asked);
+    let order: Vec<&str> = fleet.updates.iter().map(|u| u.cvm_id.as_str()).collect();
+    assert_eq!(order, ["a-0", "a-1", "no-such-cvm", "a-2", "a-3", "a-4", "b-0", "b-1", "b-2"]);
+    for update in &fleet.updates {
+        if update.cvm_id == "no-such-cvm" {
+            let e = update.result.as_ref().unwrap_err();
+            let status = e.encryption_key_error().and_then(|k| k.request_error()).and_then(|r| r.status());
+            assert_eq!(status.map(|s| s.as_u16()), Some(404), "{e:?}");
+            continue;
+        }
+        let outcome = update.result.as_ref().unwrap_or_else(|e| panic!("{}: {e:?}", update.cvm_id));
+        let registration = outcome.registration.as_ref().unwrap();
+        let app = if update.cvm_id.starts_with("a-") { a } else { b };
+        assert_eq!(registration.app_id, app);
+        assert_eq!(registration.transaction_hash, TransactionHash([app.0[0]; 32]));
+        assert_eq!(sim.cvm_env(&update.cvm_id).unwrap(), vars(), "{}", update.cvm_id);
+    }
+    assert!(!fleet.all_accepted());
+    assert_eq!(fleet.failures().count(), 1);
+    assert_eq!(fleet.registrations().len(), 2);
+
+    // Events are tagged: each registered CVM saw its registration confirmed (by its own call)
+    // or already registered (the shared one), and each CVM finished once.
+    let events = events.into_inner().unwrap();
+    for update in fleet.updates.iter().filter(|u| u.result.is_ok()) {
+        let mine: Vec<&FlowEvent> = events
+            .iter()
+            .filter_map(|e| match e {
+                FleetEvent::Cvm { cvm_id, event } if *cvm_id == update.cvm_id => Some(event),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            mine.iter()
+                .any(|e| matches!(e, FlowEvent::TransactionConfirmed { .. } | FlowEvent::AlreadyRegistered { .. })),
+            "{}: {mine:?}",
+            update.cvm_id
+        );
+        assert!(mine.iter().any(|e| matches!(e, FlowEvent::Accepted { .. })));
+    }
+    let confirmed = events
+        .iter()
+        .filter(|e| matches!(e, FleetEvent::Cvm { event: FlowEvent::TransactionConfirmed { .. }, .. }))
+        .count();
+    assert_eq!(confirmed, 2, "the registrar ran twice, each run reported to one CVM");
+    let finished = events.iter().filter(|e| matches!(e, FleetEvent::Finished { .. })).count();
+    assert_eq!(finished, 9);
+}
+
+/// A registrar that fails: every CVM of the group fails with the one error, asked once.
+#[derive(Default)]
+struct Failing {
+    calls: AtomicUsize,
+}
+
+impl ComposeHashRegistrar for Failing {
+    type Error = std::io::Error;
+
+    async fn register(&self, _: &Phase1Data, _: &Progress<'_>) -> Result<TransactionHash, std::io::Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        Err(std::io::Error::other("declined"))
+    }
+}
+
+#[tokio::test]
+async fn offline_a_failed_registration_is_asked_once_and_fails_its_group() {
+    let app = AppId([3; 20]);
+    let sim = Simulator::start(
+        SimulatorConfig::default().cvms((0..4).map(|i| CvmSpec::onchain(format!("c-{i}")).app_id(app))),
+    )
+    .await
+    .unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = Failing::default();
+    let fleet = client.env_update_app(app, vars()).run(&registrar).await.unwrap();
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(fleet.updates.len(), 4);
+    for update in &fleet.updates {
+        let e = update.result.as_ref().unwrap_err();
+        assert!(matches!(e, FlowError::Registration { .. }), "{e:?}");
+        assert_eq!(e.registration_error().unwrap().to_string(), "declined");
+    }
+}
+
+#[tokio::test]
+async fn an_app_without_cvms_is_an_error_before_anything_is_sent() {
+    let sim = Simulator::start(SimulatorConfig::default().cvms([CvmSpec::onchain("x").app_id(AppId([4; 20]))]))
+        .await
+        .unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let e = client.env_update_app(AppId([5; 20]), vars()).run(Counting::default()).await.unwrap_err();
+    assert!(matches!(e, FleetError::List { .. }), "{e:?}");
+    assert_eq!(e.request_error().and_then(|r| r.status()).map(|s| s.as_u16()), Some(404));
+    let e = client.env_update_many(Vec::<String>::new(), vars()).run(Counting::default()).await.unwrap_err();
+    assert!(matches!(e, FleetError::NoCvms { .. }), "{e:?}");
+}
+
+async fn registrations(chain: &LocalChain, app: Address) -> usize {
+    let filter = Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(0);
+    wallet_provider(&chain.endpoint, chain.signer(0)).get_logs(&filter).await.unwrap().len()
+}
+
+async fn nonce(chain: &LocalChain) -> u64 {
+    wallet_provider(&chain.endpoint, chain.signer(0)).get_transaction_count(chain.signer(0).address()).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_anvil_a_fleet_sends_one_transaction_and_a_rerun_none() {
+    let chain = LocalChain::start_with(AnvilOptions { block_time: Some(1), ..AnvilOptions::default() });
+    let app = chain.deploy_app_auth(0).await;
+    let cvms = (0..6).map(|i| CvmSpec::onchain(format!("cvm-{i}")).app_id(app.into()));
+    // With a deployer key, the simulator's KMS contract lists the app.
+    let config = SimulatorConfig::default().cvms(cvms).chain(chain.sim_chain());
+    let sim = Simulator::start(config).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = OnchainRegistrar::new(chain.signer(0), chain.endpoint.parse().unwrap()).unwrap();
+    let before = nonce(&chain).await;
+
+    // A partial run: three CVMs and one that does not exist.
+    let fleet = client.env_update_many(["cvm-0", "cvm-1", "missing", "cvm-2"], vars()).run(&registrar).await.unwrap();
+    assert_eq!(fleet.failures().map(|(id, _)| id).collect::<Vec<_>>(), ["missing"]);
+    assert_eq!(fleet.registrations().len(), 1);
+    assert_eq!(registrations(&chain, app).await, 1, "one ComposeHashAdded");
+    assert_eq!(nonce(&chain).await, before + 1, "one transaction");
+    let tx = fleet.registrations()[0].transaction_hash;
+
+    // The whole app: the three others need the same hash, registered already: nothing sent.
+    let fleet = client.env_update_app(app.into(), vars()).run(&registrar).await.unwrap();
+    assert_eq!(fleet.updates.len(), 6);
+    assert!(fleet.all_accepted(), "{:?}", fleet.failures().collect::<Vec<_>>());
+    for i in 0..6 {
+        assert_eq!(sim.cvm_env(&format!("cvm-{i}")), Some(vars()), "cvm-{i}");
+    }
+    // The list names each CVM by its (hashed) id, which the API takes wherever a CVM id goes.
+    for update in &fleet.updates {
+        let outcome = update.result.as_ref().unwrap();
+        if let Some(r) = &outcome.registration {
+            assert_eq!(r.transaction_hash, tx, "{}", update.cvm_id);
+        }
+    }
+    assert_eq!(registrations(&chain, app).await, 1, "still one ComposeHashAdded");
+    assert_eq!(nonce(&chain).await, before + 1, "no second transaction");
+}
