@@ -2,10 +2,8 @@
 //! [`Client::send_two_phase`](crate::Client::send_two_phase). Its 465 carries the phase-1
 //! data, read by the same parser as the env update's ([`Phase1Data::parse`]).
 
-use std::fmt;
-
 use crate::error::{HttpError, SdkError, ServiceErrorKind};
-use crate::update_envs::{Phase1Data, RegistrationRequired};
+use crate::update_envs::{Phase1Data, RegistrationDisplay, RegistrationRequired};
 
 /// What an error reply of an operation that answers 465 means: the registration statuses
 /// (465–468) and 409 by name, every other status as [`Other`](Self::Other), its reply kept.
@@ -17,7 +15,7 @@ pub enum TwoPhaseKind {
     Conflict(HttpError),
     /// 465: the compose hash must be allowed on the app contract first.
     /// `SdkError::phase1` holds what to register.
-    #[error("{}", Display465(.0))]
+    #[error("{}", RegistrationDisplay(.0, "send phase 2"))]
     RegistrationRequired(Box<RegistrationRequired>),
     /// 466: the compose hash is unknown or expired.
     #[error("{0}; start again from phase 1 to get a fresh compose hash")]
@@ -33,25 +31,6 @@ pub enum TwoPhaseKind {
     /// Any other error status (the operation's own 4xx and 5xx).
     #[error("{0}")]
     Other(HttpError),
-}
-
-struct Display465<'a>(&'a RegistrationRequired);
-
-impl fmt::Display for Display465<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.0;
-        write!(f, "{}; ", r.http)?;
-        match &r.data {
-            Ok(d) => {
-                write!(f, "allow compose hash {} on app contract {}", d.compose_hash, d.app_id)?;
-                if let Some(chain) = d.chain_id() {
-                    write!(f, " (chain {chain})")?;
-                }
-                write!(f, ", then send phase 2")
-            }
-            Err(why) => write!(f, "allow the compose hash on-chain (the reply's phase-1 data is unreadable: {why})"),
-        }
-    }
 }
 
 impl ServiceErrorKind for TwoPhaseKind {

@@ -40,7 +40,7 @@ pub enum UpdateEnvsKind {
     Validation(HttpError),
     /// 465 (phase 1): the compose hash must be registered on-chain before the update can
     /// go on. [`phase1`](SdkError::phase1) holds what to register.
-    #[error("{}", RegistrationDisplay(.0))]
+    #[error("{}", RegistrationDisplay(.0, "send the same request with compose_hash and transaction_hash"))]
     RegistrationRequired(Box<RegistrationRequired>),
     /// 466: the compose hash is unknown or expired.
     #[error("{0}; start again from phase 1 to get a fresh compose hash")]
@@ -79,11 +79,12 @@ impl RegistrationRequired {
     }
 }
 
-struct RegistrationDisplay<'a>(&'a RegistrationRequired);
+/// A 465's message: what to register, then `then` (how the operation carries phase 2).
+pub(crate) struct RegistrationDisplay<'a>(pub(crate) &'a RegistrationRequired, pub(crate) &'static str);
 
 impl fmt::Display for RegistrationDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = self.0;
+        let (r, then) = (self.0, self.1);
         write!(f, "{}; ", r.http)?;
         match &r.data {
             Ok(d) => {
@@ -91,7 +92,7 @@ impl fmt::Display for RegistrationDisplay<'_> {
                 if let Some(chain) = d.chain_id() {
                     write!(f, " (chain {chain})")?;
                 }
-                write!(f, ", then send the same request with compose_hash and transaction_hash")
+                write!(f, ", then {then}")
             }
             Err(why) => write!(f, "register the compose hash on-chain (the reply's phase-1 data is unreadable: {why})"),
         }

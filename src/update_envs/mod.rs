@@ -11,6 +11,7 @@
 mod error;
 mod phase1;
 
+pub(crate) use error::RegistrationDisplay;
 pub(crate) use error::kind_predicates;
 pub use error::{RegistrationRequired, UpdateEnvsError, UpdateEnvsKind};
 pub use phase1::{KmsInfo, Phase1Data, Phase1Error};

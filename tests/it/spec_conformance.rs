@@ -377,7 +377,11 @@ async fn a_465_reads_the_same_through_the_generic_kind() {
         assert_eq!(Some(data), ours.phase1());
         assert_eq!(data.compose_hash.to_hex(), format!("0x{hash}"));
         assert_eq!(data.chain_id(), Some(8453));
-        assert!(generic.to_string().contains("allow compose hash"), "{generic}");
+        let text = generic.to_string();
+        assert!(
+            text.contains(&format!("register compose hash 0x{hash}")) && text.ends_with(", then send phase 2"),
+            "{text}"
+        );
     }
 
     type Is = fn(&phala_cloud::SdkError<phala_cloud::TwoPhaseKind>) -> bool;

@@ -1121,17 +1121,7 @@ impl Failure {
             None => exit::SERVER,
         };
         let message = format!("{}; nothing was sent", crate::error_chain(e));
-        let json = json.then(|| {
-            let request = e.request_error();
-            json!({
-                "error": {
-                    "exit_code": code,
-                    "message": message,
-                    "status": request.and_then(|r| r.status()).map(|s| s.as_u16()),
-                    "request_id": request.and_then(|r| r.request_id()),
-                }
-            })
-        });
+        let json = json.then(|| request_error_json(code, &message, e.request_error()));
         Self { code, message, json }
     }
 
@@ -1143,17 +1133,7 @@ impl Failure {
             message.push_str("; ");
             message.push_str(&hint);
         }
-        let json = json.then(|| {
-            let request = e.request_error();
-            json!({
-                "error": {
-                    "exit_code": code,
-                    "message": message,
-                    "status": request.and_then(|r| r.status()).map(|s| s.as_u16()),
-                    "request_id": request.and_then(|r| r.request_id()),
-                }
-            })
-        });
+        let json = json.then(|| request_error_json(code, &message, e.request_error()));
         Self { code, message, json }
     }
 }
@@ -1170,6 +1150,22 @@ fn lookup_exit_code(source: &SdkError<HttpError>) -> u8 {
         None if source.is_not_sent() || source.is_maybe_sent() => exit::NETWORK,
         None => exit::SERVER,
     }
+}
+
+/// `--json`'s error object for a failure of one request (reading the CVM, its list, the KMS key).
+fn request_error_json(
+    code: u8,
+    message: &str,
+    request: Option<&phala_cloud::SdkError<phala_cloud::HttpError>>,
+) -> serde_json::Value {
+    json!({
+        "error": {
+            "exit_code": code,
+            "message": message,
+            "status": request.and_then(|r| r.status()).map(|s| s.as_u16()),
+            "request_id": request.and_then(|r| r.request_id()),
+        }
+    })
 }
 
 /// The exit code of a key lookup that failed or refused the key: a refusal (the signature,
