@@ -527,6 +527,21 @@ async fn the_simulator_serves_the_cvm_the_list_and_the_kms_key() {
     assert_eq!(status, 404);
 }
 
+/// Serves `GET /api/v1/cvms/{cvm}`: a CVM of app `0xabab…` with `fields` (its key, its KMS).
+async fn serve_cvm(server: &httpmock::MockServer, cvm: &str, fields: Value) {
+    let mut body = json!({
+        "id": 1, "name": cvm, "status": "running", "vcpu": 1, "memory": 1, "disk_size": 1,
+        "app_id": "ab".repeat(20),
+    });
+    body.as_object_mut().unwrap().extend(fields.as_object().unwrap().clone());
+    server
+        .mock_async(|when, then| {
+            when.method("GET").path(format!("/api/v1/cvms/{cvm}"));
+            then.status(200).json_body(body);
+        })
+        .await;
+}
+
 /// An API cannot skip the contract-owned checks by describing a CVM with a KMS contract (or a
 /// KMS key) as centralized, e.g. with `chain_id: null` or `8453.0`: the key it reports beside
 /// them is not taken on its word.
@@ -540,17 +555,7 @@ async fn a_cvm_with_any_chain_fact_is_not_taken_for_a_centralized_kms() {
         ("key-only", json!({"k256_pubkey": "0x0217610d74cbd39b6143842c6d8bc310d79da1d82cc9d17f8876376221eda0c38f"})),
     ];
     for (cvm, kms_info) in &cases {
-        server
-            .mock_async(|when, then| {
-                when.method("GET").path(format!("/api/v1/cvms/{cvm}"));
-                then.status(200).json_body(json!({
-                    "id": 1, "name": cvm, "status": "running", "vcpu": 1, "memory": 1, "disk_size": 1,
-                    "app_id": "ab".repeat(20),
-                    "encrypted_env_pubkey": "11".repeat(32),
-                    "kms_info": kms_info,
-                }));
-            })
-            .await;
+        serve_cvm(&server, cvm, json!({"encrypted_env_pubkey": "11".repeat(32), "kms_info": kms_info})).await;
     }
     let client = Client::builder().base_url(server.base_url()).api_key("k").build().unwrap();
     for (cvm, _) in cases {
@@ -577,16 +582,8 @@ async fn the_kms_contract_is_checked_only_on_its_own_chain() {
     let server = httpmock::MockServer::start_async().await;
     let contract = "0x9fE46736679d2D9a65F0992F2272dE9f3c7fa6e0";
     for (cvm, chain_id) in [("base", json!(8453)), ("unreadable", json!("base"))] {
-        server
-            .mock_async(|when, then| {
-                when.method("GET").path(format!("/api/v1/cvms/{cvm}"));
-                then.status(200).json_body(json!({
-                    "id": 1, "name": cvm, "status": "running", "vcpu": 1, "memory": 1, "disk_size": 1,
-                    "app_id": "ab".repeat(20),
-                    "kms_info": {"chain_id": chain_id, "kms_contract_address": contract, "slug": "k"},
-                }));
-            })
-            .await;
+        let kms_info = json!({"chain_id": chain_id, "kms_contract_address": contract, "slug": "k"});
+        serve_cvm(&server, cvm, json!({ "kms_info": kms_info })).await;
     }
     let kms = server
         .mock_async(|when, then| {
