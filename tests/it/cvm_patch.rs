@@ -274,6 +274,52 @@ mod on_chain {
         }
     }
 
+    /// As the official JS SDK runs the unified PATCH: phase 1 with `X-Prepare-Only: true` (its
+    /// 465 then carries a `commit_token` string), the hash registered elsewhere, and a phase 2
+    /// that sends `{}` with the two headers: the simulator applies the change phase 1 handed the
+    /// hash out for. A raw `text/yaml` upload (the SDK's, not the spec's multipart) is read too.
+    #[tokio::test]
+    async fn a_phase_2_citing_its_hash_alone_applies_phase_1s_change() {
+        let chain = LocalChain::start();
+        let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
+        let client = sim.client_builder().build().unwrap();
+        let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+
+        let body = unified_body();
+        let e = client.send_two_phase(|api| api.update_cvm_endpoint("cvm-1", None, Some("true"), None, &body)).await;
+        let e = e.unwrap_err();
+        let hash = e.phase1().expect("a 465").compose_hash;
+        let sent: Value = serde_json::from_slice(e.registration_required().unwrap().http.raw_body()).unwrap();
+        let token = sent["details"].as_array().unwrap().iter().find(|d| d["field"] == "commit_token");
+        assert!(token.is_some_and(|t| t["value"].is_string()), "{sent}");
+
+        let tx = chain.add_compose_hash(app.into(), hash.0.into(), chain.signer(0)).await.transaction_hash;
+        let (hash_hex, tx_hex) = (hash.to_hex(), TransactionHash::from(tx).to_hex());
+        let empty = UpdateCvmRequest::default();
+        let reply = client
+            .send_two_phase(|api| api.update_cvm_endpoint("cvm-1", Some(&hash_hex), None, Some(&tx_hex), &empty))
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 202);
+        let now = view(&client, "cvm-1").await;
+        assert_eq!(now["compose_file"]["docker_compose_file"], NEW_COMPOSE);
+        assert_eq!(now["resource"]["memory_in_gb"], 8.0);
+
+        // The SDK's raw-text upload: a 465 for the compose it would boot.
+        let raw = phala_cloud::http_client_builder()
+            .unwrap()
+            .build()
+            .unwrap()
+            .patch(format!("{}/api/v1/cvms/cvm-1/pre-launch-script", sim.base_url()))
+            .header("x-api-key", sim.api_key())
+            .header("content-type", "text/plain")
+            .body(SCRIPT)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(raw.status(), 465);
+    }
+
     /// A centralized KMS's CVM takes a compose change at once, with nothing to register; a
     /// change that leaves the compose as it is (resources only) is accepted at once on a
     /// contract-owned CVM too.
