@@ -181,7 +181,7 @@ impl Change {
 
     /// Phase 2 of the unified PATCH with nothing in its body (the official JS SDK's
     /// `confirmCvmPatch` sends `{}`): the request phase 1 handed the hash out for.
-    fn from_pending(self, pending: &Pending) -> Self {
+    fn or_pending(self, pending: &Pending) -> Self {
         Self {
             encrypted_env: pending.encrypted_env.clone(),
             allowed_envs: Some(pending.target.allowed.clone()),
@@ -430,7 +430,7 @@ async fn handle(
     {
         let cvms = super::state::lock(&shared.cvms);
         if let Some(pending) = cvms.get(cvm_id).and_then(|cvm| cvm.pending.get(&hash)) {
-            change = change.from_pending(pending);
+            change = change.or_pending(pending);
         }
     }
 
@@ -726,9 +726,12 @@ fn parse_body(body: &[u8]) -> Result<Change, Reply> {
     Ok(Change { encrypted_env, allowed_envs: env_keys, compose_hash, transaction_hash, ..Change::default() })
 }
 
+/// A JSON type check.
+type IsType = fn(&Value) -> bool;
+
 /// The fields of `UpdateCvmRequest` that do not change the app compose, each with the JSON
 /// type it must have: recorded as given.
-const SETTINGS: &[(&str, fn(&Value) -> bool)] = &[
+const SETTINGS: &[(&str, IsType)] = &[
     ("public_logs", Value::is_boolean),
     ("public_sysinfo", Value::is_boolean),
     ("public_tcbinfo", Value::is_boolean),
