@@ -33,64 +33,46 @@ enum Content {
     /// `PATCH /api/v1/cvms/{cvm_id}`, JSON.
     Unified(Box<UpdateCvmRequest>),
     /// A multipart upload of one text file.
-    Upload(Upload, String),
+    Upload(&'static Upload, String),
 }
 
-/// The two multipart uploads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Upload {
-    DockerCompose,
-    PreLaunchScript,
-}
-
-impl Upload {
+/// One of the two multipart uploads.
+#[derive(Debug, PartialEq, Eq)]
+struct Upload {
     /// Its shortened operationId (as `TWO_PHASE_OPERATIONS` names it).
-    fn operation_id(self) -> &'static str {
-        match self {
-            Self::DockerCompose => "update_cvm_docker_compose",
-            Self::PreLaunchScript => "update_cvm_pre_launch_script",
-        }
-    }
-
+    operation_id: &'static str,
     /// The last segment of its path.
-    fn segment(self) -> &'static str {
-        match self {
-            Self::DockerCompose => "docker-compose",
-            Self::PreLaunchScript => "pre-launch-script",
-        }
-    }
-
+    segment: &'static str,
     /// The file name of the `file` part.
-    fn file_name(self) -> &'static str {
-        match self {
-            Self::DockerCompose => "docker-compose.yml",
-            Self::PreLaunchScript => "pre-launch.sh",
-        }
-    }
-
+    file_name: &'static str,
     /// The media type of the `file` part.
-    fn media_type(self) -> &'static str {
-        match self {
-            Self::DockerCompose => "application/yaml",
-            Self::PreLaunchScript => "text/x-shellscript",
-        }
-    }
-
+    media_type: &'static str,
     /// What the file is, for errors.
-    fn what(self) -> &'static str {
-        match self {
-            Self::DockerCompose => "the docker compose file",
-            Self::PreLaunchScript => "the pre-launch script",
-        }
-    }
+    what: &'static str,
 }
+
+const DOCKER_COMPOSE: Upload = Upload {
+    operation_id: "update_cvm_docker_compose",
+    segment: "docker-compose",
+    file_name: "docker-compose.yml",
+    media_type: "application/yaml",
+    what: "the docker compose file",
+};
+
+const PRE_LAUNCH_SCRIPT: Upload = Upload {
+    operation_id: "update_cvm_pre_launch_script",
+    segment: "pre-launch-script",
+    file_name: "pre-launch.sh",
+    media_type: "text/x-shellscript",
+    what: "the pre-launch script",
+};
 
 /// The multipart form of an upload: one part, `file`, holding `text` as a file named
 /// [`Upload::file_name`].
-fn upload_form(upload: Upload, text: &str) -> Result<reqwest::multipart::Form, CvmPatchError> {
+fn upload_form(upload: &Upload, text: &str) -> Result<reqwest::multipart::Form, CvmPatchError> {
     let part = reqwest::multipart::Part::text(text.to_owned())
-        .file_name(upload.file_name())
-        .mime_str(upload.media_type())
+        .file_name(upload.file_name)
+        .mime_str(upload.media_type)
         .map_err(|e| InputError::new("file", e.to_string()))?;
     Ok(reqwest::multipart::Form::new().part("file", part))
 }
@@ -170,7 +152,7 @@ impl std::fmt::Debug for CvmPatch<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let operation = match &self.content {
             Content::Unified(_) => "update_cvm_endpoint",
-            Content::Upload(upload, _) => upload.operation_id(),
+            Content::Upload(upload, _) => upload.operation_id,
         };
         // The content is not shown: a compose file may hold secrets.
         f.debug_struct("CvmPatch")
@@ -192,13 +174,13 @@ impl Client {
     /// Starts building `PATCH /api/v1/cvms/{cvm_id}/docker-compose`, uploading `yaml` as the
     /// CVM's `docker-compose.yml` (multipart field `file`); see [`CvmPatch`].
     pub fn docker_compose_patch(&self, cvm_id: impl Into<String>, yaml: impl Into<String>) -> CvmPatch<'_> {
-        self.patch_builder(cvm_id.into(), Content::Upload(Upload::DockerCompose, yaml.into()))
+        self.patch_builder(cvm_id.into(), Content::Upload(&DOCKER_COMPOSE, yaml.into()))
     }
 
     /// Starts building `PATCH /api/v1/cvms/{cvm_id}/pre-launch-script`, uploading `script` as
     /// the CVM's pre-launch script (multipart field `file`); see [`CvmPatch`].
     pub fn pre_launch_script_patch(&self, cvm_id: impl Into<String>, script: impl Into<String>) -> CvmPatch<'_> {
-        self.patch_builder(cvm_id.into(), Content::Upload(Upload::PreLaunchScript, script.into()))
+        self.patch_builder(cvm_id.into(), Content::Upload(&PRE_LAUNCH_SCRIPT, script.into()))
     }
 
     fn patch_builder(&self, cvm_id: String, content: Content) -> CvmPatch<'_> {
@@ -281,7 +263,7 @@ fn check(cvm_id: &str, content: &Content) -> Result<(), InputError> {
     match content {
         Content::Upload(upload, text) => {
             if text.trim().is_empty() {
-                return Err(InputError::new("file", format!("{} is empty", upload.what())));
+                return Err(InputError::new("file", format!("{} is empty", upload.what)));
             }
             Ok(())
         }
@@ -368,7 +350,7 @@ impl PatchPhases<'_> {
     fn operation_id(&self) -> &'static str {
         match self.content {
             Content::Unified(_) => "update_cvm_endpoint",
-            Content::Upload(upload, _) => upload.operation_id(),
+            Content::Upload(upload, _) => upload.operation_id,
         }
     }
 
@@ -405,15 +387,12 @@ impl PatchPhases<'_> {
                             headers.insert("x-compose-hash", HeaderValue::from_str(c).expect("hex"));
                             headers.insert("x-transaction-hash", HeaderValue::from_str(t).expect("hex"));
                         }
-                        let path = format!(
-                            "/api/v1/cvms/{}/{}",
-                            progenitor_client::encode_path(self.cvm_id),
-                            upload.segment()
-                        );
-                        let form = upload_form(*upload, text)?;
+                        let path =
+                            format!("/api/v1/cvms/{}/{}", progenitor_client::encode_path(self.cvm_id), upload.segment);
+                        let form = upload_form(upload, text)?;
                         client
                             .send_two_phase(|api| {
-                                dispatch::multipart_patch(api, upload.operation_id(), path, headers, form)
+                                dispatch::multipart_patch(api, upload.operation_id, path, headers, form)
                             })
                             .await
                     }
@@ -479,10 +458,10 @@ mod tests {
 
     #[test]
     fn an_empty_upload_or_cvm_id_is_refused() {
-        let compose = Content::Upload(Upload::DockerCompose, "services: {}".into());
+        let compose = Content::Upload(&DOCKER_COMPOSE, "services: {}".into());
         assert_eq!(check("", &compose).unwrap_err().field, "cvm_id");
         assert_eq!(check("a/b", &compose).unwrap_err().field, "cvm_id");
-        let e = check("cvm", &Content::Upload(Upload::PreLaunchScript, " \n".into())).unwrap_err();
+        let e = check("cvm", &Content::Upload(&PRE_LAUNCH_SCRIPT, " \n".into())).unwrap_err();
         assert_eq!((e.field.as_str(), e.reason.as_str()), ("file", "the pre-launch script is empty"));
         assert_eq!(check("cvm", &compose), Ok(()));
     }

@@ -214,6 +214,14 @@ mod on_chain {
         OnchainRegistrar::new(chain.signer(0), chain.endpoint.parse().unwrap()).unwrap()
     }
 
+    /// A simulator with one contract-owned CVM, `cvm-1`, its client and its app contract.
+    async fn one_onchain_cvm(chain: &LocalChain) -> (Simulator, Client, phala_cloud::AppId) {
+        let sim = simulator(chain, vec![CvmSpec::onchain("cvm-1")]).await;
+        let client = sim.client_builder().build().unwrap();
+        let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+        (sim, client, app)
+    }
+
     /// The CVM as `GET /api/v1/cvms/{id}` describes it, as sent.
     async fn view(client: &Client, cvm: &str) -> Value {
         let reply = client.send(|api| api.handle_get_cvm(cvm)).await.unwrap();
@@ -235,9 +243,7 @@ mod on_chain {
     async fn each_operation_registers_the_new_compose_and_is_accepted() {
         let chain = LocalChain::start();
         for op in 0..3 {
-            let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
-            let client = sim.client_builder().build().unwrap();
-            let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+            let (sim, client, app) = one_onchain_cvm(&chain).await;
             let seeded = view(&client, "cvm-1").await;
             let seeded_compose = seeded["compose_file"]["docker_compose_file"].as_str().unwrap().to_owned();
             let (name, patch) = each_operation(&client, "cvm-1").swap_remove(op);
@@ -277,9 +283,7 @@ mod on_chain {
     async fn each_operation_restarts_once_after_466_without_paying_twice() {
         let chain = LocalChain::start();
         for op in 0..3 {
-            let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
-            let client = sim.client_builder().build().unwrap();
-            let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+            let (sim, client, app) = one_onchain_cvm(&chain).await;
             let owner = registrar(&chain);
             let expire = Then {
                 inner: &owner,
@@ -306,9 +310,7 @@ mod on_chain {
     #[tokio::test]
     async fn a_phase_2_citing_its_hash_alone_applies_phase_1s_change() {
         let chain = LocalChain::start();
-        let sim = simulator(&chain, vec![CvmSpec::onchain("cvm-1")]).await;
-        let client = sim.client_builder().build().unwrap();
-        let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+        let (sim, client, app) = one_onchain_cvm(&chain).await;
 
         let body = unified_body();
         let e = client.send_two_phase(|api| api.update_cvm_endpoint("cvm-1", None, Some("true"), None, &body)).await;
