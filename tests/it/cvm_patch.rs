@@ -347,6 +347,78 @@ mod on_chain {
         assert_eq!(raw.status(), 465);
     }
 
+    /// One raw request to the simulator: (status, JSON body).
+    async fn raw(
+        sim: &Simulator,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> (u16, Value) {
+        let http = phala_cloud::http_client_builder().unwrap().build().unwrap();
+        let mut request = http.patch(format!("{}{path}", sim.base_url())).header("x-api-key", sim.api_key());
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let reply = request.body(body).send().await.unwrap();
+        (reply.status().as_u16(), reply.json().await.unwrap())
+    }
+
+    /// What the three routes refuse, as the spec says: a phase 1 that changes nothing, an
+    /// upload that is neither multipart nor text, a multipart body without its `file`, half a
+    /// phase-2 pair of headers (named by its header), another workspace's CVM; and 409 while an
+    /// accepted update runs.
+    #[tokio::test]
+    async fn the_simulator_refuses_what_the_spec_refuses() {
+        let config = SimulatorConfig::default().operation_duration(std::time::Duration::from_secs(30));
+        let sim = Simulator::start(config).await.unwrap();
+        let json = ("content-type", "application/json");
+        let (status, body) = raw(&sim, "/api/v1/cvms/cvm-onchain", &[json], "{}").await;
+        assert_eq!((status, body["detail"].as_str()), (400, Some("No fields to update")));
+        let (status, _) = raw(&sim, "/api/v1/cvms/cvm-onchain/docker-compose", &[json], "{}").await;
+        assert_eq!(status, 400);
+        let multipart = ("content-type", "multipart/form-data; boundary=XYZ");
+        let no_file = "--XYZ\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n--XYZ--\r\n";
+        let (status, body) = raw(&sim, "/api/v1/cvms/cvm-onchain/pre-launch-script", &[multipart], no_file).await;
+        assert_eq!(status, 400, "{body}");
+        let hash = ComposeHash([1; 32]).to_hex();
+        let half = [json, ("x-compose-hash", hash.as_str())];
+        let (status, body) = raw(&sim, "/api/v1/cvms/cvm-onchain", &half, r#"{"vcpu": 4}"#).await;
+        assert_eq!((status, body["detail"][0]["loc"].clone()), (422, json!(["header", "X-Transaction-Hash"])));
+        let (status, _) = raw(&sim, "/api/v1/cvms/cvm-foreign", &[json], r#"{"vcpu": 4}"#).await;
+        assert_eq!(status, 403);
+
+        // A change accepted on a centralized CVM keeps it busy: the next one gets 409.
+        let client = sim.client_builder().build().unwrap();
+        let never = KnownTransaction::new(TransactionHash([9; 32]));
+        client.docker_compose_patch("cvm-central", NEW_COMPOSE).run(never).await.unwrap();
+        let e = client.pre_launch_script_patch("cvm-central", SCRIPT).run(never).await.unwrap_err();
+        assert!(e.update_error().is_some_and(|u| u.is_conflict()), "{e:?}");
+    }
+
+    /// Phase 2 citing a transaction that registered another hash, as for envs: 468 while the
+    /// hash is not allowed; once it is (registered elsewhere), 467, final for a transaction the
+    /// registrar did not report included. Nothing is applied.
+    #[tokio::test]
+    async fn a_transaction_for_another_hash_gives_468_then_467() {
+        let chain = LocalChain::start();
+        let (sim, client, app) = one_onchain_cvm(&chain).await;
+        let seeded = view(&client, "cvm-1").await;
+        let other = chain.add_compose_hash(app.into(), [9u8; 32].into(), chain.signer(0)).await.transaction_hash;
+        let cite_other = || client.docker_compose_patch("cvm-1", NEW_COMPOSE).run(KnownTransaction::new(other.into()));
+
+        let e = cite_other().await.unwrap_err();
+        assert!(matches!(e, phala_cloud::FlowError::Phase2 { .. }), "{e:?}");
+        assert!(e.update_error().unwrap().is_compose_hash_not_allowed(), "{e:?}");
+        let hash = e.registration().unwrap().compose_hash;
+
+        chain.add_compose_hash(app.into(), hash.0.into(), chain.signer(0)).await;
+        let e = cite_other().await.unwrap_err();
+        assert!(e.update_error().unwrap().is_transaction_verification_failed(), "{e:?}");
+        let statuses: Vec<u16> = sim.operations().iter().map(|o| o.status).collect();
+        assert_eq!(statuses, [465, 468, 465, 467]);
+        assert_eq!(view(&client, "cvm-1").await["compose_hash"], seeded["compose_hash"]);
+    }
+
     /// A centralized KMS's CVM takes a compose change at once, with nothing to register; a
     /// change that leaves the compose as it is (resources only) is accepted at once on a
     /// contract-owned CVM too.
