@@ -5,7 +5,7 @@
 //! ```no_run
 //! use phala_cloud::simulator::anvil;
 //!
-//! let root = anvil::default_install_root();
+//! let root = anvil::default_install_root()?;
 //! let found = match anvil::find(&root)? {
 //!     Some(found) => found,
 //!     None => {
@@ -95,6 +95,24 @@ pub enum AnvilError {
     /// npm installed the package, but not the binary for this machine.
     #[error("npm installed {ANVIL_NPM_PACKAGE} but no executable {}", .0.display())]
     NoBinary(PathBuf),
+    /// No directory to install into: the executable is not in a cargo target directory, and
+    /// neither `XDG_CACHE_HOME` nor `HOME` is set. (A shared temp directory is never used: a
+    /// binary another user could plant there would be run.)
+    #[error(
+        "no directory to install anvil into: not run from a cargo target directory, and neither XDG_CACHE_HOME nor HOME is set"
+    )]
+    NoInstallRoot,
+    /// An installed anvil (or a directory above it, up to the install directory) is not this
+    /// user's, or others may write it: someone else could have put it there, so it is not run.
+    #[error("{} is not to be trusted ({why}): remove {} and run again to reinstall", path.display(), dir.display())]
+    Untrusted {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        why: String,
+        /// The install directory.
+        dir: PathBuf,
+    },
     /// The install directory could not be written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -139,7 +157,11 @@ pub fn find(install_root: &Path) -> Result<Option<FoundAnvil>, AnvilError> {
     }
     let Some(platform) = platform_package() else { return Ok(None) };
     let binary = installed_binary(install_root, &platform);
-    Ok(is_executable(&binary).then_some(FoundAnvil { path: binary, source: AnvilSource::Installed }))
+    if !is_executable(&binary) {
+        return Ok(None);
+    }
+    check_private(&binary, install_root)?;
+    Ok(Some(FoundAnvil { path: binary, source: AnvilSource::Installed }))
 }
 
 /// Where [`install`] puts the package: `<install_root>/anvil-npm/<version>`.
@@ -149,10 +171,11 @@ pub fn install_dir(install_root: &Path) -> PathBuf {
 
 /// The directory to install into when the caller has none: the cargo target directory the
 /// running executable was built in, else `$XDG_CACHE_HOME/phala-cloud` or
-/// `~/.cache/phala-cloud`, else `phala-cloud` in the temp dir. The target directory is the
-/// first of the executable's ancestors holding cargo's `CACHEDIR.TAG` or `.rustc_info.json`,
-/// else the parent of the profile directory (the one holding `.fingerprint`) it is in.
-pub fn default_install_root() -> PathBuf {
+/// `~/.cache/phala-cloud`; never a shared temp directory ([`AnvilError::NoInstallRoot`]). The
+/// target directory is the first of the executable's ancestors holding cargo's `CACHEDIR.TAG`
+/// or `.rustc_info.json`, else the parent of the profile directory (the one holding
+/// `.fingerprint`) it is in.
+pub fn default_install_root() -> Result<PathBuf, AnvilError> {
     let exe = std::env::current_exe().ok().and_then(|p| fs::canonicalize(p).ok());
     let in_target = exe.as_deref().and_then(|exe| {
         let near = || exe.ancestors().skip(1).take(4);
@@ -168,7 +191,7 @@ pub fn default_install_root() -> PathBuf {
             .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
             .map(|dir| dir.join("phala-cloud"))
     };
-    in_target.or_else(cache).unwrap_or_else(|| std::env::temp_dir().join("phala-cloud"))
+    in_target.or_else(cache).ok_or(AnvilError::NoInstallRoot)
 }
 
 /// Installs the pinned npm package into [`install_dir(install_root)`](install_dir) unless it
@@ -183,6 +206,7 @@ pub fn install(install_root: &Path) -> Result<FoundAnvil, AnvilError> {
     let installed = install_dir(install_root);
     let binary = installed_binary(install_root, &platform);
     if is_executable(&binary) {
+        check_private(&binary, install_root)?;
         return Ok(FoundAnvil { path: binary, source: AnvilSource::Installed });
     }
     let io = |path: &Path| {
@@ -191,13 +215,17 @@ pub fn install(install_root: &Path) -> Result<FoundAnvil, AnvilError> {
     };
     let root = installed.parent().expect("install_dir has a parent");
     fs::create_dir_all(root).map_err(io(root))?;
+    make_private(root).map_err(io(root))?;
+    check_private(root, install_root)?;
     let lock_path = root.join(".lock");
     // Opened without truncating: a lock file is never written, so a link planted in its place
     // cannot make this empty whatever it points at.
     let lock = fs::OpenOptions::new().create(true).append(true).open(&lock_path).map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
     if is_executable(&binary) {
-        return Ok(FoundAnvil { path: binary, source: AnvilSource::Installed }); // another process installed it
+        // Another process installed it.
+        check_private(&binary, install_root)?;
+        return Ok(FoundAnvil { path: binary, source: AnvilSource::Installed });
     }
     if installed.exists() {
         // There but without the binary: not ours to trust.
@@ -240,7 +268,12 @@ pub fn install(install_root: &Path) -> Result<FoundAnvil, AnvilError> {
             if !is_executable(&staged) {
                 Err(AnvilError::NoBinary(staged))
             } else {
-                fs::rename(&staging, &installed).map_err(io(&installed))
+                // Whatever the umask: only this user may change what will be run.
+                staged
+                    .ancestors()
+                    .take_while(|p| p.starts_with(&staging))
+                    .try_for_each(|p| make_private(p).map_err(io(p)))
+                    .and_then(|()| fs::rename(&staging, &installed).map_err(io(&installed)))
             }
         }
     };
@@ -249,7 +282,67 @@ pub fn install(install_root: &Path) -> Result<FoundAnvil, AnvilError> {
         return Err(e);
     }
     drop(lock);
+    check_private(&binary, install_root)?;
     Ok(FoundAnvil { path: binary, source: AnvilSource::JustInstalled(started.elapsed()) })
+}
+
+/// Checks that `path` and every directory above it up to `<install_root>/anvil-npm` are this
+/// user's and that no one else may write them (on Unix; elsewhere the file system's ACLs are
+/// the user's to set). Symbolic links are refused: what they point to is not checked.
+fn check_private(path: &Path, install_root: &Path) -> Result<(), AnvilError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let top = install_dir(install_root);
+        let top = top.parent().expect("install_dir has a parent");
+        let untrusted = |p: &Path, why: String| AnvilError::Untrusted { path: p.to_owned(), why, dir: top.to_owned() };
+        let me = effective_uid(top).map_err(|source| AnvilError::Io { path: top.to_owned(), source })?;
+        for p in path.ancestors().take_while(|p| p.starts_with(top)) {
+            let meta = fs::symlink_metadata(p).map_err(|source| AnvilError::Io { path: p.to_owned(), source })?;
+            if meta.file_type().is_symlink() {
+                return Err(untrusted(p, "a symbolic link".into()));
+            }
+            if meta.uid() != me {
+                return Err(untrusted(p, format!("owned by uid {}, not {me}", meta.uid())));
+            }
+            if meta.mode() & 0o022 != 0 {
+                return Err(untrusted(p, format!("mode {:o}: writable by others", meta.mode() & 0o7777)));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, install_root);
+    Ok(())
+}
+
+/// This process's effective user id, as the owner of a file it creates in `dir` (std has no
+/// call for it, and this crate has no unsafe code).
+#[cfg(unix)]
+fn effective_uid(dir: &Path) -> std::io::Result<u32> {
+    use std::os::unix::fs::MetadataExt;
+    let nonce = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let probe = dir.join(format!(".uid-probe-{}-{nonce}", std::process::id()));
+    let file = fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    let uid = file.metadata().map(|m| m.uid());
+    let _ = fs::remove_file(&probe);
+    uid
+}
+
+/// Takes the group's and others' write permission off `path` (Unix).
+fn make_private(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = fs::symlink_metadata(path)?;
+        let mode = meta.permissions().mode();
+        // A link is left as it is (and refused by `check_private`): chmod would follow it.
+        if !meta.file_type().is_symlink() && mode & 0o022 != 0 {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode & !0o022))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 fn installed_binary(install_root: &Path, platform: &str) -> PathBuf {
@@ -332,4 +425,91 @@ fn platform_package() -> Option<String> {
         _ => return None,
     };
     Some(format!("{ANVIL_NPM_PACKAGE}-{os}-{arch}"))
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// A made-up installed package under a fresh root: `<root>/anvil-npm/<version>/…/anvil`.
+    fn planted(name: &str) -> (PathBuf, PathBuf) {
+        let root = std::env::temp_dir().join(format!("phala-anvil-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let platform = platform_package().unwrap_or_else(|| "@foundry-rs/anvil-linux-amd64".into());
+        let binary = installed_binary(&root, &platform);
+        fs::create_dir_all(binary.parent().unwrap()).unwrap();
+        fs::write(&binary, b"#!/bin/sh\n").unwrap();
+        for p in binary.ancestors().take_while(|p| p.starts_with(&root)) {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        (root, binary)
+    }
+
+    #[test]
+    fn an_installed_anvil_only_this_user_can_write_is_run() {
+        let (root, binary) = planted("private");
+        assert!(check_private(&binary, &root).is_ok());
+        // Another user's binary (testable only where this process may give files away).
+        if effective_uid(&root).unwrap() == 0 {
+            std::os::unix::fs::chown(&binary, Some(65534), None).unwrap();
+            match check_private(&binary, &root) {
+                Err(AnvilError::Untrusted { path, why, .. }) => {
+                    assert_eq!(path, binary);
+                    assert_eq!(why, "owned by uid 65534, not 0");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn an_installed_anvil_others_may_write_is_refused() {
+        for (what, writable) in [("the binary", 0), ("its version directory", 1), ("anvil-npm", 2)] {
+            let (root, binary) = planted(&format!("open-{writable}"));
+            let top = root.join("anvil-npm");
+            let target = match writable {
+                0 => binary.clone(),
+                1 => install_dir(&root),
+                _ => top.clone(),
+            };
+            let mode = fs::metadata(&target).unwrap().permissions().mode();
+            fs::set_permissions(&target, fs::Permissions::from_mode(mode | 0o002)).unwrap();
+            match check_private(&binary, &root) {
+                Err(AnvilError::Untrusted { path, why, dir }) => {
+                    assert_eq!(path, target, "{what}");
+                    assert!(why.contains("writable by others"), "{what}: {why}");
+                    assert_eq!(dir, top);
+                }
+                other => panic!("{what} writable by others: {other:?}"),
+            }
+            // `find` does not run it either.
+            if std::env::var_os("ANVIL").is_none() && search_path(OsStr::new(binary_name())).is_none() {
+                assert!(matches!(find(&root), Err(AnvilError::Untrusted { .. })), "{what}");
+            }
+            make_private(&target).unwrap();
+            assert!(check_private(&binary, &root).is_ok(), "{what} made private again");
+            fs::remove_dir_all(&root).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_link_in_the_install_directory_is_refused() {
+        let (root, binary) = planted("link");
+        let elsewhere = root.join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        let version_dir = install_dir(&root);
+        fs::rename(&version_dir, elsewhere.join("v")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join("v"), &version_dir).unwrap();
+        match check_private(&binary, &root) {
+            Err(AnvilError::Untrusted { path, why, .. }) => {
+                assert_eq!(path, version_dir);
+                assert_eq!(why, "a symbolic link");
+            }
+            other => panic!("{other:?}"),
+        }
+        fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::driver::{
-    Drive, FlowError, FlowSettings, Included, Phase1Reply, Phases, Registration, drive, flow_settings_methods,
+    Flow, FlowError, FlowSettings, Phase1Reply, Phases, Registration, Watch, drive, flow_settings_methods,
 };
 use super::kind::TwoPhaseKind;
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
@@ -220,7 +220,7 @@ impl<'a> CvmPatch<'a> {
         self,
         registrar: R,
     ) -> Result<CvmPatchOutcome, FlowError<R::Error, TwoPhaseKind>> {
-        let CvmPatch { client, cvm_id, content, prepare_only, settings } = self;
+        let CvmPatch { client, cvm_id, content, prepare_only, mut settings } = self;
         let span = tracing::info_span!(
             "cvm_patch",
             cvm_id = %cvm_id,
@@ -230,21 +230,25 @@ impl<'a> CvmPatch<'a> {
             transaction_hash = tracing::field::Empty,
         );
         check(&cvm_id, &content).map_err(|e| FlowError::Phase1(e.into()))?;
-        let included = Included::default();
-        let watch = included.watch(settings.on_event.as_deref());
-        let progress = Progress::new(&watch);
-        let was_included = |tx: &TransactionHash| included.contains(tx);
+        // The registrar reports through `progress`; the flow watches for the transactions it
+        // saw included, for telling a lagging verifier's 467 from a final one.
+        let watch = &Watch::new(settings.on_event.take());
+        let observe = |event: &FlowEvent| watch.observe(event);
+        let progress = Progress::new(&observe);
         async {
             let phases = PatchPhases { cvm_id: &cvm_id, content: &content, prepare_only };
             tracing::Span::current().record("operation", phases.operation_id());
-            let at = Drive {
+            let flow = Flow {
+                phases: &phases,
                 client,
                 cvm_id: &cvm_id,
                 resend: &settings.resend,
                 app_id_policy: &settings.app_id_policy,
                 cvm_read: None,
+                progress: &progress,
+                watch,
             };
-            let (accepted, registrations) = drive(&phases, at, &registrar, &progress, &was_included).await?;
+            let (accepted, registrations) = drive(&flow, &registrar).await?;
             if let Some(id) = &accepted.correlation_id {
                 tracing::Span::current().record("correlation_id", id.as_str());
             }

@@ -1,6 +1,6 @@
-//! The whole two-phase flow in one call: [`drive`], and its first user, [`EnvUpdate::run`].
-//! The settings every one-call flow shares ([`FlowSettings`], with its builder methods made
-//! by [`flow_settings_methods`]) are here too.
+//! The whole two-phase flow in one call: [`drive`] (and its steps, on [`Flow`]), and its first
+//! user, [`EnvUpdate::run`]. The settings every one-call flow shares ([`FlowSettings`], with
+//! its builder methods made by [`flow_settings_methods`]) are here too.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -38,7 +38,7 @@ pub const DEFAULT_VERIFICATION_RETRY_INTERVAL: Duration = Duration::from_secs(2)
 pub const MAX_REGISTRATIONS_PER_RUN: usize = 2;
 
 /// Where a one-call flow reports its events.
-type EventCallback<'a> = Box<dyn Fn(&FlowEvent) + Send + Sync + 'a>;
+pub(crate) type EventCallback<'a> = Box<dyn Fn(&FlowEvent) + Send + Sync + 'a>;
 
 /// What every one-call flow ([`EnvUpdate`], [`CvmPatch`](super::CvmPatch)) is told besides its
 /// operation: when phase 2 is sent again, the app-id check, and where events go.
@@ -70,35 +70,6 @@ impl std::fmt::Debug for FlowSettings<'_> {
             .field("verification_retry_interval", &self.resend.verification_retry_interval)
             .field("app_id_policy", &self.app_id_policy)
             .finish_non_exhaustive()
-    }
-}
-
-/// The transactions the registrar reported included ([`FlowEvent::TransactionConfirmed`],
-/// [`FlowEvent::AlreadyRegistered`]), for telling a lagging verifier's 467 from a final one.
-#[derive(Default)]
-pub(crate) struct Included(Mutex<HashSet<TransactionHash>>);
-
-impl Included {
-    /// The flow's event sink: notes included transactions, then calls the user's callback.
-    pub(crate) fn watch<'s>(
-        &'s self,
-        user: Option<&'s (dyn Fn(&FlowEvent) + Send + Sync + 's)>,
-    ) -> impl Fn(&FlowEvent) + Send + Sync + 's {
-        move |event: &FlowEvent| {
-            if let FlowEvent::TransactionConfirmed { transaction_hash, .. }
-            | FlowEvent::AlreadyRegistered { transaction_hash } = event
-            {
-                self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(*transaction_hash);
-            }
-            if let Some(callback) = user {
-                callback(event);
-            }
-        }
-    }
-
-    /// Whether the registrar reported `tx` included.
-    pub(crate) fn contains(&self, tx: &TransactionHash) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(tx)
     }
 }
 
@@ -314,63 +285,154 @@ impl<'a> EnvUpdate<'a> {
     /// at once; every error after a registration carries the registrations made
     /// ([`FlowError::registrations`]).
     pub async fn run<R: ComposeHashRegistrar>(self, registrar: R) -> Result<UpdateOutcome, FlowError<R::Error>> {
-        let span = tracing::info_span!(
+        let span = self.span();
+        let (update, on_event) = self.take_callback();
+        let watch = &Watch::new(on_event);
+        let observe = |event: &FlowEvent| watch.observe(event);
+        let progress = Progress::new(&observe);
+        async move {
+            let prepared = update.prepare(&progress).await?;
+            let phases = prepared.phases();
+            let flow = prepared.flow(&phases, &progress, watch);
+            let (accepted, registrations) = drive(&flow, &registrar).await?;
+            Ok(prepared.outcome(accepted, registrations, &progress))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// The span a run of this update goes in.
+    pub(crate) fn span(&self) -> tracing::Span {
+        tracing::info_span!(
             "env_update",
             cvm_id = %self.cvm_id,
             correlation_id = tracing::field::Empty,
             compose_hash = tracing::field::Empty,
             transaction_hash = tracing::field::Empty,
-        );
-        let EnvUpdate { client, cvm_id, source, env_keys, key_anchor, settings } = self;
-        // The registrar reports through `progress`; the flow watches for the transactions it
-        // saw included, for telling a lagging verifier's 467 from a final one.
-        let included = Included::default();
-        let watch = included.watch(settings.on_event.as_deref());
-        let progress = Progress::new(&watch);
-        let was_included = |tx: &TransactionHash| included.contains(tx);
-        async move {
-            // The CVM's key, looked up and verified if asked for: before anything is encrypted.
-            let mut cvm_read: Option<CvmRecord> = None;
-            let source = match source {
-                Some(Source::LookUp(env)) => {
-                    let (recipient, record) = env_key::lookup(client, &cvm_id, &key_anchor)
-                        .await
-                        .map_err(|e| FlowError::EncryptionKey(Box::new(e)))?;
-                    progress.emit(FlowEvent::EncryptionKeyVerified {
-                        public_key: recipient.public_key(),
-                        verification: recipient.verification().clone(),
-                    });
-                    cvm_read = Some(record);
-                    Some(Source::Plain { env, recipient })
-                }
-                other => other,
-            };
-            let encryption_key = match &source {
-                Some(Source::Plain { recipient, .. }) => Some(recipient.clone()),
-                _ => None,
-            };
-            // Encrypt, and check everything that can be checked before sending.
-            let request = prepare(cvm_id.clone(), source, env_keys, &progress)?;
+        )
+    }
 
-            let phases = EnvPhases(&request);
-            let (accepted, registrations) = drive(
-                &phases,
-                Drive {
-                    client,
-                    cvm_id: &cvm_id,
-                    resend: &settings.resend,
-                    app_id_policy: &settings.app_id_policy,
-                    cvm_read: cvm_read.as_ref(),
-                },
-                &registrar,
-                &progress,
-                &was_included,
-            )
-            .await?;
-            Ok(accepted_now(accepted, registrations, encryption_key, &progress))
+    /// This update without its event callback, and the callback.
+    pub(crate) fn take_callback(mut self) -> (Self, Option<EventCallback<'a>>) {
+        let on_event = self.settings.on_event.take();
+        (self, on_event)
+    }
+
+    /// What comes before phase 1: the CVM's key looked up and verified (if asked for), the env
+    /// encrypted (if given plaintext) and the request checked. Nothing is sent to the CVM.
+    pub(crate) async fn prepare<E: std::error::Error + 'static>(
+        self,
+        progress: &Progress<'_>,
+    ) -> Result<PreparedEnvUpdate<'a>, FlowError<E>> {
+        let EnvUpdate { client, cvm_id, source, env_keys, key_anchor, settings } = self;
+        // The CVM's key, looked up and verified if asked for: before anything is encrypted.
+        let mut cvm_read: Option<CvmRecord> = None;
+        let source = match source {
+            Some(Source::LookUp(env)) => {
+                let (recipient, record) = env_key::lookup(client, &cvm_id, &key_anchor)
+                    .await
+                    .map_err(|e| FlowError::EncryptionKey(Box::new(e)))?;
+                progress.emit(FlowEvent::EncryptionKeyVerified {
+                    public_key: recipient.public_key(),
+                    verification: recipient.verification().clone(),
+                });
+                cvm_read = Some(record);
+                Some(Source::Plain { env, recipient })
+            }
+            other => other,
+        };
+        let encryption_key = match &source {
+            Some(Source::Plain { recipient, .. }) => Some(recipient.clone()),
+            _ => None,
+        };
+        // Encrypt, and check everything that can be checked before sending.
+        let request = prepare(cvm_id.clone(), source, env_keys, progress)?;
+        Ok(PreparedEnvUpdate {
+            client,
+            request,
+            cvm_read,
+            encryption_key,
+            resend: settings.resend,
+            app_id_policy: settings.app_id_policy,
+        })
+    }
+}
+
+/// An env update ready for phase 1 ([`EnvUpdate::prepare`]): the checked request, the CVM as
+/// the key lookup read it, and the flow's settings.
+pub(crate) struct PreparedEnvUpdate<'a> {
+    client: &'a Client,
+    request: EnvUpdateRequest,
+    cvm_read: Option<CvmRecord>,
+    encryption_key: Option<VerifiedRecipient>,
+    resend: Phase2Resend,
+    app_id_policy: AppIdPolicy,
+}
+
+impl PreparedEnvUpdate<'_> {
+    /// This update's phases.
+    pub(crate) fn phases(&self) -> EnvPhases<'_> {
+        EnvPhases(&self.request)
+    }
+
+    /// The flow of this update, over `phases` (this update's [`EnvPhases`]).
+    pub(crate) fn flow<'f, P: Phases>(
+        &'f self,
+        phases: &'f P,
+        progress: &'f Progress<'f>,
+        watch: &'f Watch<'_>,
+    ) -> Flow<'f, P> {
+        Flow {
+            phases,
+            client: self.client,
+            cvm_id: self.request.cvm_id(),
+            resend: &self.resend,
+            app_id_policy: &self.app_id_policy,
+            cvm_read: self.cvm_read.as_ref(),
+            progress,
+            watch,
         }
-        .instrument(span)
-        .await
+    }
+
+    /// The outcome of an accepted update (reported, and recorded in the span).
+    pub(crate) fn outcome(
+        &self,
+        accepted: EnvsUpdateAccepted,
+        registrations: Vec<Registration>,
+        progress: &Progress<'_>,
+    ) -> UpdateOutcome {
+        accepted_now(accepted, registrations, self.encryption_key.clone(), progress)
+    }
+}
+
+/// Where a flow's events go: the caller's callback; and the transactions the registrar saw
+/// included, which the flow watches for telling a lagging verifier's 467 from a final one.
+pub(crate) struct Watch<'a> {
+    included: Mutex<HashSet<TransactionHash>>,
+    user: Option<EventCallback<'a>>,
+}
+
+impl<'a> Watch<'a> {
+    /// Reporting to `user`, if any.
+    pub(crate) fn new(user: Option<EventCallback<'a>>) -> Self {
+        Self { included: Mutex::new(HashSet::new()), user }
+    }
+
+    /// Takes note of one event and passes it on.
+    pub(crate) fn observe(&self, event: &FlowEvent) {
+        if let FlowEvent::TransactionConfirmed { transaction_hash, .. }
+        | FlowEvent::AlreadyRegistered { transaction_hash } = event
+        {
+            self.included.lock().unwrap_or_else(PoisonError::into_inner).insert(*transaction_hash);
+        }
+        if let Some(callback) = &self.user {
+            callback(event);
+        }
+    }
+
+    /// Whether the registrar reported `transaction_hash` included.
+    fn was_included(&self, transaction_hash: &TransactionHash) -> bool {
+        self.included.lock().unwrap_or_else(PoisonError::into_inner).contains(transaction_hash)
     }
 }
 
@@ -425,7 +487,7 @@ impl RegistrationStatus for UpdateEnvsKind {
 }
 
 /// The env update's phases: phase 2 in the body's `compose_hash` and `transaction_hash`.
-struct EnvPhases<'r>(&'r EnvUpdateRequest);
+pub(crate) struct EnvPhases<'r>(&'r EnvUpdateRequest);
 
 impl Phases for EnvPhases<'_> {
     type Accepted = EnvsUpdateAccepted;
@@ -450,14 +512,35 @@ impl Phases for EnvPhases<'_> {
     }
 }
 
-/// What [`drive`] needs besides the operation: the client, the CVM, the resend rules and the
-/// app-id check (with the CVM read already made, if any).
-pub(crate) struct Drive<'a> {
+/// One operation's flow on one CVM, for [`drive`] and its steps: the operation's phases, the
+/// client, the CVM, the resend rules, the app-id check (with the CVM read already made, if
+/// any), and where events go.
+pub(crate) struct Flow<'a, P> {
+    pub(crate) phases: &'a P,
     pub(crate) client: &'a Client,
     pub(crate) cvm_id: &'a str,
     pub(crate) resend: &'a Phase2Resend,
     pub(crate) app_id_policy: &'a AppIdPolicy,
     pub(crate) cvm_read: Option<&'a CvmRecord>,
+    pub(crate) progress: &'a Progress<'a>,
+    pub(crate) watch: &'a Watch<'a>,
+}
+
+/// What a flow has done so far: its registrations (oldest first), its restart budget, its
+/// phase-1 sends. Owned, so that a flow can stop between steps and go on later (a fleet runs
+/// each step for every CVM before the next).
+#[derive(Default)]
+pub(crate) struct FlowState {
+    registrations: Vec<Registration>,
+    restarts: RestartBudget,
+    phase1_attempt: u32,
+}
+
+impl FlowState {
+    /// The registrations made, oldest first.
+    pub(crate) fn into_registrations(self) -> Vec<Registration> {
+        self.registrations
+    }
 }
 
 /// The two-phase flow of one operation, top to bottom: phase 1 → on 465 check its app id and
@@ -466,104 +549,146 @@ pub(crate) struct Drive<'a> {
 /// on a 466 while the restart budget lasts. Returns the accepted reply and every registration
 /// made, oldest first.
 pub(crate) async fn drive<P: Phases, R: ComposeHashRegistrar>(
-    phases: &P,
-    at: Drive<'_>,
+    flow: &Flow<'_, P>,
     registrar: &R,
-    progress: &Progress<'_>,
-    was_included: &dyn Fn(&TransactionHash) -> bool,
 ) -> Result<(P::Accepted, Vec<Registration>), FlowError<R::Error, P::Kind>>
 where
     P::Kind: std::fmt::Debug + std::fmt::Display + 'static,
 {
-    let Drive { client, cvm_id, resend, app_id_policy, cvm_read } = at;
-    // Every registration of this run, oldest first.
-    let mut registrations: Vec<Registration> = Vec::new();
-    let mut restarts = RestartBudget::default();
-    let mut phase1_attempt = 0;
-    loop {
-        // Phase 1.
-        phase1_attempt += 1;
-        progress.emit(FlowEvent::Phase1Sent { attempt: phase1_attempt });
-        let data = match phases.phase1(client).await {
-            Ok(Phase1Reply::Accepted(accepted)) => return Ok((accepted, registrations)),
+    let mut state = FlowState::default();
+    let data = match flow.phase1(&mut state).await? {
+        Phase1Reply::Accepted(accepted) => return Ok((accepted, state.registrations)),
+        Phase1Reply::RegistrationRequired(data) => *data,
+    };
+    let transaction_hash = flow.register(&mut state, &data, registrar).await?;
+    flow.phase2_onward(state, data, transaction_hash, registrar).await
+}
+
+impl<P: Phases> Flow<'_, P>
+where
+    P::Kind: std::fmt::Debug + std::fmt::Display + 'static,
+{
+    /// Phase 1: accepted, or a 465's phase-1 data (reported).
+    pub(crate) async fn phase1<E: std::error::Error + 'static>(
+        &self,
+        state: &mut FlowState,
+    ) -> Result<Phase1Reply<P::Accepted>, FlowError<E, P::Kind>> {
+        state.phase1_attempt += 1;
+        self.progress.emit(FlowEvent::Phase1Sent { attempt: state.phase1_attempt });
+        let data = match self.phases.phase1(self.client).await {
             Ok(Phase1Reply::RegistrationRequired(data)) => data,
-            Err(source) if registrations.is_empty() => return Err(FlowError::Phase1(source)),
-            Err(source) => return Err(FlowError::Phase1AfterRegistration { registrations, source }),
+            Ok(accepted) => return Ok(accepted),
+            Err(source) if state.registrations.is_empty() => return Err(FlowError::Phase1(source)),
+            Err(source) => {
+                let registrations = std::mem::take(&mut state.registrations);
+                return Err(FlowError::Phase1AfterRegistration { registrations, source });
+            }
         };
-        let data = &*data;
         tracing::Span::current().record("compose_hash", tracing::field::display(data.compose_hash));
-        progress.emit(FlowEvent::RegistrationRequired {
+        self.progress.emit(FlowEvent::RegistrationRequired {
             compose_hash: data.compose_hash,
             app_id: data.app_id,
             chain_id: data.chain_id(),
         });
+        Ok(Phase1Reply::RegistrationRequired(data))
+    }
 
-        // Register the compose hash, unless this run already did; never a third one.
-        let earlier = registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
+    /// Registers phase 1's compose hash, unless this flow did already; never a third one; only
+    /// for the app the caller means. Gives the transaction phase 2 cites.
+    pub(crate) async fn register<R: ComposeHashRegistrar>(
+        &self,
+        state: &mut FlowState,
+        data: &Phase1Data,
+        registrar: &R,
+    ) -> Result<TransactionHash, FlowError<R::Error, P::Kind>> {
+        let earlier =
+            state.registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
         let transaction_hash = match earlier {
             Some(r) => r.transaction_hash,
-            None if registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
+            None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
+                let registrations = std::mem::take(&mut state.registrations);
                 return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
             }
             None => {
                 // Sign only for the app the user means.
-                if let Err(source) = app_id_policy.check(client, cvm_id, data.app_id, cvm_read).await {
+                if let Err(source) =
+                    self.app_id_policy.check(self.client, self.cvm_id, data.app_id, self.cvm_read).await
+                {
                     return Err(FlowError::AppIdCheck {
                         compose_hash: data.compose_hash,
                         app_id: data.app_id,
                         source: Box::new(source),
-                        registrations,
+                        registrations: std::mem::take(&mut state.registrations),
                     });
                 }
-                let registration = match registrar.register(data, progress).await {
-                    Ok(transaction_hash) => Registration {
-                        compose_hash: data.compose_hash,
-                        app_id: data.app_id,
-                        chain_id: data.chain_id(),
-                        transaction_hash,
-                    },
+                let transaction_hash = match registrar.register(data, self.progress).await {
+                    Ok(transaction_hash) => transaction_hash,
                     Err(source) => {
                         return Err(FlowError::Registration {
                             compose_hash: data.compose_hash,
                             app_id: data.app_id,
                             source,
-                            registrations,
+                            registrations: std::mem::take(&mut state.registrations),
                         });
                     }
                 };
-                let transaction_hash = registration.transaction_hash;
-                registrations.push(registration);
+                state.registrations.push(Registration {
+                    compose_hash: data.compose_hash,
+                    app_id: data.app_id,
+                    chain_id: data.chain_id(),
+                    transaction_hash,
+                });
                 transaction_hash
             }
         };
         tracing::Span::current().record("transaction_hash", tracing::field::display(transaction_hash));
-        let registration = Registration {
-            compose_hash: data.compose_hash,
-            app_id: data.app_id,
-            chain_id: data.chain_id(),
-            transaction_hash,
-        };
+        Ok(transaction_hash)
+    }
 
-        // Phase 2; back to phase 1 on a 466 while the restart budget lasts.
-        let (result, lost_reply) =
-            send_phase2(client, phases, data, transaction_hash, resend, was_included, progress).await;
-        match result {
-            Ok(accepted) => return Ok((accepted, registrations)),
-            Err(e)
-                if P::Kind::is_compose_hash_invalid(&e)
-                    && let Some(reason) = restarts.spend(lost_reply) =>
-            {
-                match reason {
-                    RestartReason::LostPhase2Reply => {
-                        tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied")
+    /// Phase 2 citing `transaction_hash`; back to phase 1 (and a registration, and phase 2) on
+    /// a 466 while the restart budget lasts.
+    pub(crate) async fn phase2_onward<R: ComposeHashRegistrar>(
+        &self,
+        mut state: FlowState,
+        mut data: Phase1Data,
+        mut transaction_hash: TransactionHash,
+        registrar: &R,
+    ) -> Result<(P::Accepted, Vec<Registration>), FlowError<R::Error, P::Kind>> {
+        loop {
+            let (result, lost_reply) = self.send_phase2(&data, transaction_hash).await;
+            match result {
+                Ok(accepted) => return Ok((accepted, state.registrations)),
+                Err(e)
+                    if P::Kind::is_compose_hash_invalid(&e)
+                        && let Some(reason) = state.restarts.spend(lost_reply) =>
+                {
+                    match reason {
+                        RestartReason::LostPhase2Reply => {
+                            tracing::info!("466 after a lost phase-2 reply: asking phase 1 whether it was applied")
+                        }
+                        _ => tracing::info!("466: compose hash invalid or expired; starting again from phase 1"),
                     }
-                    _ => tracing::info!("466: compose hash invalid or expired; starting again from phase 1"),
+                    self.progress.emit(FlowEvent::Restarting { reason });
                 }
-                progress.emit(FlowEvent::Restarting { reason });
+                Err(source) => {
+                    let registration = Registration {
+                        compose_hash: data.compose_hash,
+                        app_id: data.app_id,
+                        chain_id: data.chain_id(),
+                        transaction_hash,
+                    };
+                    return Err(FlowError::Phase2 {
+                        registration: Box::new(registration),
+                        registrations: state.registrations,
+                        source,
+                    });
+                }
             }
-            Err(source) => {
-                return Err(FlowError::Phase2 { registration: Box::new(registration), registrations, source });
-            }
+            data = match self.phase1(&mut state).await? {
+                Phase1Reply::Accepted(accepted) => return Ok((accepted, state.registrations)),
+                Phase1Reply::RegistrationRequired(data) => *data,
+            };
+            transaction_hash = self.register(&mut state, &data, registrar).await?;
         }
     }
 }
@@ -607,52 +732,51 @@ pub(crate) struct Phase2Resend {
     pub(crate) verification_retry_interval: Duration,
 }
 
-/// Phase 2: the phase-1 request plus the two hashes, sent again as `resend` allows. Returns
-/// the last reply, and whether a reply was lost after the request may have reached the server
-/// (so that a 466 may be our own phase 2 having spent the hash).
-async fn send_phase2<P: Phases>(
-    client: &Client,
-    phases: &P,
-    data: &Phase1Data,
-    transaction_hash: TransactionHash,
-    resend: &Phase2Resend,
-    was_included: &dyn Fn(&TransactionHash) -> bool,
-    progress: &Progress<'_>,
-) -> (Result<P::Accepted, SdkError<P::Kind>>, bool)
+impl<P: Phases> Flow<'_, P>
 where
     P::Kind: std::fmt::Debug + std::fmt::Display,
 {
-    let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
-    loop {
-        progress.emit(FlowEvent::Phase2Sent { attempt });
-        match phases.phase2(client, data, transaction_hash).await {
-            Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < resend.attempts => {
-                tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
-                lost_reply |= e.is_maybe_sent();
-                tokio::time::sleep(retry::phase2_resend_delay(lost)).await;
-                lost += 1;
+    /// Phase 2: the phase-1 request plus the two hashes, sent again as the resend rules allow.
+    /// Returns the last reply, and whether a reply was lost after the request may have reached
+    /// the server (so that a 466 may be our own phase 2 having spent the hash).
+    async fn send_phase2(
+        &self,
+        data: &Phase1Data,
+        transaction_hash: TransactionHash,
+    ) -> (Result<P::Accepted, SdkError<P::Kind>>, bool) {
+        let resend = self.resend;
+        let (mut attempt, mut lost, mut lost_reply, mut unverified) = (1, 1, false, 0);
+        loop {
+            self.progress.emit(FlowEvent::Phase2Sent { attempt });
+            match self.phases.phase2(self.client, data, transaction_hash).await {
+                Err(e) if (e.is_maybe_sent() || e.is_not_sent()) && lost < resend.attempts => {
+                    tracing::warn!(attempt, error = %e, "phase 2 reply lost; sending it again");
+                    lost_reply |= e.is_maybe_sent();
+                    tokio::time::sleep(retry::phase2_resend_delay(lost)).await;
+                    lost += 1;
+                }
+                Err(e)
+                    if P::Kind::is_transaction_verification_failed(&e)
+                        && unverified < resend.verification_retries
+                        && self.watch.was_included(&transaction_hash) =>
+                {
+                    unverified += 1;
+                    tracing::info!(
+                        attempt,
+                        %transaction_hash,
+                        "467 for an included transaction: the verifier is behind; sending phase 2 again"
+                    );
+                    self.progress.emit(FlowEvent::VerificationPending {
+                        transaction_hash,
+                        retry: unverified,
+                        retry_in: resend.verification_retry_interval,
+                    });
+                    tokio::time::sleep(resend.verification_retry_interval).await;
+                }
+                result => return (result, lost_reply),
             }
-            Err(e)
-                if P::Kind::is_transaction_verification_failed(&e)
-                    && unverified < resend.verification_retries
-                    && was_included(&transaction_hash) =>
-            {
-                unverified += 1;
-                tracing::info!(
-                    attempt,
-                    %transaction_hash,
-                    "467 for an included transaction: the verifier is behind; sending phase 2 again"
-                );
-                progress.emit(FlowEvent::VerificationPending {
-                    transaction_hash,
-                    retry: unverified,
-                    retry_in: resend.verification_retry_interval,
-                });
-                tokio::time::sleep(resend.verification_retry_interval).await;
-            }
-            result => return (result, lost_reply),
+            attempt += 1;
         }
-        attempt += 1;
     }
 }
 

@@ -1,13 +1,18 @@
 //! Many CVMs in one call: [`FleetUpdate::run`].
 //!
-//! Each CVM goes through the one-CVM flow, [`EnvUpdate::run`] (its own key lookup and
-//! encryption, its own phase 1 and phase 2, with the flow's restarts, lost-reply resends and
-//! verification retries), at most `concurrency` at a time. What the CVMs share is the
-//! registration: the flows hand their 465s to one [`Coalescing`] registrar, which registers each
-//! distinct (chain, app contract, compose hash) once. The first CVM to ask runs the registrar;
-//! the others wait for that one registration and cite its transaction; a CVM that asks after it
-//! settled gets its result at once. A registration that failed is not tried again in the run
-//! (a declined question is asked once): every CVM of that group fails with it.
+//! In three stages, each over every CVM, at most `concurrency` CVMs at a time:
+//! 1. each CVM's key looked up and verified, its env encrypted to it, and phase 1 sent
+//!    ([`EnvUpdate`]'s own steps: a CVM accepted here is done);
+//! 2. one registration per distinct (chain, app contract, compose hash) that phase 1 asked
+//!    for, reported first with the CVMs that need it ([`FleetEvent::Registering`]): the first
+//!    CVM of a group runs the registrar (after its app-id check), the others cite its
+//!    transaction or share its failure (a declined question is asked once);
+//! 3. phase 2 for every registered CVM, with the one-CVM flow's lost-reply resends and
+//!    verification retries; a CVM answered 466 goes back through phase 1 and a registration
+//!    on its own, still through the one [`Coalescing`] registrar, so CVMs that restart together
+//!    still register each new hash once.
+//!
+//! A CVM that fails leaves the others to go on.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -19,7 +24,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::driver::{FlowError, Registration, UpdateOutcome};
+use tracing::Instrument;
+
+use super::driver::{
+    EnvUpdate, FlowError, FlowState, Phase1Reply, PreparedEnvUpdate, Registration, UpdateOutcome, Watch,
+};
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
 use crate::client::Client;
 use crate::envcrypt::EnvVars;
@@ -45,10 +54,12 @@ enum Targets {
 ///
 /// Each CVM's env-encryption key is looked up and verified, and the env encrypted to it
 /// (each CVM has its own key), as [`EnvUpdate::env_with_key_lookup`](super::EnvUpdate::env_with_key_lookup)
-/// does; each CVM then runs [`EnvUpdate::run`](super::EnvUpdate::run), at most
-/// [`concurrency`](Self::concurrency) at a time. One registration per distinct (chain, app
-/// contract, compose hash): the registrar is asked once for each, whatever the number of CVMs
-/// that need it. A CVM that fails does not stop the others: the outcome has one result per CVM.
+/// does. Then, in three stages, at most [`concurrency`](Self::concurrency) CVMs at a time:
+/// phase 1 for every CVM; one registration per distinct (chain, app contract, compose hash),
+/// announced with its CVMs ([`FleetEvent::Registering`]) before the registrar is asked, once
+/// for each whatever the number of CVMs that need it; phase 2 for every registered CVM, with
+/// [`EnvUpdate::run`](super::EnvUpdate::run)'s resends, retries and 466 restart. A CVM that
+/// fails does not stop the others: the outcome has one result per CVM.
 ///
 /// ```no_run
 /// # async fn run(registrar: impl phala_cloud::ComposeHashRegistrar) -> Result<(), Box<dyn std::error::Error>> {
@@ -239,45 +250,170 @@ impl<'a> FleetUpdate<'a> {
                 ids
             }
         };
-        let coalescing = Coalescing::new(&registrar);
-        let coalescing = &coalescing;
+        // Each CVM's own update (its key, its env, its checks) and where its events go.
+        let updates: Vec<EnvUpdate<'_>> = cvm_ids
+            .iter()
+            .map(|cvm_id| {
+                let mut update = client.env_update(cvm_id.clone()).env_with_key_lookup(env.clone());
+                if let Some(keys) = &env_keys {
+                    update = update.env_keys(keys.clone());
+                }
+                if let Some(app_id) = expected_app {
+                    update = update.expect_app_id(app_id);
+                }
+                #[cfg(feature = "onchain")]
+                if let Some(url) = &kms_rpc {
+                    update = update.kms_rpc(url.clone());
+                    if let Some(contract) = kms_contract {
+                        update = update.kms_contract(contract);
+                    }
+                }
+                if let Some(attempts) = phase2_attempts {
+                    update = update.phase2_attempts(attempts);
+                }
+                if let Some(retries) = verification_retries {
+                    update = update.verification_retries(retries);
+                }
+                if let Some(interval) = verification_retry_interval {
+                    update = update.verification_retry_interval(interval);
+                }
+                update
+            })
+            .collect();
         let emit = &emit;
-        let flows = cvm_ids.iter().map(|cvm_id| {
-            let report =
-                move |event: &FlowEvent| emit(FleetEvent::Cvm { cvm_id: cvm_id.clone(), event: event.clone() });
-            let mut update = client.env_update(cvm_id.clone()).env_with_key_lookup(env.clone()).on_event(report);
-            if let Some(keys) = &env_keys {
-                update = update.env_keys(keys.clone());
+        let watches: Vec<Watch<'_>> = cvm_ids
+            .iter()
+            .map(|cvm_id| {
+                let report =
+                    move |event: &FlowEvent| emit(FleetEvent::Cvm { cvm_id: cvm_id.clone(), event: event.clone() });
+                Watch::new(Some(Box::new(report)))
+            })
+            .collect();
+        let coalescing = Coalescing::new(&registrar);
+        let finished = |cvm_id: &str, result: &CvmResult<R::Error>| {
+            emit(FleetEvent::Finished { cvm_id: cvm_id.to_owned(), accepted: result.is_ok() })
+        };
+
+        // 1. Every CVM: its key looked up and verified, its env encrypted, phase 1.
+        let first = updates.into_iter().zip(&watches).zip(&cvm_ids).map(|((update, watch), cvm_id)| async move {
+            let span = update.span();
+            let observe = |event: &FlowEvent| watch.observe(event);
+            let progress = Progress::new(&observe);
+            let step = phase1(update, &progress, watch).instrument(span.clone()).await;
+            let step = step.unwrap_or_else(|e| Step::Done(Err(e)));
+            if let Step::Done(result) = &step {
+                finished(cvm_id, result);
             }
-            if let Some(app_id) = expected_app {
-                update = update.expect_app_id(app_id);
-            }
-            #[cfg(feature = "onchain")]
-            if let Some(url) = &kms_rpc {
-                update = update.kms_rpc(url.clone());
-                if let Some(contract) = kms_contract {
-                    update = update.kms_contract(contract);
+            (step, span)
+        });
+        let mut steps = bounded(first.collect(), concurrency).await;
+
+        // 2. One registration per distinct (chain, app contract, compose hash), for every CVM
+        // whose phase 1 asked for it: the first CVM of a group registers, the others cite its
+        // transaction (or share its failure).
+        for (key, members) in groups(&steps) {
+            let (chain_id, app_id, compose_hash) = key;
+            let ids = members.iter().map(|&i| cvm_ids[i].clone()).collect();
+            emit(FleetEvent::Registering { compose_hash, app_id, chain_id, cvm_ids: ids });
+            for i in members {
+                let (step, span) = &mut steps[i];
+                let Step::Phase1Done { prepared, state, data, transaction_hash } = step else { continue };
+                let watch = &watches[i];
+                let observe = |event: &FlowEvent| watch.observe(event);
+                let progress = Progress::new(&observe);
+                let phases = prepared.phases();
+                let flow = prepared.flow(&phases, &progress, watch);
+                match flow.register(state, data, &coalescing).instrument(span.clone()).await {
+                    Ok(registered) => *transaction_hash = Some(registered),
+                    Err(e) => {
+                        let result = Err(e);
+                        finished(&cvm_ids[i], &result);
+                        *step = Step::Done(result);
+                    }
                 }
             }
-            if let Some(attempts) = phase2_attempts {
-                update = update.phase2_attempts(attempts);
+        }
+
+        // 3. Every registered CVM: phase 2 (and, after a 466, its own way back through phase 1
+        // and a registration, coalesced with the other CVMs' again).
+        let coalescing = &coalescing;
+        let last = steps.into_iter().zip(&watches).zip(&cvm_ids).map(|(((step, span), watch), cvm_id)| async move {
+            let (prepared, state, data, transaction_hash) = match step {
+                Step::Done(result) => return result,
+                Step::Phase1Done { prepared, state, data, transaction_hash: Some(tx) } => (prepared, state, data, tx),
+                Step::Phase1Done { .. } => {
+                    unreachable!("every CVM whose phase 1 asked for a registration is in a group")
+                }
+            };
+            let observe = |event: &FlowEvent| watch.observe(event);
+            let progress = Progress::new(&observe);
+            let phases = prepared.phases();
+            let flow = prepared.flow(&phases, &progress, watch);
+            let result = async {
+                let (accepted, registrations) = flow.phase2_onward(state, data, transaction_hash, coalescing).await?;
+                Ok(prepared.outcome(accepted, registrations, &progress))
             }
-            if let Some(retries) = verification_retries {
-                update = update.verification_retries(retries);
-            }
-            if let Some(interval) = verification_retry_interval {
-                update = update.verification_retry_interval(interval);
-            }
-            async move {
-                let result = update.run(coalescing).await;
-                emit(FleetEvent::Finished { cvm_id: cvm_id.clone(), accepted: result.is_ok() });
-                result
-            }
+            .instrument(span)
+            .await;
+            finished(cvm_id, &result);
+            result
         });
-        let results = bounded(flows.collect(), concurrency).await;
+        let results = bounded(last.collect(), concurrency).await;
+        drop(watches);
         let updates = cvm_ids.into_iter().zip(results).map(|(cvm_id, result)| CvmUpdate { cvm_id, result }).collect();
         Ok(FleetOutcome { updates })
     }
+}
+
+/// One CVM's result.
+type CvmResult<E> = Result<UpdateOutcome, FlowError<Arc<E>>>;
+
+/// Where one CVM of a fleet is between the stages.
+enum Step<'a, E: std::error::Error + 'static> {
+    /// Its flow ended: accepted at phase 1, or failed.
+    Done(CvmResult<E>),
+    /// Phase 1 asked for a registration; then (stage 2) the transaction phase 2 cites.
+    Phase1Done {
+        prepared: Box<PreparedEnvUpdate<'a>>,
+        state: FlowState,
+        data: Phase1Data,
+        transaction_hash: Option<TransactionHash>,
+    },
+}
+
+/// A CVM's first stage: key, encryption, phase 1.
+async fn phase1<'a, E: std::error::Error + 'static>(
+    update: EnvUpdate<'a>,
+    progress: &Progress<'_>,
+    watch: &Watch<'_>,
+) -> Result<Step<'a, E>, FlowError<Arc<E>>> {
+    let prepared = update.prepare(progress).await?;
+    let mut state = FlowState::default();
+    let phases = prepared.phases();
+    let reply = prepared.flow(&phases, progress, watch).phase1(&mut state).await?;
+    Ok(match reply {
+        Phase1Reply::Accepted(accepted) => {
+            Step::Done(Ok(prepared.outcome(accepted, state.into_registrations(), progress)))
+        }
+        Phase1Reply::RegistrationRequired(data) => {
+            Step::Phase1Done { prepared: Box::new(prepared), state, data: *data, transaction_hash: None }
+        }
+    })
+}
+
+/// The CVMs waiting for a registration, by (chain, app contract, compose hash), in the order
+/// first met.
+fn groups<E: std::error::Error + 'static>(steps: &[(Step<'_, E>, tracing::Span)]) -> Vec<(GroupKey, Vec<usize>)> {
+    let mut groups: Vec<(GroupKey, Vec<usize>)> = Vec::new();
+    for (i, (step, _)) in steps.iter().enumerate() {
+        let Step::Phase1Done { data, .. } = step else { continue };
+        let key = (data.chain_id(), data.app_id, data.compose_hash);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups
 }
 
 /// Runs `futures` on the current task, at most `limit` at once, and gives their outputs in order.
@@ -483,6 +619,19 @@ pub enum FleetEvent {
         /// The app.
         app_id: AppId,
         /// Its CVMs, in the order they are updated.
+        cvm_ids: Vec<String>,
+    },
+    /// Phase 1 went through for every CVM: one registration for these CVMs, whose phase 1
+    /// asked to register this compose hash on this app contract. Sent before the registrar is
+    /// asked (and before its question, if it asks one).
+    Registering {
+        /// The compose hash.
+        compose_hash: ComposeHash,
+        /// The app contract.
+        app_id: AppId,
+        /// The chain, as phase 1's `kms_info` named it.
+        chain_id: Option<u64>,
+        /// The CVMs that need it, in the order given (listed).
         cvm_ids: Vec<String>,
     },
     /// A step of one CVM's flow.

@@ -90,6 +90,11 @@ async fn several_cvms_with_one_missing_send_one_transaction_and_exit_with_its_co
     assert!(lines[2].starts_with("cvm-1: accepted") && lines[3].starts_with("cvm-2: accepted"), "{stdout}");
     assert!(stderr.contains("1 of 4 CVMs were not updated"), "{stderr}");
     assert!(!stderr.contains(&env[2].1), "the private key is never shown");
+    // The registration is announced once, with the CVMs that need it, after every phase 1.
+    let announced: Vec<&str> = stderr.lines().filter(|l| l.contains("one registration of compose hash")).collect();
+    assert_eq!(announced.len(), 1, "{stderr}");
+    let expected = format!("on app contract {} for 3 CVMs: cvm-0, cvm-1, cvm-2", format!("{app}").to_lowercase());
+    assert!(announced[0].ends_with(&expected), "{stderr}");
     for id in ["cvm-0", "cvm-1", "cvm-2"] {
         assert_eq!(sim.cvm_env(id).unwrap(), vars());
     }

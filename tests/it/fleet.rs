@@ -114,6 +114,55 @@ async fn offline_two_apps_register_once_each_and_a_missing_cvm_stops_no_other() 
     assert_eq!(finished, 9);
 }
 
+/// The three stages, in order, whatever the concurrency: phase 1 for every CVM, then one
+/// registration per group (announced with its CVMs, before the registrar is asked), then
+/// phase 2 for every CVM.
+#[tokio::test]
+async fn offline_phase_1_for_all_then_the_registrations_then_phase_2_for_all() {
+    let (a, b) = (AppId([4; 20]), AppId([5; 20]));
+    let cvms = (0..4)
+        .map(|i| CvmSpec::onchain(format!("a-{i}")).app_id(a))
+        .chain((0..3).map(|i| CvmSpec::onchain(format!("b-{i}")).app_id(b)));
+    let sim = Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = Counting::default();
+    let events = Mutex::new(Vec::new());
+    let ids = ["b-0", "a-0", "a-1", "b-1", "a-2", "a-3", "b-2"];
+    let fleet = client
+        .env_update_many(ids, vars())
+        .concurrency(2)
+        .on_event(|e| events.lock().unwrap().push(e.clone()))
+        .run(&registrar)
+        .await
+        .unwrap();
+    assert!(fleet.all_accepted(), "{:?}", fleet.failures().collect::<Vec<_>>());
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 2);
+
+    let events = events.into_inner().unwrap();
+    let positions = |wanted: fn(&FleetEvent) -> bool| -> Vec<usize> {
+        events.iter().enumerate().filter(|(_, e)| wanted(e)).map(|(i, _)| i).collect()
+    };
+    let phase1 = positions(|e| matches!(e, FleetEvent::Cvm { event: FlowEvent::Phase1Sent { .. }, .. }));
+    let registering = positions(|e| matches!(e, FleetEvent::Registering { .. }));
+    let registered = positions(|e| matches!(e, FleetEvent::Cvm { event: FlowEvent::TransactionConfirmed { .. }, .. }));
+    let phase2 = positions(|e| matches!(e, FleetEvent::Cvm { event: FlowEvent::Phase2Sent { .. }, .. }));
+    assert_eq!((phase1.len(), registering.len(), registered.len(), phase2.len()), (7, 2, 2, 7), "{events:#?}");
+    assert!(phase1.iter().max() < registering.iter().min(), "every phase 1 before any registration: {events:#?}");
+    assert!(registering[0] < registered[0] && registered[0] < registering[1] && registering[1] < registered[1]);
+    assert!(registered.iter().max() < phase2.iter().min(), "every registration before any phase 2: {events:#?}");
+
+    // Each group is announced once, with its CVMs in the order given, first-met group first.
+    let groups: Vec<(AppId, Vec<String>)> = events
+        .iter()
+        .filter_map(|e| match e {
+            FleetEvent::Registering { app_id, cvm_ids, .. } => Some((*app_id, cvm_ids.clone())),
+            _ => None,
+        })
+        .collect();
+    let names = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    assert_eq!(groups, [(b, names(&["b-0", "b-1", "b-2"])), (a, names(&["a-0", "a-1", "a-2", "a-3"]))]);
+}
+
 /// A registrar that fails: every CVM of the group fails with the one error, asked once.
 #[derive(Default)]
 struct Failing {

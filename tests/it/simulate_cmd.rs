@@ -131,7 +131,7 @@ fn demo_runs_the_main_job_on_a_real_chain() {
     let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap();
     let exe = std::fs::canonicalize(env!("CARGO_BIN_EXE_phala-cloud")).unwrap();
     assert!(exe.starts_with(std::fs::canonicalize(target).unwrap()), "{}", exe.display());
-    let root = phala_cloud::simulator::anvil::default_install_root();
+    let root = phala_cloud::simulator::anvil::default_install_root().unwrap();
     assert_eq!(std::fs::canonicalize(root).unwrap(), std::fs::canonicalize(target).unwrap());
 }
 

@@ -146,7 +146,7 @@ fn preview(value: &str) -> String {
 /// anvil from `ANVIL`, the PATH or the cargo target directory, installed there with npm if
 /// none is found, on a free port. `None` only when there is no Node.js to install it with.
 fn start_anvil() -> Result<Option<AnvilInstance>, Error> {
-    let root = anvil::default_install_root();
+    let root = anvil::default_install_root().map_err(|e| format!("{e}; {}", anvil::how_to_install()))?;
     let found = match anvil::find(&root).map_err(|e| format!("{e}; {}", anvil::how_to_install()))? {
         Some(found) => found,
         None => {

@@ -657,6 +657,12 @@ async fn update_fleet(
         FleetEvent::Listed { app_id, cvm_ids } => {
             display.say(format!("app {app_id}: {} CVMs: {}", cvm_ids.len(), cvm_ids.join(", ")))
         }
+        FleetEvent::Registering { compose_hash, app_id, cvm_ids, .. } => display.say(format!(
+            "phase 1 done; one registration of compose hash {compose_hash} on app contract {app_id} for {} CVM{}: {}",
+            cvm_ids.len(),
+            if cvm_ids.len() == 1 { "" } else { "s" },
+            cvm_ids.join(", ")
+        )),
         FleetEvent::Cvm { cvm_id, event } => display.event(Some(cvm_id), event),
         _ => {}
     });
