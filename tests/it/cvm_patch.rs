@@ -106,6 +106,37 @@ async fn prepare_only_marks_phase_1_of_the_unified_patch() {
     assert_eq!(sent["memory"], 8192);
 }
 
+/// The unified PATCH's bodies, phase 1 and phase 2, are valid `UpdateCvmRequest`s as the spec
+/// describes them, and carry only the fields given (no nulls).
+#[tokio::test]
+async fn the_unified_bodies_match_the_spec_schema() {
+    let validator = crate::spec_conformance::json_request_validator("/api/v1/cvms/{cvm_id}", "patch");
+    assert!(!validator.is_valid(&json!({"vcpu": "four"})), "not vacuous");
+    let server = ScriptedServer::start(vec![reply_465(ComposeHash([1; 32])), reply_202()]).await;
+    let client = Client::builder().base_url(&server.base_url).api_key("k").build().unwrap();
+    let body: UpdateCvmRequest = serde_json::from_value(json!({
+        "docker_compose_file": NEW_COMPOSE,
+        "pre_launch_script": SCRIPT,
+        "allowed_envs": ["API_TOKEN"],
+        "public_logs": true,
+        "shutdown_timeout": 60,
+    }))
+    .unwrap();
+    client
+        .cvm_patch("cvm-1", body)
+        .skip_app_id_check()
+        .run(KnownTransaction::new(TransactionHash([2; 32])))
+        .await
+        .unwrap();
+    for sent in server.recorded() {
+        let sent: Value = serde_json::from_slice(&sent.body).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&sent).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{sent}: {errors:?}");
+        assert!(sent.as_object().unwrap().values().all(|v| !v.is_null()), "{sent}");
+        assert_eq!(sent["allowed_envs"], json!(["API_TOKEN"]));
+    }
+}
+
 /// An upload is one multipart part, `file`, holding the text as a named file.
 #[tokio::test]
 async fn an_upload_is_one_file_part() {

@@ -133,12 +133,19 @@ fn the_wrapped_operation_is_in_the_spec_as_the_code_assumes() {
     assert_eq!(op["parameters"][0]["in"], "path");
 }
 
-/// A validator for the spec's request schema of the envs operation, JSON Schema 2020-12 (the
-/// dialect of OpenAPI 3.1), with `#/components/...` references resolved in the spec itself.
+/// A validator for the spec's request schema of the envs operation.
 fn request_validator() -> jsonschema::Validator {
+    json_request_validator(envs_path(), "patch")
+}
+
+/// A validator for the spec's JSON request schema of the operation at `path`, `method`, JSON
+/// Schema 2020-12 (the dialect of OpenAPI 3.1), with `#/components/...` references resolved in
+/// the spec itself.
+pub(crate) fn json_request_validator(path: &str, method: &str) -> jsonschema::Validator {
     let spec = spec();
     let schema_ref =
-        spec["paths"][envs_path()]["patch"]["requestBody"]["content"]["application/json"]["schema"]["$ref"].clone();
+        spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"].clone();
+    assert!(schema_ref.is_string(), "{method} {path} has no JSON request schema");
     let root = json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$ref": schema_ref,
