@@ -106,6 +106,30 @@ async fn prepare_only_marks_phase_1_of_the_unified_patch() {
     assert_eq!(sent["memory"], 8192);
 }
 
+/// A phase 2 whose reply is lost is sent again, the same request with the same two headers
+/// (an upload's form made anew), and nothing is registered twice.
+#[tokio::test]
+async fn a_lost_phase_2_reply_is_sent_again_with_the_same_headers() {
+    let (hash, tx) = (ComposeHash([4; 32]), TransactionHash([5; 32]));
+    let cut = Reply::Raw(
+        b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 90\r\n\r\n{\"st".to_vec(),
+    );
+    for op in 0..3 {
+        let server = ScriptedServer::start(vec![reply_465(hash), cut.clone(), reply_202()]).await;
+        let client = Client::builder().base_url(&server.base_url).api_key("k").build().unwrap();
+        let (name, patch) = each_operation(&client, "cvm-1").swap_remove(op);
+        let outcome = patch.skip_app_id_check().run(KnownTransaction::new(tx)).await.unwrap();
+        assert_eq!(outcome.registrations.len(), 1, "{name}");
+        let recorded = server.recorded();
+        assert_eq!(recorded.len(), 3, "{name}");
+        for again in &recorded[1..] {
+            assert_eq!(again.header("x-compose-hash"), Some(hash.to_hex()), "{name}");
+            assert_eq!(again.header("x-transaction-hash"), Some(tx.to_hex()), "{name}");
+            assert_eq!(normalized_body(again), normalized_body(&recorded[0]), "{name}");
+        }
+    }
+}
+
 /// The unified PATCH's bodies, phase 1 and phase 2, are valid `UpdateCvmRequest`s as the spec
 /// describes them, and carry only the fields given (no nulls).
 #[tokio::test]
