@@ -2,8 +2,8 @@
 //! its `patchCvm` reads the unified PATCH's 465 as this crate does (compose hash, app id,
 //! device id, every `kms_info` field), and its `confirmCvmPatch` (phase 2 as the SDK sends it:
 //! the two headers and an empty JSON body) is accepted once the hash is registered, and refused
-//! with 467 when the transaction proves nothing. Installs the SDK with `npm ci` on first use
-//! (see `support::js_sdk`).
+//! with 468 when the hash was registered on another contract than the app's. Installs the SDK
+//! with `npm ci` on first use (see `support::js_sdk`).
 #![cfg(feature = "simulator")]
 
 use crate::support;
@@ -166,7 +166,7 @@ async fn js_sdk_reads_the_465_as_the_crate_does_and_its_phase_2_is_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn js_sdk_phase_2_citing_a_transaction_that_proves_nothing_gets_467() {
+async fn js_sdk_phase_2_for_a_hash_the_app_contract_does_not_allow_gets_468() {
     let (chain, sim) = setup().await;
     let file = compose_file("refused");
     let (script, line) = js_phase1(&sim, &file).await;
@@ -178,9 +178,9 @@ async fn js_sdk_phase_2_citing_a_transaction_that_proves_nothing_gets_467() {
     std::fs::remove_file(&file).unwrap();
     assert_eq!(line["step"], "confirm", "{line}");
     let error = &line["error"];
-    assert_eq!(error["status"], 467, "{line}");
+    assert_eq!(error["status"], 468, "{line}");
     assert_eq!(error["name"], "ResourceError", "the SDK read the StructuredError envelope: {line}");
-    assert_eq!(error["detail"]["error_code"], "ERR-01-007", "{line}");
+    assert_eq!(error["detail"]["error_code"], "ERR-01-008", "{line}");
     assert_eq!(status.code(), Some(1), "a refused call ends the script with 1");
     assert!(sim.allowed_env_names("cvm-1").unwrap().is_empty(), "nothing applied");
 }
