@@ -48,6 +48,7 @@ mod generated_ops;
 // It calls the reply classifier directly, which only feature `__internals` exposes.
 #[cfg(feature = "__internals")]
 mod hostile_parse;
+mod js_interop;
 mod key_lookup;
 mod logs;
 mod normalizer;

@@ -8,6 +8,8 @@ pub mod alone;
 pub mod anvil;
 #[cfg(feature = "onchain")]
 pub mod fake_rpc;
+#[cfg(feature = "simulator")]
+pub mod js_sdk;
 pub mod server;
 
 // The lean build (no chain, no simulator) leaves some of them unused.
