@@ -1,10 +1,13 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
+mod api;
 mod confirm;
 mod credentials;
 mod demo;
 mod envs;
 mod lock_dir;
+mod output;
+mod registration;
 mod secret_arg;
 mod simulate;
 
