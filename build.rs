@@ -27,9 +27,16 @@ const SPEC: &str = "openapi.json";
 /// KMS-key lookups, the CVM lists), by shortened operationId:
 /// `PATCH /api/v1/cvms/{cvm_id}/envs`, `GET /api/v1/cvms/{cvm_id}`,
 /// `GET /api/v1/kms/{kms_id}/pubkey/{app_id}`, `GET /api/v1/cvms`, and
-/// `GET /api/v1/apps/{app_id}/cvms` (an app's CVMs, for the fleet update).
-const CRATE_OPERATIONS: &[&str] =
-    &["update_cvm_envs", "handle_get_cvm", "get_app_env_encrypt_pubkey", "handle_list_cvms", "handle_get_app_cvms"];
+/// `GET /api/v1/apps/{app_id}/cvms` (an app's CVMs, for the fleet update), and
+/// `PATCH /api/v1/cvms/{cvm_id}` (the unified CVM update, driven by `Client::cvm_patch`).
+const CRATE_OPERATIONS: &[&str] = &[
+    "update_cvm_envs",
+    "handle_get_cvm",
+    "get_app_env_encrypt_pubkey",
+    "handle_list_cvms",
+    "handle_get_app_cvms",
+    "update_cvm_endpoint",
+];
 
 fn main() -> ExitCode {
     println!("cargo::rerun-if-changed={SPEC}");

@@ -453,7 +453,64 @@ impl<T: std::fmt::Debug> std::fmt::Debug for Reply<T> {
     }
 }
 
+/// A `PATCH` with a multipart body, which progenitor cannot generate, made as a generated
+/// operation makes its request and sent through the same hooks (`pre`, `exec`, `post`: the
+/// timeout, the response-size cap, the span named `operation_id`, the reply kept for
+/// [`capture`]), so that [`Client::send_two_phase`](crate::Client::send_two_phase) settles it as
+/// any operation. `path` is the path after the base URL, its parameters encoded already; its
+/// success is the spec's 202 with a JSON body.
+pub(crate) async fn multipart_patch(
+    api: &generated::Client,
+    operation_id: &'static str,
+    path: String,
+    headers: HeaderMap,
+    form: reqwest::multipart::Form,
+) -> Result<ResponseValue<serde_json::Value>, progenitor_client::Error<()>> {
+    use progenitor_client::ClientInfo;
+
+    let mut request = api
+        .client()
+        .patch(format!("{}{path}", api.baseurl()))
+        .header(http::header::ACCEPT, http::HeaderValue::from_static("application/json"))
+        .headers(headers)
+        .multipart(form)
+        .build()?;
+    let info = OperationInfo { operation_id };
+    api.pre(&mut request, &info).await?;
+    let result = api.exec(request, &info).await;
+    api.post(&result, &info).await?;
+    let response = result?;
+    match response.status().as_u16() {
+        202 => ResponseValue::from_response(response).await,
+        _ => Err(progenitor_client::Error::UnexpectedResponse(response)),
+    }
+}
+
 impl crate::Client {
+    /// Sends with `send` until it is not a 409 the client's
+    /// [`ConflictRetry`](crate::ConflictRetry) retries (without one, once).
+    pub(crate) async fn retrying_conflicts<T, K, F, Fut>(&self, mut send: F) -> Result<T, SdkError<K>>
+    where
+        K: ServiceErrorKind,
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, SdkError<K>>>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = send().await;
+            let delay = match (&result, &self.inner.conflict_retry) {
+                (Err(SdkError::Service(kind)), Some(policy)) if kind.reply().status() == StatusCode::CONFLICT => {
+                    policy.delay(attempt, kind.reply().retry_after(), rand::random::<f64>())
+                }
+                _ => None,
+            };
+            let Some(delay) = delay else { return result };
+            tracing::info!(attempt, ?delay, "409: another operation is running; retrying");
+            tokio::time::sleep(delay).await;
+            attempt += 1;
+        }
+    }
+
     /// Runs one generated operation of [`api()`](crate::Client::api) and returns its value
     /// with the reply, or an [`SdkError`] that keeps everything the server said:
     ///

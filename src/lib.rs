@@ -77,6 +77,7 @@ pub use two_phase::{
     MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress, Registration, RestartReason,
     UpdateOutcome, parse_app_id,
 };
+pub use two_phase::{CvmPatch, CvmPatchAccepted, CvmPatchError, CvmPatchOutcome, UpdateCvmRequest};
 pub use two_phase::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseKind, TwoPhaseOperation};
 pub use update_envs::{
     EnvsUpdateAccepted, KmsInfo, Phase1Data, Phase1Error, RegistrationRequired, UpdateEnvsError, UpdateEnvsKind,

@@ -1,7 +1,8 @@
 //! The compose hash: SHA-256 of a canonical app-compose JSON, as dstack hashes `app-compose.json`.
 //!
-//! The allowed env names are part of the app compose, which is why changing them needs a new
-//! hash registered on-chain when the KMS is contract-owned.
+//! The docker compose file, the pre-launch script and the allowed env names are part of the app
+//! compose, which is why changing any of them needs a new hash registered on-chain when the KMS
+//! is contract-owned.
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -21,11 +22,21 @@ struct AppCompose<'a> {
     docker_compose_file: &'a str,
     kms_enabled: bool,
     manifest_version: u32,
+    /// Left out when there is none, as dstack leaves it out: a compose without one hashes as
+    /// before the script was modelled.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pre_launch_script: Option<&'a str>,
     runner: &'static str,
 }
 
-/// The compose hash of an app's compose with these allowed env names (sorted, no duplicates).
-pub(crate) fn compose_hash(app_id: &AppId, docker_compose_file: &str, allowed_envs: &[String]) -> ComposeHash {
+/// The compose hash of an app's compose: its docker compose file, pre-launch script and
+/// allowed env names (sorted, no duplicates).
+pub(crate) fn compose_hash(
+    app_id: &AppId,
+    docker_compose_file: &str,
+    pre_launch_script: Option<&str>,
+    allowed_envs: &[String],
+) -> ComposeHash {
     debug_assert!(allowed_envs.windows(2).all(|w| w[0] < w[1]), "allowed env names must be sorted and unique");
     let compose = AppCompose {
         allowed_envs,
@@ -33,6 +44,7 @@ pub(crate) fn compose_hash(app_id: &AppId, docker_compose_file: &str, allowed_en
         docker_compose_file,
         kms_enabled: true,
         manifest_version: 2,
+        pre_launch_script,
         runner: "docker-compose",
     };
     let json = serde_json::to_vec(&compose).expect("serializing strings and numbers cannot fail");
@@ -60,8 +72,17 @@ mod tests {
             app.to_hex()
         );
         let expected: [u8; 32] = Sha256::digest(json.as_bytes()).into();
-        assert_eq!(compose_hash(&app, "f", &names).0, expected);
-        assert_ne!(compose_hash(&app, "f", &names[..1]), compose_hash(&app, "f", &names));
-        assert_ne!(compose_hash(&AppId([0xcd; 20]), "f", &names), compose_hash(&app, "f", &names));
+        assert_eq!(compose_hash(&app, "f", None, &names).0, expected);
+        assert_ne!(compose_hash(&app, "f", None, &names[..1]), compose_hash(&app, "f", None, &names));
+        assert_ne!(compose_hash(&AppId([0xcd; 20]), "f", None, &names), compose_hash(&app, "f", None, &names));
+        assert_ne!(compose_hash(&app, "g", None, &names), compose_hash(&app, "f", None, &names));
+
+        // With a pre-launch script, in its sorted place.
+        let json = format!(
+            r#"{{"allowed_envs":["A","B"],"app_id":"{}","docker_compose_file":"f","kms_enabled":true,"manifest_version":2,"pre_launch_script":"s","runner":"docker-compose"}}"#,
+            app.to_hex()
+        );
+        let expected: [u8; 32] = Sha256::digest(json.as_bytes()).into();
+        assert_eq!(compose_hash(&app, "f", Some("s"), &names).0, expected);
     }
 }

@@ -145,7 +145,11 @@ fn describe(shared: &Shared, cvms: &HashMap<String, Cvm>, id: &str, shape: Shape
     let cvm = &cvms[id];
     let app_id = const_hex::encode(cvm.api_app_id().0);
     let in_progress = cvm.busy_until.is_some_and(|until| until > std::time::Instant::now());
-    match shape {
+    // The resources an update set, else the seeded ones.
+    let setting = |field: &str, default: Value| cvm.settings.get(field).cloned().unwrap_or(default);
+    let (vcpu, memory, disk_size) =
+        (setting("vcpu", json!(2)), setting("memory", json!(4096)), setting("disk_size", json!(40)));
+    let mut described = match shape {
         Shape::Basic => {
             // A stable integer id (the spec's `id` is the internal database id): the rank by id.
             let mut ids: Vec<&String> = cvms.keys().collect();
@@ -159,9 +163,9 @@ fn describe(shared: &Shared, cvms: &HashMap<String, Cvm>, id: &str, shape: Shape
                 "app_id": app_id,
                 "vm_uuid": cvm.vm_uuid,
                 "instance_id": cvm.instance_id,
-                "vcpu": 2,
-                "memory": 4096,
-                "disk_size": 40,
+                "vcpu": vcpu,
+                "memory": memory,
+                "disk_size": disk_size,
                 "encrypted_env_pubkey": cvm.secret.public_key().to_hex(),
                 "kms_info": basic_kms_info(shared, cvm),
             })
@@ -172,15 +176,40 @@ fn describe(shared: &Shared, cvms: &HashMap<String, Cvm>, id: &str, shape: Shape
             "app_id": app_id,
             "vm_uuid": cvm.vm_uuid,
             "instance_id": cvm.instance_id,
-            "resource": { "instance_type": "tdx.small", "vcpu": 2, "memory_in_gb": 4.0, "disk_in_gb": 40, "gpus": 0 },
+            "resource": {
+                "instance_type": "tdx.small",
+                "vcpu": vcpu,
+                "memory_in_gb": memory.as_f64().map(|mb| mb / 1024.0),
+                "disk_in_gb": disk_size,
+                "gpus": 0,
+            },
             "kms_type": kms_type(shared, cvm),
             "kms_info": detail_kms_info(shared, cvm),
             "status": "running",
             "in_progress": in_progress,
             "gateway": { "base_domain": "simulator.invalid", "cname": null },
             "services": [],
+            "public_logs": setting("public_logs", json!(false)),
+            "public_sysinfo": setting("public_sysinfo", json!(false)),
+            "public_tcbinfo": setting("public_tcbinfo", json!(false)),
         }),
+    };
+    // The compose it would boot, and its hash (of the app compose, with the app contract's id;
+    // a centralized KMS's CVM hashes with its API app id).
+    let target = cvm.target();
+    described["compose_hash"] = json!(const_hex::encode(target.hash(&cvm.app_id.unwrap_or(cvm.api_app_id())).0));
+    described["compose_file"] = json!({
+        "docker_compose_file": target.compose_file,
+        "pre_launch_script": target.pre_launch_script,
+        "allowed_envs": target.allowed,
+        "manifest_version": 2,
+        "runner": "docker-compose",
+        "kms_enabled": true,
+    });
+    if let Some(image) = cvm.settings.get("image") {
+        described["os"] = json!({ "name": image });
     }
+    described
 }
 
 /// A list item of the older shape (`HostedCvm`).

@@ -530,6 +530,8 @@ impl Simulator {
                 kms_reply: spec.kms_pubkey_reply.unwrap_or(config.kms_pubkey_reply),
                 device_id,
                 compose_file: spec.compose_file,
+                pre_launch_script: None,
+                settings: serde_json::Map::new(),
                 secret,
                 allowed,
                 env: EnvVars::new(),

@@ -46,6 +46,11 @@ pub(crate) struct Cvm {
     pub(crate) kms_reply: KmsPubkeyReply,
     pub(crate) device_id: [u8; 32],
     pub(crate) compose_file: String,
+    /// The pre-launch script, if it has one.
+    pub(crate) pre_launch_script: Option<String>,
+    /// What updates set that does not change the compose (`vcpu`, `memory`, `public_logs` …),
+    /// as last given.
+    pub(crate) settings: serde_json::Map<String, serde_json::Value>,
     pub(crate) secret: RecipientSecretKey,
     /// Allowed env names, sorted and unique.
     pub(crate) allowed: Vec<String>,
@@ -62,9 +67,25 @@ pub(crate) struct Cvm {
 
 /// A compose hash waiting for phase 2.
 pub(crate) struct Pending {
-    /// The allowed env names it stands for.
-    pub(crate) allowed: Vec<String>,
+    /// The app compose it stands for.
+    pub(crate) target: Target,
     pub(crate) expires_at: Instant,
+}
+
+/// The parts of an app compose an update changes: what the CVM would boot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub(crate) compose_file: String,
+    pub(crate) pre_launch_script: Option<String>,
+    /// Sorted and unique.
+    pub(crate) allowed: Vec<String>,
+}
+
+impl Target {
+    /// Its compose hash for app `app_id`.
+    pub(crate) fn hash(&self, app_id: &AppId) -> ComposeHash {
+        super::compose::compose_hash(app_id, &self.compose_file, self.pre_launch_script.as_deref(), &self.allowed)
+    }
 }
 
 impl Cvm {
@@ -76,6 +97,39 @@ impl Cvm {
             bytes.copy_from_slice(&self.device_id[..20]);
             AppId(bytes)
         })
+    }
+
+    /// What it boots now.
+    pub(crate) fn target(&self) -> Target {
+        Target {
+            compose_file: self.compose_file.clone(),
+            pre_launch_script: self.pre_launch_script.clone(),
+            allowed: self.allowed.clone(),
+        }
+    }
+
+    /// Applies an accepted update: the compose `target`, the settings given, and the env
+    /// (`Some`: the update's; `None`: the one it has, as the new allowed names keep it).
+    pub(crate) fn apply_update(
+        &mut self,
+        target: Target,
+        decrypted: Option<Result<&EnvVars, &str>>,
+        settings: serde_json::Map<String, serde_json::Value>,
+        busy_for: Duration,
+        now: Instant,
+    ) {
+        let Target { compose_file, pre_launch_script, allowed } = target;
+        self.compose_file = compose_file;
+        self.pre_launch_script = pre_launch_script;
+        self.settings.extend(settings);
+        match decrypted {
+            Some(decrypted) => self.apply(allowed, decrypted, busy_for, now),
+            None => {
+                let (current, error) = (self.env.clone(), self.env_error.take());
+                self.apply(allowed, Ok(&current), busy_for, now);
+                self.env_error = self.env_error.take().or(error);
+            }
+        }
     }
 
     /// The time left of a running update, if any.
@@ -116,14 +170,14 @@ impl Cvm {
     }
 }
 
-/// Which phase a request was, judged by its body.
+/// Which phase a request was, judged by its body (its headers, for the CVM patches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Phase {
     /// No `compose_hash` or `transaction_hash`.
     One,
-    /// With `compose_hash` and/or `transaction_hash`.
+    /// With `compose_hash` and/or `transaction_hash` (or their headers).
     Two,
 }
 
@@ -135,6 +189,9 @@ pub struct Operation {
     pub at: SystemTime,
     /// The reply's request id (`X-Request-ID`).
     pub request_id: String,
+    /// The operation answered (its shortened operationId: `update_cvm_envs`,
+    /// `update_cvm_endpoint`, `update_cvm_docker_compose`, `update_cvm_pre_launch_script`).
+    pub operation: &'static str,
     /// The CVM id from the path.
     pub cvm_id: String,
     /// Phase 1 or 2, when the body could be read.

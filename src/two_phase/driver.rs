@@ -1,4 +1,6 @@
-//! The whole env update in one call: [`EnvUpdate::run`].
+//! The whole two-phase flow in one call: [`drive`], and its first user, [`EnvUpdate::run`].
+//! The settings every one-call flow shares ([`FlowSettings`], with its builder methods made
+//! by [`flow_settings_methods`]) are here too.
 
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -35,8 +37,129 @@ pub const DEFAULT_VERIFICATION_RETRY_INTERVAL: Duration = Duration::from_secs(2)
 /// Phase 1 asking for a third gives [`FlowError::TooManyComposeHashes`].
 pub const MAX_REGISTRATIONS_PER_RUN: usize = 2;
 
-/// Where [`EnvUpdate`] reports its events.
+/// Where a one-call flow reports its events.
 type EventCallback<'a> = Box<dyn Fn(&FlowEvent) + Send + Sync + 'a>;
+
+/// What every one-call flow ([`EnvUpdate`], [`CvmPatch`](super::CvmPatch)) is told besides its
+/// operation: when phase 2 is sent again, the app-id check, and where events go.
+pub(crate) struct FlowSettings<'a> {
+    pub(crate) resend: Phase2Resend,
+    pub(crate) app_id_policy: AppIdPolicy,
+    pub(crate) on_event: Option<EventCallback<'a>>,
+}
+
+impl Default for FlowSettings<'_> {
+    fn default() -> Self {
+        Self {
+            resend: Phase2Resend {
+                attempts: DEFAULT_PHASE2_ATTEMPTS,
+                verification_retries: DEFAULT_VERIFICATION_RETRIES,
+                verification_retry_interval: DEFAULT_VERIFICATION_RETRY_INTERVAL,
+            },
+            app_id_policy: AppIdPolicy::default(),
+            on_event: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for FlowSettings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowSettings")
+            .field("phase2_attempts", &self.resend.attempts)
+            .field("verification_retries", &self.resend.verification_retries)
+            .field("verification_retry_interval", &self.resend.verification_retry_interval)
+            .field("app_id_policy", &self.app_id_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The transactions the registrar reported included ([`FlowEvent::TransactionConfirmed`],
+/// [`FlowEvent::AlreadyRegistered`]), for telling a lagging verifier's 467 from a final one.
+#[derive(Default)]
+pub(crate) struct Included(Mutex<HashSet<TransactionHash>>);
+
+impl Included {
+    /// The flow's event sink: notes included transactions, then calls the user's callback.
+    pub(crate) fn watch<'s>(
+        &'s self,
+        user: Option<&'s (dyn Fn(&FlowEvent) + Send + Sync + 's)>,
+    ) -> impl Fn(&FlowEvent) + Send + Sync + 's {
+        move |event: &FlowEvent| {
+            if let FlowEvent::TransactionConfirmed { transaction_hash, .. }
+            | FlowEvent::AlreadyRegistered { transaction_hash } = event
+            {
+                self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(*transaction_hash);
+            }
+            if let Some(callback) = user {
+                callback(event);
+            }
+        }
+    }
+
+    /// Whether the registrar reported `tx` included.
+    pub(crate) fn contains(&self, tx: &TransactionHash) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).contains(tx)
+    }
+}
+
+/// The builder methods of [`FlowSettings`], for a builder with a `settings` field and
+/// lifetime `$lt` (one set of methods and docs for every one-call flow).
+macro_rules! flow_settings_methods {
+    ($lt:lifetime) => {
+        /// Sends for each step of the flow (for progress displays).
+        pub fn on_event(mut self, callback: impl Fn(&$crate::FlowEvent) + Send + Sync + $lt) -> Self {
+            self.settings.on_event = Some(Box::new(callback));
+            self
+        }
+
+        /// How many times phase 2 is sent when its reply is lost (default
+        /// [`DEFAULT_PHASE2_ATTEMPTS`](crate::DEFAULT_PHASE2_ATTEMPTS), at least 1). Every send
+        /// carries the same transaction.
+        pub fn phase2_attempts(mut self, attempts: u32) -> Self {
+            self.settings.resend.attempts = attempts.max(1);
+            self
+        }
+
+        /// How many times phase 2 is sent again when it answers 467 (transaction not verified)
+        /// although the registrar saw the transaction included (default
+        /// [`DEFAULT_VERIFICATION_RETRIES`](crate::DEFAULT_VERIFICATION_RETRIES); 0 makes that
+        /// 467 final). A verifier that reads the chain a block or two behind answers so for a
+        /// transaction mined a moment ago. A 467 for a transaction the registrar did not report
+        /// included ([`FlowEvent::TransactionConfirmed`](crate::FlowEvent::TransactionConfirmed)
+        /// or [`FlowEvent::AlreadyRegistered`](crate::FlowEvent::AlreadyRegistered)) is always
+        /// final.
+        pub fn verification_retries(mut self, retries: u32) -> Self {
+            self.settings.resend.verification_retries = retries;
+            self
+        }
+
+        /// How long to wait before each such resend (default
+        /// [`DEFAULT_VERIFICATION_RETRY_INTERVAL`](crate::DEFAULT_VERIFICATION_RETRY_INTERVAL),
+        /// about a block).
+        pub fn verification_retry_interval(mut self, interval: std::time::Duration) -> Self {
+            self.settings.resend.verification_retry_interval = interval;
+            self
+        }
+
+        /// The app the caller means: a 465 naming another app contract is refused before the
+        /// registrar is asked ([`FlowError::AppIdCheck`](crate::FlowError::AppIdCheck)),
+        /// whatever the CVM reports.
+        pub fn expect_app_id(mut self, app_id: $crate::AppId) -> Self {
+            self.settings.app_id_policy.expected = Some(app_id);
+            self
+        }
+
+        /// Hands a 465 to the registrar without first reading the CVM to check that the app id
+        /// it names is the CVM's own. For an API key that may update a CVM but not read it, or a
+        /// registrar that makes the check itself; an [`expect_app_id`](Self::expect_app_id) pin
+        /// still holds.
+        pub fn skip_app_id_check(mut self) -> Self {
+            self.settings.app_id_policy.enabled = false;
+            self
+        }
+    };
+}
+pub(crate) use flow_settings_methods;
 
 /// The env to send: plaintext to encrypt (to a key given, or looked up when the flow runs), or
 /// already encrypted.
@@ -72,12 +195,8 @@ pub struct EnvUpdate<'a> {
     cvm_id: String,
     source: Option<Source>,
     env_keys: Option<Vec<String>>,
-    phase2_attempts: u32,
-    verification_retries: u32,
-    verification_retry_interval: Duration,
-    app_id_policy: AppIdPolicy,
     key_anchor: Anchor,
-    on_event: Option<EventCallback<'a>>,
+    settings: FlowSettings<'a>,
 }
 
 impl std::fmt::Debug for EnvUpdate<'_> {
@@ -85,11 +204,8 @@ impl std::fmt::Debug for EnvUpdate<'_> {
         f.debug_struct("EnvUpdate")
             .field("cvm_id", &self.cvm_id)
             .field("env_keys", &self.env_keys)
-            .field("phase2_attempts", &self.phase2_attempts)
-            .field("verification_retries", &self.verification_retries)
-            .field("verification_retry_interval", &self.verification_retry_interval)
-            .field("app_id_policy", &self.app_id_policy)
             .field("key_anchor", &self.key_anchor)
+            .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
 }
@@ -102,12 +218,8 @@ impl Client {
             cvm_id: cvm_id.into(),
             source: None,
             env_keys: None,
-            phase2_attempts: DEFAULT_PHASE2_ATTEMPTS,
-            verification_retries: DEFAULT_VERIFICATION_RETRIES,
-            verification_retry_interval: DEFAULT_VERIFICATION_RETRY_INTERVAL,
-            app_id_policy: AppIdPolicy::default(),
             key_anchor: Anchor::Api,
-            on_event: None,
+            settings: FlowSettings::default(),
         }
     }
 }
@@ -183,51 +295,7 @@ impl<'a> EnvUpdate<'a> {
         self
     }
 
-    /// Sends for each step of the flow (for progress displays).
-    pub fn on_event(mut self, callback: impl Fn(&FlowEvent) + Send + Sync + 'a) -> Self {
-        self.on_event = Some(Box::new(callback));
-        self
-    }
-
-    /// How many times phase 2 is sent when its reply is lost (default
-    /// [`DEFAULT_PHASE2_ATTEMPTS`], at least 1). Every send carries the same transaction.
-    pub fn phase2_attempts(mut self, attempts: u32) -> Self {
-        self.phase2_attempts = attempts.max(1);
-        self
-    }
-
-    /// How many times phase 2 is sent again when it answers 467 (transaction not verified)
-    /// although the registrar saw the transaction included (default
-    /// [`DEFAULT_VERIFICATION_RETRIES`]; 0 makes that 467 final). A verifier that reads the
-    /// chain a block or two behind answers so for a transaction mined a moment ago. A 467 for a
-    /// transaction the registrar did not report included ([`FlowEvent::TransactionConfirmed`]
-    /// or [`FlowEvent::AlreadyRegistered`]) is always final.
-    pub fn verification_retries(mut self, retries: u32) -> Self {
-        self.verification_retries = retries;
-        self
-    }
-
-    /// How long to wait before each such resend (default
-    /// [`DEFAULT_VERIFICATION_RETRY_INTERVAL`], about a block).
-    pub fn verification_retry_interval(mut self, interval: Duration) -> Self {
-        self.verification_retry_interval = interval;
-        self
-    }
-
-    /// The app the caller means: a 465 naming another app contract is refused before the
-    /// registrar is asked ([`FlowError::AppIdCheck`]), whatever the CVM reports.
-    pub fn expect_app_id(mut self, app_id: AppId) -> Self {
-        self.app_id_policy.expected = Some(app_id);
-        self
-    }
-
-    /// Hands a 465 to the registrar without first reading the CVM to check that the app id it
-    /// names is the CVM's own. For an API key that may update a CVM but not read it, or a
-    /// registrar that makes the check itself; an [`expect_app_id`](Self::expect_app_id) pin still holds.
-    pub fn skip_app_id_check(mut self) -> Self {
-        self.app_id_policy.enabled = false;
-        self
-    }
+    flow_settings_methods!('a);
 
     /// Runs the flow: look the CVM's env-encryption key up and verify it (if asked:
     /// [`env_with_key_lookup`](Self::env_with_key_lookup)) → encrypt (if given plaintext) → phase 1 → on 465 check its app id against
@@ -253,34 +321,13 @@ impl<'a> EnvUpdate<'a> {
             compose_hash = tracing::field::Empty,
             transaction_hash = tracing::field::Empty,
         );
-        let EnvUpdate {
-            client,
-            cvm_id,
-            source,
-            env_keys,
-            phase2_attempts,
-            verification_retries,
-            verification_retry_interval,
-            app_id_policy,
-            key_anchor,
-            on_event,
-        } = self;
+        let EnvUpdate { client, cvm_id, source, env_keys, key_anchor, settings } = self;
         // The registrar reports through `progress`; the flow watches for the transactions it
         // saw included, for telling a lagging verifier's 467 from a final one.
-        let included: Mutex<HashSet<TransactionHash>> = Mutex::new(HashSet::new());
-        let user = on_event.as_deref();
-        let watch = |event: &FlowEvent| {
-            if let FlowEvent::TransactionConfirmed { transaction_hash, .. }
-            | FlowEvent::AlreadyRegistered { transaction_hash } = event
-            {
-                included.lock().unwrap_or_else(PoisonError::into_inner).insert(*transaction_hash);
-            }
-            if let Some(callback) = user {
-                callback(event);
-            }
-        };
+        let included = Included::default();
+        let watch = included.watch(settings.on_event.as_deref());
         let progress = Progress::new(&watch);
-        let was_included = |tx: &TransactionHash| included.lock().unwrap_or_else(PoisonError::into_inner).contains(tx);
+        let was_included = |tx: &TransactionHash| included.contains(tx);
         async move {
             // The CVM's key, looked up and verified if asked for: before anything is encrypted.
             let mut cvm_read: Option<CvmRecord> = None;
@@ -305,15 +352,14 @@ impl<'a> EnvUpdate<'a> {
             // Encrypt, and check everything that can be checked before sending.
             let request = prepare(cvm_id.clone(), source, env_keys, &progress)?;
 
-            let resend = Phase2Resend { attempts: phase2_attempts, verification_retries, verification_retry_interval };
             let phases = EnvPhases(&request);
             let (accepted, registrations) = drive(
                 &phases,
                 Drive {
                     client,
                     cvm_id: &cvm_id,
-                    resend: &resend,
-                    app_id_policy: &app_id_policy,
+                    resend: &settings.resend,
+                    app_id_policy: &settings.app_id_policy,
                     cvm_read: cvm_read.as_ref(),
                 },
                 &registrar,
@@ -556,9 +602,9 @@ impl RestartBudget {
 /// [`retry::phase2_resend_delay`]); a 467 for a transaction the registrar saw included, up to
 /// `verification_retries` times, `verification_retry_interval` apart.
 pub(crate) struct Phase2Resend {
-    attempts: u32,
-    verification_retries: u32,
-    verification_retry_interval: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) verification_retries: u32,
+    pub(crate) verification_retry_interval: Duration,
 }
 
 /// Phase 2: the phase-1 request plus the two hashes, sent again as `resend` allows. Returns
@@ -688,8 +734,9 @@ pub struct Registration {
     pub transaction_hash: TransactionHash,
 }
 
-/// Why an env update did not go through. `E` is the registrar's error; `K` the operation's
-/// error kind (the env update's by default).
+/// Why a two-phase update (an env update, a CVM patch) did not go through. `E` is the
+/// registrar's error; `K` the operation's error kind (the env update's by default;
+/// [`TwoPhaseKind`](crate::TwoPhaseKind) for a [`CvmPatch`](crate::CvmPatch)).
 ///
 /// `Display` says which step failed; the cause is the [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
@@ -704,7 +751,7 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     #[error("could not encrypt the env")]
     Encrypt(#[source] CryptError),
     /// Phase 1 failed (including input refused before sending).
-    #[error("phase 1 of the env update failed")]
+    #[error("phase 1 failed")]
     Phase1(#[source] SdkError<K>),
     /// The app-id check refused phase 1's app contract; the registrar was not asked.
     #[error("not registering compose hash {compose_hash} on app contract {app_id}{}", earlier(registrations))]
@@ -746,7 +793,7 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     },
     /// Phase 1 failed after a 466 restart, when this run had registered a compose hash
     /// already: the transactions were paid for, and a later run can reuse them.
-    #[error("phase 1 of the env update failed after a restart{}", earlier(registrations))]
+    #[error("phase 1 failed after a restart{}", earlier(registrations))]
     Phase1AfterRegistration {
         /// Every registration this run made, oldest first.
         registrations: Vec<Registration>,

@@ -276,7 +276,7 @@ impl<'a> Progress<'a> {
 
     /// Reports one event.
     pub fn emit(&self, event: FlowEvent) {
-        tracing::debug!(?event, "env update progress");
+        tracing::debug!(?event, "two-phase progress");
         if let Some(callback) = self.0 {
             callback(&event);
         }

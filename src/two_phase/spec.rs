@@ -60,8 +60,17 @@ pub struct DrivenOperation {
 /// [`TWO_PHASE_OPERATIONS`](crate::TWO_PHASE_OPERATIONS) missing here is not driven: its 465
 /// is still typed ([`TwoPhaseKind`](crate::TwoPhaseKind), through
 /// [`Client::send_two_phase`](crate::Client::send_two_phase)), and its phase 2 is the caller's.
-pub const DRIVEN_OPERATIONS: &[DrivenOperation] = &[DrivenOperation {
-    name: "update_cvm_envs",
-    carrier: Phase2Carrier::BodyFields,
-    entry_point: "Client::env_update",
-}];
+pub const DRIVEN_OPERATIONS: &[DrivenOperation] = &[
+    DrivenOperation { name: "update_cvm_envs", carrier: Phase2Carrier::BodyFields, entry_point: "Client::env_update" },
+    DrivenOperation { name: "update_cvm_endpoint", carrier: Phase2Carrier::Headers, entry_point: "Client::cvm_patch" },
+    DrivenOperation {
+        name: "update_cvm_docker_compose",
+        carrier: Phase2Carrier::Headers,
+        entry_point: "Client::docker_compose_patch",
+    },
+    DrivenOperation {
+        name: "update_cvm_pre_launch_script",
+        carrier: Phase2Carrier::Headers,
+        entry_point: "Client::pre_launch_script_patch",
+    },
+];

@@ -201,32 +201,18 @@ impl Client {
         let phase = if body.compose_hash.is_some() { 2 } else { 1 };
         let span = tracing::info_span!("update_cvm_envs", cvm_id, phase, status = tracing::field::Empty);
         async {
-            let mut attempt = 1;
-            loop {
-                let result = self.send_update(cvm_id, body).await;
-                let status = match &result {
-                    Ok(accepted) => Some(accepted.http_status),
-                    Err(e) => e.status(),
-                };
-                if let Some(status) = status {
-                    tracing::Span::current().record("status", status.as_u16());
-                }
-                let retry = match (&result, &self.inner.conflict_retry) {
-                    (Err(SdkError::Service(UpdateEnvsKind::Conflict(http))), Some(policy)) => {
-                        policy.delay(attempt, http.retry_after(), rand::random::<f64>())
-                    }
-                    _ => None,
-                };
-                let Some(delay) = retry else {
-                    if let Ok(accepted) = &result {
-                        tracing::info!(correlation_id = accepted.correlation_id.as_deref(), "update accepted");
-                    }
-                    return result;
-                };
-                tracing::info!(attempt, ?delay, "409: another operation is running; retrying");
-                tokio::time::sleep(delay).await;
-                attempt += 1;
+            let result = self.retrying_conflicts(|| self.send_update(cvm_id, body)).await;
+            let status = match &result {
+                Ok(accepted) => Some(accepted.http_status),
+                Err(e) => e.status(),
+            };
+            if let Some(status) = status {
+                tracing::Span::current().record("status", status.as_u16());
             }
+            if let Ok(accepted) = &result {
+                tracing::info!(correlation_id = accepted.correlation_id.as_deref(), "update accepted");
+            }
+            result
         }
         .instrument(span)
         .await

@@ -213,9 +213,6 @@ async fn request_bodies_sent_match_the_spec_schema_and_headers() {
 /// each with why. An operation the spec adds 465 to must be driven or named here: the test
 /// below fails, naming it, until it is.
 const NOT_DRIVEN: &[(&str, &str)] = &[
-    ("update_cvm_endpoint", "the unified PATCH: phase 2 in headers; not driven yet"),
-    ("update_cvm_docker_compose", "a multipart upload (not generated); phase 2 in headers; not driven yet"),
-    ("update_cvm_pre_launch_script", "a multipart upload (not generated); phase 2 in headers; not driven yet"),
     ("handle_replicate_cvm_cvms_replicas", "465 is an allow-list rejection: no phase 2 in the request, no 466-468"),
     ("redeploy_cvm_revision", "phase 2 is a transaction_hash query parameter only; no 466-468"),
     ("redeploy_app_revision", "phase 2 is a transaction_hash query parameter only; no 466-468"),
