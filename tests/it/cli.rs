@@ -663,7 +663,14 @@ async fn completions_and_help_examples() {
         assert!(stdout.contains("phala-cloud") && stdout.contains("verify-pubkey"), "{shell}: {stdout}");
     }
     assert_eq!(cli(args(&["completions", "tcsh"]), vec![]).await.status.code(), Some(2));
-    for command in [&["envs", "update"][..], &["envs", "encrypt"], &["envs", "verify-pubkey"], &["simulate"]] {
+    for command in [
+        &["envs", "update"][..],
+        &["envs", "encrypt"],
+        &["envs", "verify-pubkey"],
+        &["compose", "update"],
+        &["cvms", "update"],
+        &["simulate"],
+    ] {
         let mut a = args(command);
         a.push("--help".into());
         let (stdout, _) = text(&cli(a, vec![]).await);

@@ -622,21 +622,23 @@ fn print_outcome(outcome: &UpdateOutcome, json: bool) {
 /// An accepted update as `--json` prints it.
 fn outcome_json(outcome: &UpdateOutcome) -> serde_json::Value {
     let accepted = &outcome.accepted;
-    let registration = outcome.registration.as_ref();
-    json!({
-            "status": accepted.status,
-            "correlation_id": accepted.correlation_id,
-            "allowed_envs_changed": accepted.allowed_envs_changed,
-            "compose_hash": registration.map(|r| r.compose_hash.to_hex()),
-            "transaction_hash": registration.map(|r| r.transaction_hash.to_hex()),
-            "app_id": registration.map(|r| r.app_id.to_hex()),
-            "chain_id": registration.and_then(|r| r.chain_id),
-            "encryption_key": outcome
-                .encryption_key
-                .as_ref()
-                .filter(|k| k.verification() != &KeyVerification::CallerProvided)
-                .map(key_json),
-    })
+    let mut fields = crate::output::registration_json(outcome.registration.as_ref());
+    fields.extend([
+        ("status".to_owned(), json!(accepted.status)),
+        ("correlation_id".to_owned(), json!(accepted.correlation_id)),
+        ("allowed_envs_changed".to_owned(), json!(accepted.allowed_envs_changed)),
+        (
+            "encryption_key".to_owned(),
+            json!(
+                outcome
+                    .encryption_key
+                    .as_ref()
+                    .filter(|k| k.verification() != &KeyVerification::CallerProvided)
+                    .map(key_json)
+            ),
+        ),
+    ]);
+    serde_json::Value::Object(fields)
 }
 
 /// An accepted update as text: the acceptance, and the registration if there was one.
@@ -647,12 +649,7 @@ fn outcome_lines(outcome: &UpdateOutcome) -> Vec<String> {
         accepted.correlation_id.as_deref().unwrap_or("(none)"),
         accepted.allowed_envs_changed.map_or("unknown", |c| if c { "yes" } else { "no" })
     )];
-    if let Some(r) = &outcome.registration {
-        lines.push(format!(
-            "registered compose hash {} on app {} by transaction {}",
-            r.compose_hash, r.app_id, r.transaction_hash
-        ));
-    }
+    lines.extend(outcome.registration.as_ref().map(crate::output::registration_line));
     lines
 }
 

@@ -7,6 +7,7 @@ mod demo;
 mod envs;
 mod lock_dir;
 mod output;
+mod patch;
 mod registration;
 mod secret_arg;
 mod simulate;
@@ -36,8 +37,8 @@ Exit codes:
   9  not confirmed: the answer to \"Sign and send it?\" was not yes; nothing was
      signed or sent";
 
-/// Phala Cloud from the command line: env updates with on-chain registration, and a local
-/// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
+/// Phala Cloud from the command line: env, compose and CVM updates with on-chain registration,
+/// and a local simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
 #[derive(Parser)]
 #[command(name = "phala-cloud", version, about, after_help = EXIT_CODES)]
 struct Cli {
@@ -55,6 +56,12 @@ enum Command {
     /// Update, encrypt, and check env vars of a CVM.
     #[command(subcommand, after_help = EXIT_CODES)]
     Envs(envs::EnvsCommand),
+    /// Update a CVM's docker compose file and pre-launch script.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Compose(patch::ComposeCommand),
+    /// Update a CVM's compose, resources, image and visibility (the unified PATCH).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Cvms(patch::CvmsCommand),
     /// Serve a local simulator of the env-update endpoint.
     #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
@@ -168,6 +175,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Envs(command) => envs::run(command).await,
+            Command::Compose(command) => patch::run_compose(command).await,
+            Command::Cvms(command) => patch::run_cvms(command).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Demo => demo::run().await.map_err(|e| Failure {
                 code: exit::OTHER,

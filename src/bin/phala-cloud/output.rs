@@ -367,3 +367,25 @@ pub fn finish<T, K: ServiceExit>(
         Err(e) => Err(Failure::from_flow(&e, json, user_gave_transaction)),
     }
 }
+
+/// The registration an accepted update made (the last, after a 466 restart), as `--json`
+/// fields: `compose_hash`, `transaction_hash`, `app_id`, `chain_id`, null without one.
+pub fn registration_json(
+    registration: Option<&phala_cloud::Registration>,
+) -> serde_json::Map<String, serde_json::Value> {
+    let fields = json!({
+        "compose_hash": registration.map(|r| r.compose_hash.to_hex()),
+        "transaction_hash": registration.map(|r| r.transaction_hash.to_hex()),
+        "app_id": registration.map(|r| r.app_id.to_hex()),
+        "chain_id": registration.and_then(|r| r.chain_id),
+    });
+    match fields {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("json! of an object"),
+    }
+}
+
+/// The registration an accepted update made, as a line of text.
+pub fn registration_line(r: &phala_cloud::Registration) -> String {
+    format!("registered compose hash {} on app {} by transaction {}", r.compose_hash, r.app_id, r.transaction_hash)
+}
