@@ -165,6 +165,32 @@ struct Change {
     /// Phase 2: in the envs body, or the `X-Compose-Hash` and `X-Transaction-Hash` headers.
     compose_hash: Option<String>,
     transaction_hash: Option<String>,
+    /// The unified PATCH's `X-Prepare-Only: true`.
+    prepare_only: bool,
+}
+
+impl Change {
+    /// Whether the request asks for any change (`allow_force_stop` alone is none).
+    fn changes_something(&self) -> bool {
+        self.encrypted_env.is_some()
+            || self.docker_compose_file.is_some()
+            || self.pre_launch_script.is_some()
+            || self.allowed_envs.is_some()
+            || self.settings.keys().any(|k| k != "allow_force_stop")
+    }
+
+    /// Phase 2 of the unified PATCH with nothing in its body (the official JS SDK's
+    /// `confirmCvmPatch` sends `{}`): the request phase 1 handed the hash out for.
+    fn from_pending(self, pending: &Pending) -> Self {
+        Self {
+            encrypted_env: pending.encrypted_env.clone(),
+            allowed_envs: Some(pending.target.allowed.clone()),
+            docker_compose_file: Some(pending.target.compose_file.clone()),
+            pre_launch_script: Some(pending.target.pre_launch_script.clone().unwrap_or_default()),
+            settings: pending.settings.clone(),
+            ..self
+        }
+    }
 }
 
 /// The four routes that change a CVM's app compose: how each reads its request, carries phase
@@ -206,6 +232,12 @@ impl Route {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         change.compose_hash = header("x-compose-hash");
         change.transaction_hash = header("x-transaction-hash");
+        change.prepare_only = self == Route::Unified && header("x-prepare-only").as_deref() == Some("true");
+        // Only phase 1 must change something: a phase 2 may cite its hash alone.
+        let phase2 = change.compose_hash.is_some() || change.transaction_hash.is_some();
+        if self == Route::Unified && !phase2 && !change.changes_something() {
+            return Err(Reply::Detail(StatusCode::BAD_REQUEST, "No fields to update".into()));
+        }
         Ok(change)
     }
 
@@ -328,7 +360,7 @@ async fn handle(
     };
     let cvm_id = resolved.as_str();
     let now = Instant::now();
-    let change = {
+    let mut change = {
         let cvms = super::state::lock(&shared.cvms);
         let Some(cvm) = cvms.get(cvm_id) else {
             return Reply::Detail(StatusCode::NOT_FOUND, format!("CVM {cvm_id} not found"));
@@ -391,6 +423,17 @@ async fn handle(
         }
     };
 
+    // A phase 2 that sends nothing but the hash takes the request phase 1 handed it out for
+    // (an unknown hash stays an empty request, refused below with 466).
+    if let Some((hash, _)) = phase2
+        && !change.changes_something()
+    {
+        let cvms = super::state::lock(&shared.cvms);
+        if let Some(pending) = cvms.get(cvm_id).and_then(|cvm| cvm.pending.get(&hash)) {
+            change = change.from_pending(pending);
+        }
+    }
+
     // The server cannot decrypt the env (it is encrypted to the CVM): it checks only the
     // blob's shape, and a blob too short to hold key, IV and tag is a validation error. The
     // CVM's side is played here: whether it will decrypt is recorded when the update is
@@ -420,7 +463,8 @@ async fn handle(
     let decrypted = decrypted.as_ref().map(|d| d.as_ref().map_err(String::as_str));
     // The app compose asked for: each part as given, else the CVM's (read under the lock that
     // decides). The allowed names as a set.
-    let Change { allowed_envs, docker_compose_file, pre_launch_script, settings, .. } = change;
+    let Change { encrypted_env, allowed_envs, docker_compose_file, pre_launch_script, settings, prepare_only, .. } =
+        change;
     let target = |cvm: &super::state::Cvm| Target {
         compose_file: docker_compose_file.clone().unwrap_or_else(|| cvm.compose_file.clone()),
         pre_launch_script: match &pre_launch_script {
@@ -449,18 +493,34 @@ async fn handle(
                 return Reply::Detail(StatusCode::INTERNAL_SERVER_ERROR, "CVM has no app contract".into());
             };
             let hash = target.hash(&app_id);
-            cvm.pending.insert(hash, Pending { target, expires_at: now + shared.compose_hash_ttl });
+            let pending = Pending {
+                target,
+                encrypted_env: encrypted_env.clone(),
+                settings: settings.clone(),
+                expires_at: now + shared.compose_hash_ttl,
+            };
+            cvm.pending.insert(hash, pending);
             op.compose_hash = Some(hash);
             return Reply::Structured {
                 status: 465,
                 code: "ERR-01-005",
                 message: "Compose hash registration required on-chain".into(),
-                details: json!([
-                    { "field": "compose_hash", "value": hash.to_hex(), "message": null },
-                    { "field": "app_id", "value": app_id.to_hex(), "message": null },
-                    { "field": "device_id", "value": const_hex::encode_prefixed(cvm.device_id), "message": null },
-                    { "field": "kms_info", "value": shared.kms_info, "message": null },
-                ]),
+                details: {
+                    let mut details = vec![
+                        json!({ "field": "compose_hash", "value": hash.to_hex(), "message": null }),
+                        json!({ "field": "app_id", "value": app_id.to_hex(), "message": null }),
+                        json!({ "field": "device_id", "value": const_hex::encode_prefixed(cvm.device_id), "message": null }),
+                        json!({ "field": "kms_info", "value": shared.kms_info, "message": null }),
+                    ];
+                    // `X-Prepare-Only: true` (multisig workflows): a commit token, a string, as
+                    // the official JS SDK reads it.
+                    if prepare_only {
+                        details.push(
+                            json!({ "field": "commit_token", "value": super::random_id("commit"), "message": null }),
+                        );
+                    }
+                    Value::Array(details)
+                },
                 suggestion: match route {
                     Route::Envs => {
                         "Register the compose hash on the app contract, then send the same request with compose_hash and transaction_hash"
@@ -683,7 +743,8 @@ const SETTINGS: &[(&str, fn(&Value) -> bool)] = &[
 ];
 
 /// Reads the unified PATCH's `UpdateCvmRequest` (only the fields given are applied; unknown
-/// fields are ignored, as pydantic does). A body that changes nothing is a 400.
+/// fields are ignored, as pydantic does). A phase 1 that changes nothing is a 400 (see
+/// [`Route::read`]).
 fn parse_unified(body: &[u8]) -> Result<Change, Reply> {
     let mut fields = json_object(body)?;
     let mut errors = Vec::new();
@@ -708,32 +769,25 @@ fn parse_unified(body: &[u8]) -> Result<Change, Reply> {
     if docker_compose_file.as_deref().is_some_and(|f| f.trim().is_empty()) {
         return Err(Reply::Detail(StatusCode::BAD_REQUEST, "docker_compose_file is empty".into()));
     }
-    let changes_something = encrypted_env.is_some()
-        || docker_compose_file.is_some()
-        || pre_launch_script.is_some()
-        || allowed_envs.is_some()
-        || settings.keys().any(|k| k != "allow_force_stop");
-    if !changes_something {
-        return Err(Reply::Detail(StatusCode::BAD_REQUEST, "No fields to update".into()));
-    }
-    Ok(Change {
-        encrypted_env,
-        allowed_envs,
-        docker_compose_file,
-        pre_launch_script,
-        settings,
-        compose_hash: None,
-        transaction_hash: None,
-    })
+    Ok(Change { encrypted_env, allowed_envs, docker_compose_file, pre_launch_script, settings, ..Change::default() })
 }
 
-/// The text of a multipart upload's `file` part. A body that is not `multipart/form-data`, has
-/// no `file` part, or an empty one, is the spec's 400 ("Invalid content type or empty body").
+/// The text of an upload: the spec's multipart `file` part, or a raw `text/*` body (what the
+/// official JS SDK sends: `text/yaml`, `text/plain`). Any other body, no `file` part, or an
+/// empty file, is the spec's 400 ("Invalid content type or empty body").
 fn multipart_file(headers: &HeaderMap, body: &[u8]) -> Result<String, Reply> {
     let bad = |why: &str| Reply::Detail(StatusCode::BAD_REQUEST, format!("Invalid content type or empty body: {why}"));
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mut params = content_type.split(';').map(str::trim);
-    if !params.next().is_some_and(|t| t.eq_ignore_ascii_case("multipart/form-data")) {
+    let media_type = params.next().unwrap_or("").to_ascii_lowercase();
+    if media_type.starts_with("text/") {
+        let text = std::str::from_utf8(body).map_err(|_| bad("the text is not UTF-8"))?;
+        if text.trim().is_empty() {
+            return Err(bad("the file is empty"));
+        }
+        return Ok(text.to_owned());
+    }
+    if media_type != "multipart/form-data" {
         return Err(bad("expected multipart/form-data"));
     }
     let boundary = params

@@ -19,10 +19,16 @@ pub(crate) fn resolve<'a>(cvms: &'a HashMap<String, Cvm>, given: &str) -> Option
     let mut ids: Vec<&String> = cvms.keys().collect();
     ids.sort();
     let by = |matches: &dyn Fn(&Cvm) -> bool| ids.iter().find(|id| matches(&cvms[id.as_str()])).map(|id| id.as_str());
-    by(&|c| c.hashed_id == given || c.instance_id == given || c.vm_uuid.eq_ignore_ascii_case(given)).or_else(|| {
+    by(&|c| c.hashed_id == given || c.instance_id == given || same_uuid(&c.vm_uuid, given)).or_else(|| {
         let app = crate::two_phase::parse_app_id(given)?;
         by(&|c| c.api_app_id() == app)
     })
+}
+
+/// A UUID with or without its dashes (the official JS SDK sends it without), in either case.
+fn same_uuid(uuid: &str, given: &str) -> bool {
+    let digits = |s: &str| s.bytes().filter(|&b| b != b'-').map(|b| b.to_ascii_lowercase()).collect::<Vec<u8>>();
+    !given.is_empty() && (uuid.eq_ignore_ascii_case(given) || digits(uuid) == digits(given))
 }
 
 /// Locks a part of the simulator's state, taking over a poisoned lock: every critical section
@@ -69,6 +75,11 @@ pub(crate) struct Cvm {
 pub(crate) struct Pending {
     /// The app compose it stands for.
     pub(crate) target: Target,
+    /// The rest of the phase-1 request it was handed out for (its env and settings), for a
+    /// phase 2 that cites the hash without sending the request again (the official JS SDK's
+    /// `confirmCvmPatch` sends `{}`).
+    pub(crate) encrypted_env: Option<String>,
+    pub(crate) settings: serde_json::Map<String, serde_json::Value>,
     pub(crate) expires_at: Instant,
 }
 

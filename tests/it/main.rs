@@ -9,6 +9,7 @@
 //! | `envcrypt`, `from_env`, `bad_input` | encryption, limits and KMS signatures; `Client::from_env`; input refused before sending |
 //! | `key_lookup` | the CVM's env-encryption key looked up and verified (API-reported and on-chain KMS key, faults refused before sending); the simulator's GETs |
 //! | `two_phase`, `two_phase_chain`, `flow_faults`, `flow_registrations` | the phases as values; the one-call flow on anvil, under faults and scripted replies |
+//! | `cvm_patch` | the CVM compose updates (unified PATCH, compose and pre-launch-script uploads): what each phase sends, input refused, each on anvil with its 466 restart |
 //! | `fleet` | the update of many CVMs: one registration per compose hash, per-CVM results, a rerun that sends nothing |
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
@@ -38,6 +39,7 @@ mod cli_compose;
 mod cli_confirm;
 mod cli_fleet;
 mod cli_registration;
+mod cvm_patch;
 mod envcrypt;
 mod faults;
 mod fleet;

@@ -15,6 +15,7 @@ use phala_cloud::onchain::{OnchainError, OnchainRegistrar};
 use phala_cloud::simulator::{ChainConfig, CvmSpec, Simulator, SimulatorConfig};
 use phala_cloud::{ComposeHashRegistrar, FlowError, FlowEvent, Progress, RestartReason};
 use phala_cloud::{ConflictRetry, EnvVars, Phase1Data, TransactionHash};
+use support::Then;
 use support::anvil::{AnvilOptions, LocalChain, wallet_provider};
 
 fn vars() -> EnvVars {
@@ -158,23 +159,6 @@ async fn chain_id_mismatch_is_refused() {
         .unwrap_err();
     assert!(matches!(e.registration_error(), Some(OnchainError::WrongChain { rpc: 8453, expected: 31337 })), "{e:?}");
     assert!(sim.cvm_env("cvm-1").unwrap().is_empty());
-}
-
-/// Registers with the on-chain registrar, then runs `after` (to disturb the flow).
-struct Then<'a, F> {
-    inner: &'a OnchainRegistrar,
-    after: F,
-}
-
-impl<F> ComposeHashRegistrar for Then<'_, F>
-where
-    F: Fn(TransactionHash) -> Result<TransactionHash, std::io::Error> + Send + Sync,
-{
-    type Error = std::io::Error;
-    async fn register(&self, data: &Phase1Data, progress: &Progress<'_>) -> Result<TransactionHash, std::io::Error> {
-        let tx = self.inner.register(data, progress).await.map_err(std::io::Error::other)?;
-        (self.after)(tx)
-    }
 }
 
 #[tokio::test]

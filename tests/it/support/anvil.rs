@@ -121,6 +121,15 @@ impl LocalChain {
         deploy_app_auth(&self.endpoint, self.signer(n)).await
     }
 
+    /// How many `ComposeHashAdded` events app contract `app` emitted on this node.
+    pub async fn compose_hashes_added(&self, app: Address) -> usize {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(app)
+            .event_signature(phala_cloud::onchain::COMPOSE_HASH_ADDED_TOPIC)
+            .from_block(0);
+        self.provider(0).get_logs(&filter).await.unwrap().len()
+    }
+
     /// A simulator's chain settings for this node, its contracts deployed by dev account 0.
     pub fn sim_chain(&self) -> phala_cloud::simulator::ChainConfig {
         phala_cloud::simulator::ChainConfig::new(self.endpoint.parse().unwrap()).deployer(self.signer(0))

@@ -27,6 +27,28 @@ pub async fn run_recording<R: phala_cloud::ComposeHashRegistrar>(
     (outcome, events)
 }
 
+/// Registers with `inner`, then runs `after` (to disturb the flow: expire the hash, say).
+pub struct Then<'a, R, F> {
+    pub inner: &'a R,
+    pub after: F,
+}
+
+impl<R, F> phala_cloud::ComposeHashRegistrar for Then<'_, R, F>
+where
+    R: phala_cloud::ComposeHashRegistrar,
+    F: Fn(phala_cloud::TransactionHash) -> Result<phala_cloud::TransactionHash, std::io::Error> + Send + Sync,
+{
+    type Error = std::io::Error;
+    async fn register(
+        &self,
+        data: &phala_cloud::Phase1Data,
+        progress: &phala_cloud::Progress<'_>,
+    ) -> Result<phala_cloud::TransactionHash, std::io::Error> {
+        let tx = self.inner.register(data, progress).await.map_err(std::io::Error::other)?;
+        (self.after)(tx)
+    }
+}
+
 /// A fresh X25519 public key to encrypt to (its secret is dropped: nothing decrypts with it).
 pub fn random_recipient() -> phala_cloud::RecipientPublicKey {
     let mut secret = [0u8; 32];
