@@ -4,7 +4,7 @@
 //! anything is sent, and the unified PATCH with resources only (no 465) or a compose file.
 #![cfg(feature = "cli")]
 
-use crate::cli_registration::{cli, nonce, registrations, sim_env, temp_dir, text};
+use crate::cli_registration::{cli, nonce, sim_env, temp_dir, text};
 use crate::support::anvil::LocalChain;
 
 use alloy::primitives::Address;
@@ -87,7 +87,7 @@ async fn compose_update_registers_the_new_compose_hash_once() {
     let view = cvm_view(&sim, "cvm-1").await;
     assert_eq!(view["compose_file"]["docker_compose_file"], COMPOSE, "{view}");
     assert_eq!(bare(&result["compose_hash"]), bare(&view["compose_hash"]), "the hash the CVM boots");
-    assert_eq!(registrations(&chain, app.into()).await, 1, "one ComposeHashAdded");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 1, "one ComposeHashAdded");
     let tx: alloy::primitives::B256 = result["transaction_hash"].as_str().unwrap().parse().unwrap();
     let receipt = chain.provider(0).get_transaction_receipt(tx).await.unwrap().expect("mined");
     assert!(receipt.status());
@@ -122,7 +122,7 @@ async fn prepare_only_then_transaction_hash_finishes_it() {
     assert_eq!(prepared["app_id"], app.to_hex());
     assert_eq!(prepared["to"].as_str().unwrap().to_lowercase(), app.to_hex());
     assert_eq!(nonce(&chain, 0).await, before, "prepare-only signs nothing");
-    assert_eq!(registrations(&chain, app.into()).await, 0);
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
     assert!(cvm_view(&sim, "cvm-1").await["compose_file"]["docker_compose_file"] != COMPOSE, "nothing applied");
 
     let to: Address = prepared["to"].as_str().unwrap().parse().unwrap();
@@ -141,7 +141,7 @@ async fn prepare_only_then_transaction_hash_finishes_it() {
     assert_eq!(view["compose_file"]["docker_compose_file"], COMPOSE, "{view}");
     assert_eq!(view["compose_file"]["pre_launch_script"], "#!/bin/sh\necho ready\n", "{view}");
     assert_eq!(bare(&view["compose_hash"]), bare(&prepared["compose_hash"]), "one hash for both files");
-    assert_eq!(registrations(&chain, app.into()).await, 1, "no second registration");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 1, "no second registration");
     let ops: Vec<&str> = sim.operations().iter().map(|o| o.operation).filter(|o| o.starts_with("update_")).collect();
     assert!(ops.iter().all(|o| *o == "update_cvm_endpoint"), "both files: the unified PATCH: {ops:?}");
 }
@@ -214,7 +214,7 @@ async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
     assert_eq!(sent(&sim), [("update_cvm_endpoint", 202)], "no 465");
     let view = cvm_view(&sim, "cvm-1").await;
     assert_eq!((&view["resource"]["vcpu"], &view["public_logs"]), (&json!(4), &json!(true)), "{view}");
-    assert_eq!(registrations(&chain, app.into()).await, 0);
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
 
     let compose = file("cvms", "docker-compose.yml", COMPOSE);
     let out = cli(
@@ -225,7 +225,7 @@ async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
     let result = json_out(&out);
     assert!(result["transaction_hash"].is_string(), "{result}");
-    assert_eq!(registrations(&chain, app.into()).await, 1, "one ComposeHashAdded");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 1, "one ComposeHashAdded");
     let view = cvm_view(&sim, "cvm-1").await;
     assert_eq!(view["compose_file"]["docker_compose_file"], COMPOSE, "{view}");
     assert_eq!(view["compose_file"]["allowed_envs"], json!(["A", "B"]), "{view}");

@@ -1,8 +1,8 @@
 //! `phala-cloud envs update` around the on-chain registration: processes that take turns on
 //! one key (one transaction for three CVMs of one app), the app-id check before signing, the
 //! fee and gas caps, and what the CLI says after a transaction that cannot be reused. Its helpers
-//! (the binary run with only the variables given, the simulator's variables, the chain's
-//! `ComposeHashAdded` count) serve `cli_compose` too.
+//! (the binary run with only the variables given, the simulator's variables, a temp dir, the
+//! signer's nonce) serve `cli_compose` too.
 #![cfg(feature = "cli")]
 
 use crate::support;
@@ -74,7 +74,7 @@ pub(crate) fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
 }
 
 /// The `ComposeHashAdded` logs of `app` on the chain.
-pub(crate) async fn registrations(chain: &LocalChain, app: Address) -> usize {
+async fn registrations(chain: &LocalChain, app: Address) -> usize {
     let filter = Filter::new().address(app).event_signature(COMPOSE_HASH_ADDED_TOPIC).from_block(0);
     chain.provider(0).get_logs(&filter).await.unwrap().len()
 }
