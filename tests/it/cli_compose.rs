@@ -233,3 +233,48 @@ async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
     let updates: Vec<_> = sent(&sim).into_iter().filter(|(op, _)| op.starts_with("update_")).collect();
     assert_eq!(updates, [("update_cvm_endpoint", 202), ("update_cvm_endpoint", 465), ("update_cvm_endpoint", 202)]);
 }
+
+/// The operations' own error statuses map to `envs update`'s exit codes (these operations
+/// define 400: bad input), each with the `--json` error object; a 5xx says to try again later.
+#[tokio::test]
+async fn error_statuses_map_to_the_exit_codes() {
+    use crate::support::{Reply, ScriptedServer};
+    let compose = file("statuses", "docker-compose.yml", COMPOSE);
+    for (status, code) in [(400, 2), (401, 3), (403, 3), (404, 4), (422, 2), (500, 7), (502, 7)] {
+        let server = ScriptedServer::start(vec![Reply::json(status, r#"{"detail":"refused"}"#)]).await;
+        let env =
+            vec![("PHALA_CLOUD_API_KEY", "phak_test".to_owned()), ("PHALA_CLOUD_API_PREFIX", server.base_url.clone())];
+        let out = cli(args(&["compose", "update", "c1", "-f", &compose, "--json"]), env).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(code), "{status}: {stdout}\n{stderr}");
+        let error = &json_out(&out)["error"];
+        assert_eq!((&error["status"], &error["exit_code"]), (&json!(status), &json!(code)), "{error}");
+        assert!(stderr.contains(&status.to_string()), "{stderr}");
+        if code == 7 {
+            assert!(stderr.contains("try again later"), "{stderr}");
+        }
+        assert!(
+            server.recorded()[0].request_line().starts_with("PATCH /api/v1/cvms/c1/docker-compose "),
+            "{:?}",
+            server.recorded()[0].request_line()
+        );
+    }
+}
+
+/// Without --yes and without a terminal to ask on, nothing is signed: exit 2, the owner's nonce
+/// unmoved, no registration, the CVM's compose unchanged, and the message says what to pass.
+#[tokio::test]
+async fn without_yes_and_without_a_terminal_nothing_is_signed() {
+    let chain = LocalChain::start();
+    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
+    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let compose = file("no-tty", "docker-compose.yml", COMPOSE);
+    let before = nonce(&chain, 0).await;
+    let out = cli(args(&["compose", "update", "cvm-1", "-f", &compose]), owner_env(&sim, &chain, "no-tty")).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("not a terminal") && stderr.contains("--yes"), "{stderr}");
+    assert_eq!(nonce(&chain, 0).await, before, "nothing signed");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
+    assert!(cvm_view(&sim, "cvm-1").await["compose_file"]["docker_compose_file"] != COMPOSE);
+}
