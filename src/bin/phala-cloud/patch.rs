@@ -46,10 +46,10 @@ leaves the compose hash allowed) is updated at phase 1, with nothing to register
 #[derive(clap::Subcommand)]
 pub enum CvmsCommand {
     /// Change a CVM through the unified PATCH /api/v1/cvms/{CVM}: only the fields given are
-    /// sent. A change of the compose (--compose-file, --pre-launch-script, --allowed-env) makes
-    /// a new compose hash, registered on-chain when the CVM's KMS is contract-owned (phase 1 →
-    /// 465 → addComposeHash → phase 2), with the question before signing; a change of
-    /// resources, image or visibility alone is accepted at phase 1.
+    /// sent. A change of the app compose (--compose-file, --pre-launch-script, --allowed-env…)
+    /// makes a new compose hash, registered on-chain when the CVM's KMS is contract-owned
+    /// (phase 1 → 465 → addComposeHash → phase 2), with the question before signing; a change
+    /// that leaves the compose hash as it is (resources such as --vcpu) is accepted at phase 1.
     #[command(after_help = "Examples:
   PHALA_CLOUD_API_KEY=… phala-cloud cvms update app_4f2c… --vcpu 4 --memory 8192   # resources: nothing to register
   PRIVATE_KEY=… phala-cloud cvms update app_4f2c… --compose-file docker-compose.yml --allowed-env API_TOKEN --allowed-env LOG_LEVEL --rpc-url https://mainnet.base.org
