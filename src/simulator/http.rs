@@ -39,10 +39,10 @@ const PRE_LAUNCH_SCRIPT_PATH: &str = "/api/v1/cvms/{cvm_id}/pre-launch-script";
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
     // axum's path syntax is OpenAPI's: `{cvm_id}` captures one segment.
     Router::new()
-        .route(ENVS_PATH, patch(update_envs))
-        .route(super::cvm_view::CVM_PATH, get(super::cvm_view::get_cvm).patch(update_cvm))
-        .route(DOCKER_COMPOSE_PATH, patch(update_docker_compose))
-        .route(PRE_LAUNCH_SCRIPT_PATH, patch(update_pre_launch_script))
+        .route(ENVS_PATH, patch(handler(Route::Envs)))
+        .route(super::cvm_view::CVM_PATH, get(super::cvm_view::get_cvm).patch(handler(Route::Unified)))
+        .route(DOCKER_COMPOSE_PATH, patch(handler(Route::DockerCompose)))
+        .route(PRE_LAUNCH_SCRIPT_PATH, patch(handler(Route::PreLaunchScript)))
         .route(super::cvm_view::LIST_PATH, get(super::cvm_view::list_cvms))
         .route(super::cvm_view::APP_CVMS_PATH, get(super::cvm_view::app_cvms))
         .route(super::kms::PUBKEY_PATH, get(super::kms::get_pubkey))
@@ -181,7 +181,7 @@ impl Change {
 
     /// Phase 2 of the unified PATCH with nothing in its body (the official JS SDK's
     /// `confirmCvmPatch` sends `{}`): the request phase 1 handed the hash out for.
-    fn from_pending(self, pending: &Pending) -> Self {
+    fn or_pending(self, pending: &Pending) -> Self {
         Self {
             encrypted_env: pending.encrypted_env.clone(),
             allowed_envs: Some(pending.target.allowed.clone()),
@@ -263,40 +263,17 @@ impl Route {
     }
 }
 
-async fn update_envs(
-    State(shared): State<Arc<Shared>>,
-    Path(cvm_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(&shared, Route::Envs, cvm_id, &headers, &body).await
-}
-
-async fn update_cvm(
-    State(shared): State<Arc<Shared>>,
-    Path(cvm_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(&shared, Route::Unified, cvm_id, &headers, &body).await
-}
-
-async fn update_docker_compose(
-    State(shared): State<Arc<Shared>>,
-    Path(cvm_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(&shared, Route::DockerCompose, cvm_id, &headers, &body).await
-}
-
-async fn update_pre_launch_script(
-    State(shared): State<Arc<Shared>>,
-    Path(cvm_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    answer(&shared, Route::PreLaunchScript, cvm_id, &headers, &body).await
+/// The handler of `route`'s path.
+fn handler(
+    route: Route,
+) -> impl Fn(State<Arc<Shared>>, Path<String>, HeaderMap, Bytes) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |State(shared), Path(cvm_id), headers, body| {
+        Box::pin(async move { answer(&shared, route, cvm_id, &headers, &body).await })
+    }
 }
 
 /// Answers one request of `route` and logs it.
@@ -430,7 +407,7 @@ async fn handle(
     {
         let cvms = super::state::lock(&shared.cvms);
         if let Some(pending) = cvms.get(cvm_id).and_then(|cvm| cvm.pending.get(&hash)) {
-            change = change.from_pending(pending);
+            change = change.or_pending(pending);
         }
     }
 
@@ -726,9 +703,12 @@ fn parse_body(body: &[u8]) -> Result<Change, Reply> {
     Ok(Change { encrypted_env, allowed_envs: env_keys, compose_hash, transaction_hash, ..Change::default() })
 }
 
+/// A JSON type check.
+type IsType = fn(&Value) -> bool;
+
 /// The fields of `UpdateCvmRequest` that do not change the app compose, each with the JSON
 /// type it must have: recorded as given.
-const SETTINGS: &[(&str, fn(&Value) -> bool)] = &[
+const SETTINGS: &[(&str, IsType)] = &[
     ("public_logs", Value::is_boolean),
     ("public_sysinfo", Value::is_boolean),
     ("public_tcbinfo", Value::is_boolean),

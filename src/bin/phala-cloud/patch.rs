@@ -224,23 +224,7 @@ async fn cvms_update(args: CvmsUpdateArgs) -> Result<(), Failure> {
 
 /// A unified PATCH body with the compose file and the script given, and nothing else.
 fn request(docker_compose_file: Option<String>, pre_launch_script: Option<String>) -> UpdateCvmRequest {
-    UpdateCvmRequest {
-        allow_force_stop: false,
-        allowed_envs: None,
-        disk_size: None,
-        docker_compose_file,
-        encrypted_env: None,
-        gpus: None,
-        image: None,
-        memory: None,
-        pre_launch_script,
-        public_logs: None,
-        public_sysinfo: None,
-        public_tcbinfo: None,
-        shutdown_timeout: None,
-        user_config: None,
-        vcpu: None,
-    }
+    UpdateCvmRequest { docker_compose_file, pre_launch_script, ..Default::default() }
 }
 
 impl PatchTarget {
