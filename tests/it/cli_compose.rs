@@ -278,3 +278,33 @@ async fn without_yes_and_without_a_terminal_nothing_is_signed() {
     assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
     assert!(cvm_view(&sim, "cvm-1").await["compose_file"]["docker_compose_file"] != COMPOSE);
 }
+
+/// On a terminal, `compose update` shows the transaction and asks before signing, as `envs
+/// update` does: "n" signs nothing (exit 9); "y" registers the hash the question showed, once.
+#[tokio::test]
+async fn on_a_terminal_compose_update_asks_before_signing() {
+    use crate::cli_confirm::on_a_terminal;
+    let chain = LocalChain::start();
+    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
+    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let compose = file("tty", "docker-compose.yml", COMPOSE);
+    let env = owner_env(&sim, &chain, "tty");
+    let argv = args(&["compose", "update", "cvm-1", "-f", &compose]);
+    let before = nonce(&chain, 0).await;
+
+    let (code, screen) = on_a_terminal(&argv, &env, None, "n").await;
+    assert_eq!(code, Some(9), "{screen}");
+    assert!(
+        screen.contains("registers the compose hash of CVM cvm-1") && screen.contains(&app.to_hex()[2..]),
+        "{screen}"
+    );
+    assert_eq!(nonce(&chain, 0).await, before, "\"n\": nothing signed");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
+
+    let (code, screen) = on_a_terminal(&argv, &env, None, "y").await;
+    assert_eq!(code, Some(0), "{screen}");
+    let view = cvm_view(&sim, "cvm-1").await;
+    assert!(screen.contains(&format!("compose hash   0x{}", bare(&view["compose_hash"]))), "{screen}");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 1, "\"y\": one registration");
+    assert_eq!(view["compose_file"]["docker_compose_file"], COMPOSE);
+}
