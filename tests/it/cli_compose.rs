@@ -25,6 +25,15 @@ fn file(name: &str, file_name: &str, content: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// A chain and a simulator verifying on it with one contract-owned CVM, `cvm-1`, whose app
+/// contract (its id returned) dev account 0 owns.
+async fn onchain() -> (LocalChain, Simulator, phala_cloud::AppId) {
+    let chain = LocalChain::start();
+    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
+    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    (chain, sim, app)
+}
+
 /// The simulator's variables, the owner's key (dev account 0), the chain and a lock directory.
 fn owner_env(sim: &Simulator, chain: &LocalChain, name: &str) -> Vec<(&'static str, String)> {
     let mut env = sim_env(sim);
@@ -68,9 +77,7 @@ fn json_out(out: &std::process::Output) -> Value {
 /// compose hash the CVM now boots and the transaction; the key is never shown.
 #[tokio::test]
 async fn compose_update_registers_the_new_compose_hash_once() {
-    let chain = LocalChain::start();
-    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
-    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let (chain, sim, app) = onchain().await;
     let compose = file("happy", "docker-compose.yml", COMPOSE);
     let env = owner_env(&sim, &chain, "happy");
     let key = env.iter().find(|(k, _)| *k == "PRIVATE_KEY").unwrap().1.clone();
@@ -101,9 +108,7 @@ async fn compose_update_registers_the_new_compose_hash_once() {
 #[tokio::test]
 async fn prepare_only_then_transaction_hash_finishes_it() {
     use alloy::network::TransactionBuilder;
-    let chain = LocalChain::start();
-    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
-    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let (chain, sim, app) = onchain().await;
     let compose = file("prepare", "docker-compose.yml", COMPOSE);
     let script = file("prepare-script", "pre-launch.sh", "#!/bin/sh\necho ready\n");
     let mut env = sim_env(&sim);
@@ -202,9 +207,7 @@ async fn bad_files_exit_2_before_anything_is_sent() {
 /// with no key and no 465; `--compose-file` through the unified PATCH registers its hash.
 #[tokio::test]
 async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
-    let chain = LocalChain::start();
-    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
-    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let (chain, sim, app) = onchain().await;
 
     let out =
         cli(args(&["cvms", "update", "cvm-1", "--vcpu", "4", "--public-logs", "true", "--json"]), sim_env(&sim)).await;
@@ -265,9 +268,7 @@ async fn error_statuses_map_to_the_exit_codes() {
 /// unmoved, no registration, the CVM's compose unchanged, and the message says what to pass.
 #[tokio::test]
 async fn without_yes_and_without_a_terminal_nothing_is_signed() {
-    let chain = LocalChain::start();
-    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
-    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let (chain, sim, app) = onchain().await;
     let compose = file("no-tty", "docker-compose.yml", COMPOSE);
     let before = nonce(&chain, 0).await;
     let out = cli(args(&["compose", "update", "cvm-1", "-f", &compose]), owner_env(&sim, &chain, "no-tty")).await;
@@ -284,9 +285,7 @@ async fn without_yes_and_without_a_terminal_nothing_is_signed() {
 #[tokio::test]
 async fn on_a_terminal_compose_update_asks_before_signing() {
     use crate::cli_confirm::on_a_terminal;
-    let chain = LocalChain::start();
-    let sim = Simulator::start(chain.sim_with_one_onchain_cvm()).await.unwrap();
-    let app = sim.cvm("cvm-1").unwrap().app_id.unwrap();
+    let (chain, sim, app) = onchain().await;
     let compose = file("tty", "docker-compose.yml", COMPOSE);
     let env = owner_env(&sim, &chain, "tty");
     let argv = args(&["compose", "update", "cvm-1", "-f", &compose]);
