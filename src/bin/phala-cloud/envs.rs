@@ -453,10 +453,7 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
 }
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
-    secret_arg::refuse_removed(&REMOVED_API_KEY, &args.api.removed_api_key)?;
-    let stdin_read_by = args
-        .registration
-        .check_stdin(&[("--api-key-file", args.api.api_key_file.as_deref()), ("--env-file", args.source.stdin())])?;
+    let stdin_read_by = args.registration.check_inputs(&args.api, &[("--env-file", args.source.stdin())])?;
     let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
     if args.app.is_some() || args.cvm_ids.len() > 1 {
         return update_fleet(args, rpc_url, stdin_read_by).await;

@@ -12,7 +12,7 @@ use phala_cloud::{CvmPatch, CvmPatchOutcome, UpdateCvmRequest};
 use serde_json::json;
 
 use crate::Failure;
-use crate::api::{ApiArgs, REMOVED_API_KEY};
+use crate::api::ApiArgs;
 use crate::output::Display;
 use crate::registration::RegistrationArgs;
 use crate::secret_arg;
@@ -187,7 +187,7 @@ enum Change {
 async fn compose_update(args: ComposeUpdateArgs) -> Result<(), Failure> {
     let ComposeUpdateArgs { cvm_id, files, target } = args;
     let readers = [("--file", files.file.as_deref()), ("--pre-launch-script", files.pre_launch_script.as_deref())];
-    let stdin_read_by = target.check(&readers)?;
+    let stdin_read_by = target.registration.check_inputs(&target.api, &readers)?;
     let compose = files.file.as_deref().map(|p| read_text_file("--file", p)).transpose()?;
     let script = files.pre_launch_script.as_deref().map(|p| read_text_file("--pre-launch-script", p)).transpose()?;
     let change = match (compose, script) {
@@ -204,7 +204,7 @@ async fn cvms_update(args: CvmsUpdateArgs) -> Result<(), Failure> {
         ("--compose-file", fields.compose_file.as_deref()),
         ("--pre-launch-script", fields.pre_launch_script.as_deref()),
     ];
-    let stdin_read_by = target.check(&readers)?;
+    let stdin_read_by = target.registration.check_inputs(&target.api, &readers)?;
     let compose = fields.compose_file.as_deref().map(|p| read_text_file("--compose-file", p)).transpose()?;
     let script = fields.pre_launch_script.as_deref().map(|p| read_text_file("--pre-launch-script", p)).transpose()?;
     let mut body = request(compose, script);
@@ -225,17 +225,6 @@ async fn cvms_update(args: CvmsUpdateArgs) -> Result<(), Failure> {
 /// A unified PATCH body with the compose file and the script given, and nothing else.
 fn request(docker_compose_file: Option<String>, pre_launch_script: Option<String>) -> UpdateCvmRequest {
     UpdateCvmRequest { docker_compose_file, pre_launch_script, ..Default::default() }
-}
-
-impl PatchTarget {
-    /// The removed secret flags, and one reader of stdin among the command's files and the
-    /// key files; gives the flag that reads stdin, if one does.
-    fn check<'a>(&'a self, files: &[(&'static str, Option<&'a Path>)]) -> Result<Option<&'static str>, Failure> {
-        secret_arg::refuse_removed(&REMOVED_API_KEY, &self.api.removed_api_key)?;
-        let mut readers = vec![("--api-key-file", self.api.api_key_file.as_deref())];
-        readers.extend_from_slice(files);
-        self.registration.check_stdin(&readers)
-    }
 }
 
 /// Runs one CVM's patch and prints its outcome.

@@ -12,6 +12,7 @@ use phala_cloud::{
     AppId, AppIdCheckError, ComposeHashRegistrar, KnownTransaction, Phase1Data, Progress, TransactionHash,
 };
 
+use crate::api::{ApiArgs, REMOVED_API_KEY};
 use crate::confirm::{Prompt, Refusal};
 use crate::lock_dir::LockDir;
 use crate::secret_arg::{self, Removed, Secret};
@@ -71,16 +72,22 @@ pub struct RegistrationArgs {
 }
 
 impl RegistrationArgs {
-    /// Refuses the removed `--private-key`, and more than one flag reading stdin among
-    /// `--private-key-file` and the command's own `stdin_readers`; gives the flag that reads
-    /// stdin, if one does (the question before signing says so when there is no terminal).
-    pub fn check_stdin<'a>(
+    /// Refuses the removed `--private-key` and `--api-key`, and more than one flag reading
+    /// stdin among `--private-key-file`, `--api-key-file` and the command's own `files`; gives
+    /// the flag that reads stdin, if one does (the question before signing says so when there
+    /// is no terminal).
+    pub fn check_inputs<'a>(
         &'a self,
-        stdin_readers: &[(&'static str, Option<&'a std::path::Path>)],
+        api: &'a ApiArgs,
+        files: &[(&'static str, Option<&'a std::path::Path>)],
     ) -> Result<Option<&'static str>, Failure> {
         secret_arg::refuse_removed(&REMOVED_PRIVATE_KEY, &self.removed_private_key)?;
-        let mut readers = vec![("--private-key-file", self.private_key_file.as_deref())];
-        readers.extend_from_slice(stdin_readers);
+        secret_arg::refuse_removed(&REMOVED_API_KEY, &api.removed_api_key)?;
+        let mut readers = vec![
+            ("--private-key-file", self.private_key_file.as_deref()),
+            ("--api-key-file", api.api_key_file.as_deref()),
+        ];
+        readers.extend_from_slice(files);
         secret_arg::one_stdin(&readers)?;
         Ok(readers.iter().find(|(_, path)| path.is_some_and(|p| p.as_os_str() == "-")).map(|(flag, _)| *flag))
     }
