@@ -32,7 +32,7 @@ async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
 }
 
 /// Runs the binary as [`cli`] does, with `stdin` as its standard input.
-async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: String) -> Output {
+pub(crate) async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: String) -> Output {
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phala-cloud"));

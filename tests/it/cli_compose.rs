@@ -152,7 +152,7 @@ async fn prepare_only_then_transaction_hash_finishes_it() {
 }
 
 /// A centralized KMS's CVM takes the new compose at phase 1: no key, no chain, nothing to
-/// register; `--json` says so with null hashes.
+/// register; `--json` says so with null hashes; `-f -` reads the file from stdin.
 #[tokio::test]
 async fn a_centralized_kms_cvm_is_updated_at_once() {
     let sim = Simulator::start(SimulatorConfig::default().cvms([CvmSpec::centralized("c1")])).await.unwrap();
@@ -172,6 +172,12 @@ async fn a_centralized_kms_cvm_is_updated_at_once() {
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.starts_with("accepted: correlation id ") && !stdout.contains("registered"), "{stdout}");
     assert_eq!(sim.operations().last().unwrap().operation, "update_cvm_pre_launch_script");
+
+    // `-f -` reads the compose file from stdin.
+    let other = COMPOSE.replace("nginx:1.27", "nginx:1.28");
+    let out = crate::cli::cli_stdin(args(&["compose", "update", "c1", "-f", "-"]), sim_env(&sim), other.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(cvm_view(&sim, "c1").await["compose_file"]["docker_compose_file"], other.as_str());
 }
 
 /// A compose file that is missing, empty, not UTF-8, or given to no command that changes
