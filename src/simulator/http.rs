@@ -263,14 +263,13 @@ impl Route {
     }
 }
 
+/// A request's reply, to come.
+type Answer = std::pin::Pin<Box<dyn Future<Output = Response> + Send>>;
+
 /// The handler of `route`'s path.
 fn handler(
     route: Route,
-) -> impl Fn(State<Arc<Shared>>, Path<String>, HeaderMap, Bytes) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
-+ Clone
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(State<Arc<Shared>>, Path<String>, HeaderMap, Bytes) -> Answer + Clone + Send + Sync + 'static {
     move |State(shared), Path(cvm_id), headers, body| {
         Box::pin(async move { answer(&shared, route, cvm_id, &headers, &body).await })
     }

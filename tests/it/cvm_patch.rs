@@ -146,6 +146,31 @@ async fn a_465_that_cannot_be_read_keeps_its_status_and_body() {
     }
 }
 
+/// A 409 follows the client's `ConflictRetry`, as the env update's does: with it, the same
+/// request is sent again; without it, the 409 ends the run at phase 1.
+#[tokio::test]
+async fn a_409_follows_the_clients_conflict_retry() {
+    let conflict = || Reply::json(409, r#"{"detail":"Another operation is in progress for this CVM"}"#);
+    let retry = phala_cloud::ConflictRetry {
+        max_attempts: 2,
+        initial_backoff: std::time::Duration::from_millis(10),
+        max_backoff: std::time::Duration::from_millis(20),
+    };
+    let server = ScriptedServer::start(vec![conflict(), reply_202()]).await;
+    let client = Client::builder().base_url(&server.base_url).api_key("k").retry_on_conflict(retry).build().unwrap();
+    let outcome =
+        client.docker_compose_patch("cvm-1", NEW_COMPOSE).run(KnownTransaction::new(TransactionHash([3; 32])));
+    assert_eq!(outcome.await.unwrap().accepted.http_status, 202);
+    assert_eq!(server.requests(), 2);
+
+    let server = ScriptedServer::start(vec![conflict()]).await;
+    let client = Client::builder().base_url(&server.base_url).api_key("k").build().unwrap();
+    let e = client.cvm_patch("cvm-1", unified_body()).run(KnownTransaction::new(TransactionHash([3; 32]))).await;
+    let e = e.unwrap_err();
+    assert!(e.update_error().is_some_and(|u| u.is_conflict()), "{e:?}");
+    assert_eq!(server.requests(), 1);
+}
+
 /// Bad input is refused before anything is sent.
 #[tokio::test]
 async fn bad_input_sends_nothing() {
