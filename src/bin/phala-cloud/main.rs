@@ -20,8 +20,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  anything else (the HTTP client could not be set up, the lock directory is unusable)
-  2  bad input (arguments, env file, keys, hashes; a 422 from the server; a
-     registration to sign without a terminal to confirm it on and without --yes)
+  2  bad input (arguments, env and compose files, keys, hashes; a 422 (or for a
+     compose or CVM update a 400) from the server; a registration to sign without a
+     terminal to confirm it on and without --yes)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries), or another
@@ -62,7 +63,7 @@ enum Command {
     /// Update a CVM's compose, resources, image and visibility (the unified PATCH).
     #[command(subcommand, after_help = EXIT_CODES)]
     Cvms(patch::CvmsCommand),
-    /// Serve a local simulator of the env-update endpoint.
+    /// Serve a local simulator of the update endpoints (envs, compose, the unified PATCH).
     #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
     /// The main job end to end on an embedded default: a local anvil chain (installed with npm
