@@ -32,7 +32,7 @@ async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
 }
 
 /// Runs the binary as [`cli`] does, with `stdin` as its standard input.
-async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: String) -> Output {
+pub(crate) async fn cli_stdin(args: Vec<String>, envs: Vec<(&'static str, String)>, stdin: String) -> Output {
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_phala-cloud"));
@@ -663,7 +663,14 @@ async fn completions_and_help_examples() {
         assert!(stdout.contains("phala-cloud") && stdout.contains("verify-pubkey"), "{shell}: {stdout}");
     }
     assert_eq!(cli(args(&["completions", "tcsh"]), vec![]).await.status.code(), Some(2));
-    for command in [&["envs", "update"][..], &["envs", "encrypt"], &["envs", "verify-pubkey"], &["simulate"]] {
+    for command in [
+        &["envs", "update"][..],
+        &["envs", "encrypt"],
+        &["envs", "verify-pubkey"],
+        &["compose", "update"],
+        &["cvms", "update"],
+        &["simulate"],
+    ] {
         let mut a = args(command);
         a.push("--help".into());
         let (stdout, _) = text(&cli(a, vec![]).await);

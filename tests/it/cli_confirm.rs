@@ -200,7 +200,7 @@ async fn on_a_terminal_n_signs_nothing_and_y_signs_once() {
 /// terminal is the binary's controlling terminal and never the one running the tests), its
 /// stdout sent to `stdout_to` if given; types `answer` once the question shows. Returns the
 /// exit code and what the terminal showed.
-async fn on_a_terminal(
+pub(crate) async fn on_a_terminal(
     args: &[String],
     env: &[(&'static str, String)],
     stdout_to: Option<&Path>,

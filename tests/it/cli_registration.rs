@@ -1,6 +1,8 @@
 //! `phala-cloud envs update` around the on-chain registration: processes that take turns on
 //! one key (one transaction for three CVMs of one app), the app-id check before signing, the
-//! fee and gas caps, and what the CLI says after a transaction that cannot be reused.
+//! fee and gas caps, and what the CLI says after a transaction that cannot be reused. Its helpers
+//! (the binary run with only the variables given, the simulator's variables, a temp dir, the
+//! signer's nonce) serve `cli_compose` too.
 #![cfg(feature = "cli")]
 
 use crate::support;
@@ -32,7 +34,7 @@ const OURS: [&str; 8] = [
 ];
 
 /// The binary with only the given variables of ours set, not yet started.
-fn command(args: &[String], envs: &[(&str, String)]) -> Command {
+pub(crate) fn command(args: &[String], envs: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_phala-cloud"));
     for var in OURS {
         cmd.env_remove(var);
@@ -42,16 +44,16 @@ fn command(args: &[String], envs: &[(&str, String)]) -> Command {
     cmd
 }
 
-async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
+pub(crate) async fn cli(args: Vec<String>, envs: Vec<(&'static str, String)>) -> Output {
     tokio::task::spawn_blocking(move || command(&args, &envs).output().unwrap()).await.unwrap()
 }
 
-fn text(out: &Output) -> (String, String) {
+pub(crate) fn text(out: &Output) -> (String, String) {
     (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A fresh directory for one test's files.
-fn temp_dir(name: &str) -> std::path::PathBuf {
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("phala-cli-reg-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -64,7 +66,7 @@ fn update_args(cvm: &str, pubkey: &str, extra: &[&str]) -> Vec<String> {
     a
 }
 
-fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
+pub(crate) fn sim_env(sim: &Simulator) -> Vec<(&'static str, String)> {
     vec![
         ("PHALA_CLOUD_API_KEY", sim.api_key().to_owned()),
         ("PHALA_CLOUD_API_PREFIX", format!("{}/api/v1", sim.base_url())),
@@ -77,7 +79,7 @@ async fn registrations(chain: &LocalChain, app: Address) -> usize {
     chain.provider(0).get_logs(&filter).await.unwrap().len()
 }
 
-async fn nonce(chain: &LocalChain, n: usize) -> u64 {
+pub(crate) async fn nonce(chain: &LocalChain, n: usize) -> u64 {
     chain.provider(0).get_transaction_count(chain.signer(n).address()).await.unwrap()
 }
 

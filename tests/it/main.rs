@@ -14,6 +14,7 @@
 //! | `anvil_contract`, `registrar_chain`, `registrar_rpc_faults` | the contracts and the on-chain registrar on anvil and on a faulty JSON-RPC server |
 //! | `simulator_offline`, `simulator_chain`, `simulate_cmd` | the simulator's every answer, offline and against anvil; the standalone server |
 //! | `cli`, `cli_registration`, `cli_confirm`, `cli_fleet` | the command line: exit codes, `--json`, env files, concurrent processes; the question before signing, on a pseudo-terminal |
+//! | `cli_compose` | `compose update` and `cvms update` on the simulator and anvil |
 //! | `logs` | what reaches the logs: a span per operation, no secret, no RPC URL; each test alone in a process |
 //!
 //! `support` holds the shared helpers: a scripted HTTP server (replies in sequence, exact bytes,
@@ -34,6 +35,7 @@ mod normalize;
 mod anvil_contract;
 mod bad_input;
 mod cli;
+mod cli_compose;
 mod cli_confirm;
 mod cli_fleet;
 mod cli_registration;

@@ -82,7 +82,7 @@ fn is_yes(answer: &str) -> bool {
 
 /// The question: everything about the transaction, then `[y/N]`.
 pub fn question(plan: &PlannedRegistration, subject: &str) -> String {
-    let gwei = crate::envs::gwei;
+    let gwei = crate::registration::gwei;
     format!(
         "\nAbout to sign and send a transaction that registers the compose hash of {subject}:\n\
          \x20 chain          {chain}\n\

@@ -1,10 +1,14 @@
 //! `phala-cloud`: the command line of the `phala-cloud` crate (feature `cli`).
 
+mod api;
 mod confirm;
 mod credentials;
 mod demo;
 mod envs;
 mod lock_dir;
+mod output;
+mod patch;
+mod registration;
 mod secret_arg;
 mod simulate;
 
@@ -16,8 +20,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  anything else (the HTTP client could not be set up, the lock directory is unusable)
-  2  bad input (arguments, env file, keys, hashes; a 422 from the server; a
-     registration to sign without a terminal to confirm it on and without --yes)
+  2  bad input (arguments, env and compose files, keys, hashes; a 422 (or for a
+     compose or CVM update a 400) from the server; a registration to sign without a
+     terminal to confirm it on and without --yes)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries), or another
@@ -33,8 +38,8 @@ Exit codes:
   9  not confirmed: the answer to \"Sign and send it?\" was not yes; nothing was
      signed or sent";
 
-/// Phala Cloud from the command line: env updates with on-chain registration, and a local
-/// simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
+/// Phala Cloud from the command line: env, compose and CVM updates with on-chain registration,
+/// and a local simulator. (No `Debug` on the argument types: they hold the API key and private keys.)
 #[derive(Parser)]
 #[command(name = "phala-cloud", version, about, after_help = EXIT_CODES)]
 struct Cli {
@@ -52,7 +57,13 @@ enum Command {
     /// Update, encrypt, and check env vars of a CVM.
     #[command(subcommand, after_help = EXIT_CODES)]
     Envs(envs::EnvsCommand),
-    /// Serve a local simulator of the env-update endpoint.
+    /// Update a CVM's docker compose file and pre-launch script.
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Compose(patch::ComposeCommand),
+    /// Update a CVM's compose, resources, image and visibility (the unified PATCH).
+    #[command(subcommand, after_help = EXIT_CODES)]
+    Cvms(patch::CvmsCommand),
+    /// Serve a local simulator of the update endpoints (envs, compose, the unified PATCH).
     #[command(after_help = simulate::EXAMPLES)]
     Simulate(simulate::SimulateArgs),
     /// The main job end to end on an embedded default: a local anvil chain (installed with npm
@@ -165,6 +176,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Envs(command) => envs::run(command).await,
+            Command::Compose(command) => patch::run_compose(command).await,
+            Command::Cvms(command) => patch::run_cvms(command).await,
             Command::Simulate(args) => simulate::run(args).await,
             Command::Demo => demo::run().await.map_err(|e| Failure {
                 code: exit::OTHER,
