@@ -32,7 +32,9 @@ pub fn installed() -> &'static Path {
 
 fn install() -> PathBuf {
     let source = Path::new(SOURCE);
-    let root = phala_cloud::simulator::anvil::default_install_root().join("js-interop");
+    let root = phala_cloud::simulator::anvil::default_install_root()
+        .expect("the test binary is in a cargo target directory")
+        .join("js-interop");
     fs::create_dir_all(&root).unwrap_or_else(|e| panic!("{}: {e}", root.display()));
     let lock_path = root.join(".lock");
     let lock = fs::OpenOptions::new()
