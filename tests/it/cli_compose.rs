@@ -126,6 +126,8 @@ async fn prepare_only_then_transaction_hash_finishes_it() {
     assert_eq!(prepared["status"], "prepared", "{prepared}");
     assert_eq!(prepared["app_id"], app.to_hex());
     assert_eq!(prepared["to"].as_str().unwrap().to_lowercase(), app.to_hex());
+    // The unified PATCH's phase 1 carried X-Prepare-Only: the server's commit token is passed on.
+    assert!(prepared["commit_token"].as_str().is_some_and(|t| t.starts_with("commit")), "{prepared}");
     assert_eq!(nonce(&chain, 0).await, before, "prepare-only signs nothing");
     assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
     assert!(cvm_view(&sim, "cvm-1").await["compose_file"]["docker_compose_file"] != COMPOSE, "nothing applied");

@@ -43,13 +43,18 @@ impl ComposeHashRegistrar for Counting {
     }
 }
 
+/// An offline simulator with the contract-owned CVMs `a-0`… of app `a` and `b-0`… of app `b`.
+async fn two_apps((a, na): (AppId, usize), (b, nb): (AppId, usize)) -> Simulator {
+    let cvms = (0..na)
+        .map(|i| CvmSpec::onchain(format!("a-{i}")).app_id(a))
+        .chain((0..nb).map(|i| CvmSpec::onchain(format!("b-{i}")).app_id(b)));
+    Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap()
+}
+
 #[tokio::test]
 async fn offline_two_apps_register_once_each_and_a_missing_cvm_stops_no_other() {
     let (a, b) = (AppId([1; 20]), AppId([2; 20]));
-    let cvms = (0..5)
-        .map(|i| CvmSpec::onchain(format!("a-{i}")).app_id(a))
-        .chain((0..3).map(|i| CvmSpec::onchain(format!("b-{i}")).app_id(b)));
-    let sim = Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap();
+    let sim = two_apps((a, 5), (b, 3)).await;
     let client = sim.client_builder().build().unwrap();
     let registrar = Counting::default();
     let events = Mutex::new(Vec::new());
@@ -120,10 +125,7 @@ async fn offline_two_apps_register_once_each_and_a_missing_cvm_stops_no_other() 
 #[tokio::test]
 async fn offline_phase_1_for_all_then_the_registrations_then_phase_2_for_all() {
     let (a, b) = (AppId([4; 20]), AppId([5; 20]));
-    let cvms = (0..4)
-        .map(|i| CvmSpec::onchain(format!("a-{i}")).app_id(a))
-        .chain((0..3).map(|i| CvmSpec::onchain(format!("b-{i}")).app_id(b)));
-    let sim = Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap();
+    let sim = two_apps((a, 4), (b, 3)).await;
     let client = sim.client_builder().build().unwrap();
     let registrar = Counting::default();
     let events = Mutex::new(Vec::new());

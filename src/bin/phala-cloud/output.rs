@@ -68,6 +68,8 @@ impl ServiceExit for phala_cloud::TwoPhaseKind {
 /// `--prepare-only`'s result: what to register, and the call that does it.
 pub fn print_prepared(cvm_id: &str, data: &Phase1Data, json: bool) {
     let call = phala_cloud::onchain::RegistrationCall::new(data.app_id, data.compose_hash);
+    // What a server answering `X-Prepare-Only` adds for multisig workflows, passed on as given.
+    let commit_token = data.extra.get("commit_token").and_then(|v| v.as_str());
     if json {
         let value = json!({
             "status": "prepared",
@@ -78,6 +80,7 @@ pub fn print_prepared(cvm_id: &str, data: &Phase1Data, json: bool) {
             "to": call.to.to_string(),
             "data": call.data.to_string(),
             "value": "0",
+            "commit_token": commit_token,
         });
         println!("{value}");
         return;
@@ -87,6 +90,9 @@ pub fn print_prepared(cvm_id: &str, data: &Phase1Data, json: bool) {
     println!("  send from the app's owner, value 0:");
     println!("  to:   {}", call.to);
     println!("  data: {}", call.data);
+    if let Some(token) = commit_token {
+        println!("  commit token (from the server, for multisig workflows): {token}");
+    }
     println!("then finish with the same command and --transaction-hash <that transaction's hash> (cvm {cvm_id})");
 }
 
