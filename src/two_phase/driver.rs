@@ -534,6 +534,9 @@ pub(crate) struct FlowState {
     registrations: Vec<Registration>,
     restarts: RestartBudget,
     phase1_attempt: u32,
+    /// A phase-2 reply was lost after the request may have reached the server: from then on
+    /// the update may have been applied, whatever fails next.
+    lost_phase2_reply: bool,
 }
 
 impl FlowState {
@@ -581,7 +584,8 @@ where
             Err(source) if state.registrations.is_empty() => return Err(FlowError::Phase1(source)),
             Err(source) => {
                 let registrations = std::mem::take(&mut state.registrations);
-                return Err(FlowError::Phase1AfterRegistration { registrations, source });
+                let may_have_applied = state.lost_phase2_reply;
+                return Err(FlowError::Phase1AfterRegistration { registrations, source, may_have_applied });
             }
         };
         tracing::Span::current().record("compose_hash", tracing::field::display(data.compose_hash));
@@ -607,7 +611,11 @@ where
             Some(r) => r.transaction_hash,
             None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
                 let registrations = std::mem::take(&mut state.registrations);
-                return Err(FlowError::TooManyComposeHashes { refused: data.compose_hash, registrations });
+                return Err(FlowError::TooManyComposeHashes {
+                    refused: data.compose_hash,
+                    registrations,
+                    may_have_applied: state.lost_phase2_reply,
+                });
             }
             None => {
                 // Sign only for the app the user means.
@@ -619,6 +627,7 @@ where
                         app_id: data.app_id,
                         source: Box::new(source),
                         registrations: std::mem::take(&mut state.registrations),
+                        may_have_applied: state.lost_phase2_reply,
                     });
                 }
                 let transaction_hash = match registrar.register(data, self.progress).await {
@@ -629,6 +638,7 @@ where
                             app_id: data.app_id,
                             source,
                             registrations: std::mem::take(&mut state.registrations),
+                            may_have_applied: state.lost_phase2_reply,
                         });
                     }
                 };
@@ -656,6 +666,7 @@ where
     ) -> Result<(P::Accepted, Vec<Registration>), FlowError<R::Error, P::Kind>> {
         loop {
             let (result, lost_reply) = self.send_phase2(&data, transaction_hash).await;
+            state.lost_phase2_reply |= lost_reply;
             match result {
                 Ok(accepted) => return Ok((accepted, state.registrations)),
                 Err(e)
@@ -677,10 +688,12 @@ where
                         chain_id: data.chain_id(),
                         transaction_hash,
                     };
+                    let may_have_applied = state.lost_phase2_reply || source.is_maybe_sent();
                     return Err(FlowError::Phase2 {
                         registration: Box::new(registration),
                         registrations: state.registrations,
                         source,
+                        may_have_applied,
                     });
                 }
             }
@@ -878,7 +891,11 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     #[error("phase 1 failed")]
     Phase1(#[source] SdkError<K>),
     /// The app-id check refused phase 1's app contract; the registrar was not asked.
-    #[error("not registering compose hash {compose_hash} on app contract {app_id}{}", earlier(registrations))]
+    #[error(
+        "not registering compose hash {compose_hash} on app contract {app_id}{}{}",
+        earlier(registrations),
+        maybe_applied(*may_have_applied)
+    )]
     AppIdCheck {
         /// The hash.
         compose_hash: ComposeHash,
@@ -889,9 +906,15 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
         source: Box<AppIdCheckError>,
         /// The registrations this run made before (another hash, before a 466 restart).
         registrations: Vec<Registration>,
+        /// An earlier phase 2's reply was lost: the update may have been applied.
+        may_have_applied: bool,
     },
     /// Registering the compose hash failed; phase 2 was not sent for it.
-    #[error("registering compose hash {compose_hash} on app contract {app_id} failed{}", earlier(registrations))]
+    #[error(
+        "registering compose hash {compose_hash} on app contract {app_id} failed{}{}",
+        earlier(registrations),
+        maybe_applied(*may_have_applied)
+    )]
     Registration {
         /// The hash.
         compose_hash: ComposeHash,
@@ -902,10 +925,17 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
         source: E,
         /// The registrations this run made before (another hash, before a 466 restart).
         registrations: Vec<Registration>,
+        /// An earlier phase 2's reply was lost: the update may have been applied.
+        may_have_applied: bool,
     },
     /// The hash was registered but phase 2 failed. Phase 2 can be sent again with
     /// `registration.transaction_hash`, without registering again.
-    #[error("phase 2 failed (compose hash {} registered by transaction {})", registration.compose_hash, registration.transaction_hash)]
+    #[error(
+        "phase 2 failed (compose hash {} registered by transaction {}){}",
+        registration.compose_hash,
+        registration.transaction_hash,
+        maybe_applied(*may_have_applied)
+    )]
     Phase2 {
         /// The registration phase 2 cited.
         registration: Box<Registration>,
@@ -914,29 +944,46 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
         /// The phase-2 error.
         #[source]
         source: SdkError<K>,
+        /// A phase-2 request may have reached the server (its reply was lost, this time or
+        /// before a restart): the update may have been applied.
+        may_have_applied: bool,
     },
     /// Phase 1 failed after a 466 restart, when this run had registered a compose hash
     /// already: the transactions were paid for, and a later run can reuse them.
-    #[error("phase 1 failed after a restart{}", earlier(registrations))]
+    #[error("phase 1 failed after a restart{}{}", earlier(registrations), maybe_applied(*may_have_applied))]
     Phase1AfterRegistration {
         /// Every registration this run made, oldest first.
         registrations: Vec<Registration>,
         /// The phase-1 error.
         #[source]
         source: SdkError<K>,
+        /// The restart followed a lost phase-2 reply: the update may have been applied.
+        may_have_applied: bool,
     },
     /// Phase 1 asked for a compose hash other than the [`MAX_REGISTRATIONS_PER_RUN`] this run
     /// registered already; it was not registered.
     #[error(
-        "phase 1 asked to register a third compose hash, {refused}, after registering{}; refusing to register more than {MAX_REGISTRATIONS_PER_RUN} in one run",
-        hashes(registrations)
+        "phase 1 asked to register a third compose hash, {refused}, after registering{}; refusing to register more than {MAX_REGISTRATIONS_PER_RUN} in one run{}",
+        hashes(registrations),
+        maybe_applied(*may_have_applied)
     )]
     TooManyComposeHashes {
         /// The hash phase 1 asked for last, not registered.
         refused: ComposeHash,
         /// The registrations this run made, oldest first.
         registrations: Vec<Registration>,
+        /// An earlier phase 2's reply was lost: the update may have been applied.
+        may_have_applied: bool,
     },
+}
+
+/// What `Display` adds when a lost reply leaves the update possibly applied.
+fn maybe_applied(may_have_applied: bool) -> &'static str {
+    if may_have_applied {
+        "; a phase-2 request may have reached the server before (its reply was lost), so the update may have been applied"
+    } else {
+        ""
+    }
 }
 
 /// `" (after registering …)"` for a non-empty list, for `Display`.
@@ -994,6 +1041,22 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
             | Self::Phase1AfterRegistration { registrations, .. }
             | Self::TooManyComposeHashes { registrations, .. } => registrations,
             Self::EncryptionKey(_) | Self::Encrypt(_) | Self::Phase1(_) => &[],
+        }
+    }
+
+    /// Whether the update may have been applied although this run failed: a request that may
+    /// have reached the server lost its reply (phase 1's, for a change that needed no
+    /// registration, or a phase 2's, now or before a restart). Check the CVM before treating
+    /// the update as not applied; sending the same update again is safe.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Self::Phase1(e) => e.is_maybe_sent(),
+            Self::Phase2 { may_have_applied, .. }
+            | Self::Phase1AfterRegistration { may_have_applied, .. }
+            | Self::TooManyComposeHashes { may_have_applied, .. }
+            | Self::AppIdCheck { may_have_applied, .. }
+            | Self::Registration { may_have_applied, .. } => *may_have_applied,
+            Self::EncryptionKey(_) | Self::Encrypt(_) => false,
         }
     }
 

@@ -130,6 +130,43 @@ async fn a_lost_phase_2_reply_is_sent_again_with_the_same_headers() {
     }
 }
 
+/// A phase 2 whose reply was lost, then refused (409: most likely our own update running; 500;
+/// 468) is never reported as not applied: the error says the update may have been applied.
+/// Refused without a lost reply before it, it is a plain refusal.
+#[tokio::test]
+async fn a_refusal_after_a_lost_phase_2_reply_may_have_been_applied() {
+    let (hash, tx) = (ComposeHash([6; 32]), TransactionHash([7; 32]));
+    let cut = Reply::Raw(
+        b"HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: 90\r\n\r\n{\"st".to_vec(),
+    );
+    let refusals = [
+        (409, r#"{"detail":"Another operation in progress"}"#),
+        (500, r#"{"detail":"boom"}"#),
+        (468, r#"{"detail":"Compose hash not allowed"}"#),
+    ];
+    for (status, body) in refusals {
+        for lost in [true, false] {
+            let mut script = vec![reply_465(hash)];
+            if lost {
+                script.push(cut.clone());
+            }
+            script.push(Reply::json(status, body));
+            let server = ScriptedServer::start(script).await;
+            let client = Client::builder().base_url(&server.base_url).api_key("k").build().unwrap();
+            let e = client
+                .docker_compose_patch("cvm-1", NEW_COMPOSE)
+                .skip_app_id_check()
+                .run(KnownTransaction::new(tx))
+                .await
+                .unwrap_err();
+            let phala_cloud::FlowError::Phase2 { source, may_have_applied, .. } = &e else { panic!("{e:?}") };
+            assert_eq!(source.status().map(|s| s.as_u16()), Some(status), "{e:?}");
+            assert_eq!((*may_have_applied, e.may_have_applied()), (lost, lost), "{status}, lost {lost}: {e}");
+            assert_eq!(e.to_string().contains("the update may have been applied"), lost, "{e}");
+        }
+    }
+}
+
 /// The unified PATCH's bodies, phase 1 and phase 2, are valid `UpdateCvmRequest`s as the spec
 /// describes them, and carry only the fields given (no nulls).
 #[tokio::test]

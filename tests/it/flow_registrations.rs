@@ -199,7 +199,7 @@ async fn a_run_registers_at_most_two_distinct_hashes() {
     let e =
         client(&server).env_update("cvm-1").skip_app_id_check().env(env(), pubkey()).run(&registrar).await.unwrap_err();
     assert_eq!(registrar.asked(), [h1, h2], "no third registration");
-    let FlowError::TooManyComposeHashes { refused, registrations } = &e else { panic!("{e:?}") };
+    let FlowError::TooManyComposeHashes { refused, registrations, .. } = &e else { panic!("{e:?}") };
     assert_eq!(*refused, h3);
     assert_eq!(registrations.iter().map(|r| r.compose_hash).collect::<Vec<_>>(), [h1, h2]);
     let text = e.to_string();

@@ -200,6 +200,8 @@ impl Failure {
         K: ServiceExit,
     {
         let code = match e {
+            // Never reported as not applied: "may have been sent" whatever failed after it.
+            _ if e.may_have_applied() => exit::NETWORK,
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
@@ -215,6 +217,10 @@ impl Failure {
         };
         let mut message = crate::error_chain(e);
         let hint = match e {
+            _ if e.may_have_applied() && !e.update_error().is_some_and(|u| u.is_maybe_sent()) => Some(
+                "check the CVM (GET /api/v1/cvms/{id}) before treating the update as not applied; running the same command again is safe"
+                    .into(),
+            ),
             FlowError::Registration { source, .. } => {
                 registration_next_step(<E as Borrow<RegisterError>>::borrow(source))
             }
@@ -267,6 +273,7 @@ impl Failure {
                     },
                     "transaction_hash": sent.map(|tx| tx.to_hex()),
                     "transaction_reusable": sent.map(|_| reusable),
+                    "may_have_applied": e.may_have_applied(),
                 }
             })
         });
