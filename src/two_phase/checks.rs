@@ -63,6 +63,37 @@ impl AppIdPolicy {
     }
 }
 
+impl AppIdPolicy {
+    /// Before anything is sent: when the caller pinned an app, checks that CVM `cvm_id` (as
+    /// `read`, or else as `client` reads it) belongs to it, so that a CVM of another app is
+    /// not changed even where no registration is asked for. Nothing to check without a pin; and
+    /// with the check skipped ([`EnvUpdate::skip_app_id_check`](super::EnvUpdate::skip_app_id_check))
+    /// and no read made, the pin is checked against phase 1's app id only, as before.
+    pub(crate) async fn check_before_sending(
+        &self,
+        client: &Client,
+        cvm_id: &str,
+        read: Option<&CvmRecord>,
+    ) -> Result<(), AppIdCheckError> {
+        let Some(expected) = self.expected else { return Ok(()) };
+        let actual = match read {
+            Some(record) => cvm_app_id(record, cvm_id)?,
+            None if !self.enabled => return Ok(()),
+            None => {
+                let record = CvmRecord::fetch(client, cvm_id)
+                    .await
+                    .map_err(|source| AppIdCheckError::Lookup { cvm_id: cvm_id.to_owned(), source })?;
+                cvm_app_id(&record, cvm_id)?
+            }
+        };
+        if actual != expected {
+            tracing::warn!(%cvm_id, %expected, %actual, "the CVM belongs to another app than the expected one; not sending");
+            return Err(AppIdCheckError::NotExpected { cvm_id: cvm_id.to_owned(), expected, actual });
+        }
+        Ok(())
+    }
+}
+
 /// The CVM's app id, as `record` reports it.
 fn cvm_app_id(record: &CvmRecord, cvm_id: &str) -> Result<AppId, AppIdCheckError> {
     let Some(reported) = record.app_id() else {

@@ -112,7 +112,9 @@ macro_rules! flow_settings_methods {
             self
         }
 
-        /// The app the caller means: a 465 naming another app contract is refused before the
+        /// The app the caller means: a CVM of another app is refused before anything is sent
+        /// ([`FlowError::NotExpectedApp`](crate::FlowError::NotExpectedApp); the CVM is read
+        /// for it, unless read already), and a 465 naming another app contract before the
         /// registrar is asked ([`FlowError::AppIdCheck`](crate::FlowError::AppIdCheck)),
         /// whatever the CVM reports.
         pub fn expect_app_id(mut self, app_id: $crate::AppId) -> Self {
@@ -576,6 +578,11 @@ where
         &self,
         state: &mut FlowState,
     ) -> Result<Phase1Reply<P::Accepted>, FlowError<E, P::Kind>> {
+        if state.phase1_attempt == 0
+            && let Err(source) = self.app_id_policy.check_before_sending(self.client, self.cvm_id, self.cvm_read).await
+        {
+            return Err(FlowError::NotExpectedApp(Box::new(source)));
+        }
         state.phase1_attempt += 1;
         self.progress.emit(FlowEvent::Phase1Sent { attempt: state.phase1_attempt });
         let data = match self.phases.phase1(self.client).await {
@@ -887,6 +894,10 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     /// The env could not be encrypted; nothing was sent.
     #[error("could not encrypt the env")]
     Encrypt(#[source] CryptError),
+    /// The CVM is not of the app the caller pinned
+    /// ([`EnvUpdate::expect_app_id`]), or could not be read to tell; nothing was sent.
+    #[error("not updating the CVM: it is not the expected app's; nothing was sent")]
+    NotExpectedApp(#[source] Box<AppIdCheckError>),
     /// Phase 1 failed (including input refused before sending).
     #[error("phase 1 failed")]
     Phase1(#[source] SdkError<K>),
@@ -1040,7 +1051,7 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
             | Self::Phase2 { registrations, .. }
             | Self::Phase1AfterRegistration { registrations, .. }
             | Self::TooManyComposeHashes { registrations, .. } => registrations,
-            Self::EncryptionKey(_) | Self::Encrypt(_) | Self::Phase1(_) => &[],
+            Self::EncryptionKey(_) | Self::Encrypt(_) | Self::NotExpectedApp(_) | Self::Phase1(_) => &[],
         }
     }
 
@@ -1056,7 +1067,7 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
             | Self::TooManyComposeHashes { may_have_applied, .. }
             | Self::AppIdCheck { may_have_applied, .. }
             | Self::Registration { may_have_applied, .. } => *may_have_applied,
-            Self::EncryptionKey(_) | Self::Encrypt(_) => false,
+            Self::EncryptionKey(_) | Self::Encrypt(_) | Self::NotExpectedApp(_) => false,
         }
     }
 

@@ -217,6 +217,16 @@ async fn bad_files_exit_2_before_anything_is_sent() {
 async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
     let (chain, sim, app) = onchain().await;
 
+    // A pinned app that is not the CVM's: refused before anything is sent, though this change
+    // needs no registration (no 465 would have checked it).
+    let other = phala_cloud::AppId([0xee; 20]).to_hex();
+    let out = cli(args(&["cvms", "update", "cvm-1", "--vcpu", "4", "--app-id", &other, "--json"]), sim_env(&sim)).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
+    let error = json_out(&out);
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("nothing was sent") && message.contains(&other), "{error}");
+    assert!(sent(&sim).iter().all(|(op, _)| !op.starts_with("update_")), "nothing sent: {:?}", sent(&sim));
+
     let out =
         cli(args(&["cvms", "update", "cvm-1", "--vcpu", "4", "--public-logs", "true", "--json"]), sim_env(&sim)).await;
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));

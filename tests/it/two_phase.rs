@@ -72,6 +72,43 @@ impl phala_cloud::ComposeHashRegistrar for Counting {
     }
 }
 
+/// A pinned app is checked before anything is sent, so that a change that needs no
+/// registration (no 465 to check) does not reach a CVM of another app.
+#[tokio::test]
+async fn a_cvm_of_another_app_than_the_pinned_one_gets_nothing_sent() {
+    use phala_cloud::{AppIdCheckError, FlowError};
+    let server = httpmock::MockServer::start_async().await;
+    let patch = server.mock(|when, then| {
+        when.method(httpmock::Method::PATCH).path("/api/v1/cvms/cvm-1/envs");
+        then.status(202)
+            .header("content-type", "application/json")
+            .body(include_str!("../fixtures/responses/202_in_progress.json"));
+    });
+    let cvm = server.mock(|when, then| {
+        when.method(httpmock::Method::GET).path("/api/v1/cvms/cvm-1");
+        then.status(200)
+            .header("content-type", "application/json")
+            .body(r#"{"id":"cvm-1","name":"one","app_id":"app_00000000000000000000000000000000000000aa"}"#);
+    });
+    let client = phala_cloud::Client::builder().base_url(server.base_url()).api_key("phak_test").build().unwrap();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
+    let env = || EnvVars::from_pairs([("A", "1")]).unwrap();
+    let registrar = Counting::default();
+
+    let other = "0x00000000000000000000000000000000000000bb".parse().unwrap();
+    let e = client.env_update("cvm-1").env(env(), key).expect_app_id(other).run(&registrar).await.unwrap_err();
+    let FlowError::NotExpectedApp(source) = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, AppIdCheckError::NotExpected { .. }), "{source:?}");
+    assert!(e.to_string().contains("nothing was sent"), "{e}");
+    assert_eq!((cvm.calls(), patch.calls()), (1, 0), "read, and nothing sent");
+
+    // The CVM's own app: sent.
+    let own = "0x00000000000000000000000000000000000000aa".parse().unwrap();
+    client.env_update("cvm-1").env(env(), key).expect_app_id(own).run(&registrar).await.unwrap();
+    assert_eq!((cvm.calls(), patch.calls()), (2, 1));
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
 /// The one-call flow checks a 465's app id against the CVM's own before the registrar is
 /// asked, by default: a server answering 465 for another app gets nothing signed.
 #[tokio::test]

@@ -20,9 +20,10 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  anything else (the HTTP client could not be set up, the lock directory is unusable)
-  2  bad input (arguments, env and compose files, keys, hashes; a 422 (or for a
-     compose or CVM update a 400) from the server; a registration to sign without a
-     terminal to confirm it on and without --yes)
+  2  bad input (arguments, env and compose files, keys, hashes; a CVM that is not the
+     --app-id's app, found before anything is sent; a 422 (or for a compose or CVM
+     update a 400) from the server; a registration to sign without a terminal to
+     confirm it on and without --yes)
   3  authentication (401, 403)
   4  CVM not found (404)
   5  conflict: another operation is still running (409, after retries), or another
@@ -34,7 +35,8 @@ Exit codes:
      encrypted or sent)
   7  server error (500, or a status the API does not define)
   8  network (never sent, or may have been sent; the chain's RPC unreachable; a
-     transaction that may have reached the chain)
+     transaction that may have reached the chain); also any failure after a request
+     that may have reached the server lost its reply: the update may have been applied
   9  not confirmed: the answer to \"Sign and send it?\" was not yes; nothing was
      signed or sent";
 

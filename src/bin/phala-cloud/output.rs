@@ -204,7 +204,7 @@ impl Failure {
             _ if e.may_have_applied() => exit::NETWORK,
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
-            FlowError::AppIdCheck { source, .. } => app_id_check_exit_code(source),
+            FlowError::AppIdCheck { source, .. } | FlowError::NotExpectedApp(source) => app_id_check_exit_code(source),
             FlowError::Registration { source, .. } => {
                 registration_exit_code(<E as Borrow<RegisterError>>::borrow(source))
             }
