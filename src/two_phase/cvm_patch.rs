@@ -247,6 +247,7 @@ impl<'a> CvmPatch<'a> {
                 cvm_read: None,
                 progress: &progress,
                 watch,
+                hash_limit: None,
             };
             let (accepted, registrations) = drive(&flow, &registrar).await?;
             if let Some(id) = &accepted.correlation_id {

@@ -2,7 +2,7 @@
 //! user, [`EnvUpdate::run`]. The settings every one-call flow shares ([`FlowSettings`], with
 //! its builder methods made by [`flow_settings_methods`]) are here too.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -393,6 +393,7 @@ impl PreparedEnvUpdate<'_> {
             cvm_read: self.cvm_read.as_ref(),
             progress,
             watch,
+            hash_limit: None,
         }
     }
 
@@ -526,6 +527,32 @@ pub(crate) struct Flow<'a, P> {
     pub(crate) cvm_read: Option<&'a CvmRecord>,
     pub(crate) progress: &'a Progress<'a>,
     pub(crate) watch: &'a Watch<'a>,
+    /// The limit shared by the flows of a fleet, if this flow is one of them.
+    pub(crate) hash_limit: Option<&'a HashLimit>,
+}
+
+/// The distinct compose hashes the flows of one run (a fleet's) may register per app contract
+/// (and chain): at most [`MAX_REGISTRATIONS_PER_RUN`] over all of them, as for one flow, so
+/// that a server answering each CVM (or each restart) with a fresh hash gets no more
+/// transactions out of a fleet than out of one update.
+#[derive(Default)]
+pub(crate) struct HashLimit(Mutex<HashMap<(Option<u64>, AppId), Vec<ComposeHash>>>);
+
+impl HashLimit {
+    /// Whether `data`'s hash may be registered: one admitted already, or a new one within the
+    /// limit (then admitted).
+    fn admit(&self, data: &Phase1Data) -> bool {
+        let mut admitted = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let hashes = admitted.entry((data.chain_id(), data.app_id)).or_default();
+        if hashes.contains(&data.compose_hash) {
+            return true;
+        }
+        if hashes.len() >= MAX_REGISTRATIONS_PER_RUN {
+            return false;
+        }
+        hashes.push(data.compose_hash);
+        true
+    }
 }
 
 /// What a flow has done so far: its registrations (oldest first), its restart budget, its
@@ -616,7 +643,9 @@ where
             state.registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
         let transaction_hash = match earlier {
             Some(r) => r.transaction_hash,
-            None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN => {
+            None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN
+                || self.hash_limit.is_some_and(|limit| !limit.admit(data)) =>
+            {
                 let registrations = std::mem::take(&mut state.registrations);
                 return Err(FlowError::TooManyComposeHashes {
                     refused: data.compose_hash,
@@ -972,10 +1001,11 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
         may_have_applied: bool,
     },
     /// Phase 1 asked for a compose hash other than the [`MAX_REGISTRATIONS_PER_RUN`] this run
-    /// registered already; it was not registered.
+    /// registered already (for a fleet: over all its CVMs of that app contract); it was not
+    /// registered.
     #[error(
-        "phase 1 asked to register a third compose hash, {refused}, after registering{}; refusing to register more than {MAX_REGISTRATIONS_PER_RUN} in one run{}",
-        hashes(registrations),
+        "phase 1 asked to register compose hash {refused}, beyond the {MAX_REGISTRATIONS_PER_RUN} distinct ones one run registers for an app contract (a fleet's CVMs together){}; refusing{}",
+        earlier(registrations),
         maybe_applied(*may_have_applied)
     )]
     TooManyComposeHashes {

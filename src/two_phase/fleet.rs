@@ -12,7 +12,10 @@
 //!    on its own, still through the one [`Coalescing`] registrar, so CVMs that restart together
 //!    still register each new hash once.
 //!
-//! A CVM that fails leaves the others to go on.
+//! Over the whole fleet at most [`MAX_REGISTRATIONS_PER_RUN`](super::MAX_REGISTRATIONS_PER_RUN)
+//! distinct compose hashes are registered per app contract (and chain), as for one update: a
+//! CVM whose phase 1 asks for one more fails with [`FlowError::TooManyComposeHashes`], nothing
+//! registered for it. A CVM that fails leaves the others to go on.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +30,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::driver::{
-    EnvUpdate, FlowError, FlowState, Phase1Reply, PreparedEnvUpdate, Registration, UpdateOutcome, Watch,
+    EnvUpdate, FlowError, FlowState, HashLimit, Phase1Reply, PreparedEnvUpdate, Registration, UpdateOutcome, Watch,
 };
 use super::registrar::{ComposeHashRegistrar, FlowEvent, Progress};
 use crate::client::Client;
@@ -290,6 +293,7 @@ impl<'a> FleetUpdate<'a> {
             })
             .collect();
         let coalescing = Coalescing::new(&registrar);
+        let hash_limit = HashLimit::default();
         let finished = |cvm_id: &str, result: &CvmResult<R::Error>| {
             emit(FleetEvent::Finished { cvm_id: cvm_id.to_owned(), accepted: result.is_ok() })
         };
@@ -322,7 +326,8 @@ impl<'a> FleetUpdate<'a> {
                 let observe = |event: &FlowEvent| watch.observe(event);
                 let progress = Progress::new(&observe);
                 let phases = prepared.phases();
-                let flow = prepared.flow(&phases, &progress, watch);
+                let mut flow = prepared.flow(&phases, &progress, watch);
+                flow.hash_limit = Some(&hash_limit);
                 match flow.register(state, data, &coalescing).instrument(span.clone()).await {
                     Ok(registered) => *transaction_hash = Some(registered),
                     Err(e) => {
@@ -336,7 +341,7 @@ impl<'a> FleetUpdate<'a> {
 
         // 3. Every registered CVM: phase 2 (and, after a 466, its own way back through phase 1
         // and a registration, coalesced with the other CVMs' again).
-        let coalescing = &coalescing;
+        let (coalescing, hash_limit) = (&coalescing, &hash_limit);
         let last = steps.into_iter().zip(&watches).zip(&cvm_ids).map(|(((step, span), watch), cvm_id)| async move {
             let (prepared, state, data, transaction_hash) = match step {
                 Step::Done(result) => return result,
@@ -348,7 +353,8 @@ impl<'a> FleetUpdate<'a> {
             let observe = |event: &FlowEvent| watch.observe(event);
             let progress = Progress::new(&observe);
             let phases = prepared.phases();
-            let flow = prepared.flow(&phases, &progress, watch);
+            let mut flow = prepared.flow(&phases, &progress, watch);
+            flow.hash_limit = Some(hash_limit);
             let result = async {
                 let (accepted, registrations) = flow.phase2_onward(state, data, transaction_hash, coalescing).await?;
                 Ok(prepared.outcome(accepted, registrations, &progress))

@@ -165,6 +165,33 @@ async fn offline_phase_1_for_all_then_the_registrations_then_phase_2_for_all() {
     assert_eq!(groups, [(b, names(&["b-0", "b-1", "b-2"])), (a, names(&["a-0", "a-1", "a-2", "a-3"]))]);
 }
 
+/// A server that gives each CVM of an app a compose hash of its own gets no more registrations
+/// out of a fleet than out of one update: two distinct hashes per app contract; the CVMs that
+/// ask for more fail, saying so, with nothing registered for them.
+#[tokio::test]
+async fn offline_a_fleet_registers_at_most_two_distinct_hashes_per_app() {
+    let app = AppId([6; 20]);
+    let cvms =
+        (0..4).map(|i| CvmSpec::onchain(format!("d-{i}")).app_id(app).compose_file(format!("services: {{}} # {i}")));
+    let sim = Simulator::start(SimulatorConfig::default().cvms(cvms)).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = Counting::default();
+    let ids = ["d-0", "d-1", "d-2", "d-3"];
+    let fleet = client.env_update_many(ids, vars()).concurrency(4).run(&registrar).await.unwrap();
+
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 2, "{:?}", registrar.asked);
+    let outcomes: Vec<(&str, bool)> = fleet.updates.iter().map(|u| (u.cvm_id.as_str(), u.result.is_ok())).collect();
+    assert_eq!(outcomes, [("d-0", true), ("d-1", true), ("d-2", false), ("d-3", false)]);
+    for (cvm_id, e) in fleet.failures() {
+        let FlowError::TooManyComposeHashes { registrations, .. } = e else { panic!("{cvm_id}: {e:?}") };
+        assert!(registrations.is_empty(), "{cvm_id}: nothing registered for it");
+        assert!(e.to_string().contains("distinct ones one run registers for an app contract"), "{e}");
+        assert!(sim.cvm_env(cvm_id).is_none_or(|env| env != vars()), "{cvm_id}: not updated");
+    }
+    let asked = registrar.asked.lock().unwrap();
+    assert!(asked[0] != asked[1], "two distinct hashes: {asked:?}");
+}
+
 /// A registrar that fails: every CVM of the group fails with the one error, asked once.
 #[derive(Default)]
 struct Failing {
