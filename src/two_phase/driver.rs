@@ -536,7 +536,10 @@ pub(crate) struct Flow<'a, P> {
 /// that a server answering each CVM (or each restart) with a fresh hash gets no more
 /// transactions out of a fleet than out of one update.
 #[derive(Default)]
-pub(crate) struct HashLimit(Mutex<HashMap<(Option<u64>, AppId), Vec<ComposeHash>>>);
+pub(crate) struct HashLimit(Mutex<HashMap<AppOnChain, Vec<ComposeHash>>>);
+
+/// An app contract on a chain (as phase 1's `kms_info` names it).
+type AppOnChain = (Option<u64>, AppId);
 
 impl HashLimit {
     /// Whether `data`'s hash may be registered: one admitted already, or a new one within the
