@@ -19,11 +19,13 @@ pub(crate) struct AppIdPolicy {
     pub(crate) enabled: bool,
     /// The app the caller means, if pinned.
     pub(crate) expected: Option<AppId>,
+    /// The compose hash the caller means, if pinned (checked in the driver, before the app id).
+    pub(crate) expected_compose_hash: Option<crate::hex::ComposeHash>,
 }
 
 impl Default for AppIdPolicy {
     fn default() -> Self {
-        Self { enabled: true, expected: None }
+        Self { enabled: true, expected: None, expected_compose_hash: None }
     }
 }
 

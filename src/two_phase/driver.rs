@@ -112,6 +112,17 @@ macro_rules! flow_settings_methods {
             self
         }
 
+        /// The compose hash the caller expects phase 1 to ask for, computed on its own side
+        /// (from the app compose it means the CVM to boot): a 465 naming another hash is
+        /// refused before the registrar is asked
+        /// ([`FlowError::ComposeHashNotExpected`](crate::FlowError::ComposeHashNotExpected)).
+        /// Without it the flow registers the hash the server names, for the CVM's own app (the
+        /// server computes the app compose; this crate cannot recompute it).
+        pub fn expect_compose_hash(mut self, compose_hash: $crate::ComposeHash) -> Self {
+            self.settings.app_id_policy.expected_compose_hash = Some(compose_hash);
+            self
+        }
+
         /// The app the caller means: a CVM of another app is refused before anything is sent
         /// ([`FlowError::NotExpectedApp`](crate::FlowError::NotExpectedApp); the CVM is read
         /// for it, unless read already), and a 465 naming another app contract before the
@@ -657,6 +668,18 @@ where
                 });
             }
             None => {
+                // Sign only the hash the caller computed, when pinned.
+                if let Some(expected) = self.app_id_policy.expected_compose_hash
+                    && expected != data.compose_hash
+                {
+                    tracing::warn!(%expected, asked = %data.compose_hash, "phase 1 asks for another compose hash than the expected one; not signing");
+                    return Err(FlowError::ComposeHashNotExpected {
+                        expected,
+                        refused: data.compose_hash,
+                        registrations: std::mem::take(&mut state.registrations),
+                        may_have_applied: state.lost_phase2_reply,
+                    });
+                }
                 // Sign only for the app the user means.
                 if let Err(source) =
                     self.app_id_policy.check(self.client, self.cvm_id, data.app_id, self.cvm_read).await
@@ -952,6 +975,23 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
         /// An earlier phase 2's reply was lost: the update may have been applied.
         may_have_applied: bool,
     },
+    /// Phase 1 asked to register another compose hash than the one the caller pinned
+    /// ([`EnvUpdate::expect_compose_hash`]); the registrar was not asked.
+    #[error(
+        "not registering compose hash {refused}: the expected compose hash is {expected}; nothing was signed (do not register a hash you did not compute, and report this reply to Phala Cloud){}{}",
+        earlier(registrations),
+        maybe_applied(*may_have_applied)
+    )]
+    ComposeHashNotExpected {
+        /// The hash the caller pinned.
+        expected: ComposeHash,
+        /// The hash phase 1 asked for.
+        refused: ComposeHash,
+        /// The registrations this run made before (another hash, before a 466 restart).
+        registrations: Vec<Registration>,
+        /// An earlier phase 2's reply was lost: the update may have been applied.
+        may_have_applied: bool,
+    },
     /// Registering the compose hash failed; phase 2 was not sent for it.
     #[error(
         "registering compose hash {compose_hash} on app contract {app_id} failed{}{}",
@@ -1081,6 +1121,7 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
         match self {
             Self::Registration { registrations, .. }
             | Self::AppIdCheck { registrations, .. }
+            | Self::ComposeHashNotExpected { registrations, .. }
             | Self::Phase2 { registrations, .. }
             | Self::Phase1AfterRegistration { registrations, .. }
             | Self::TooManyComposeHashes { registrations, .. } => registrations,
@@ -1099,6 +1140,7 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
             | Self::Phase1AfterRegistration { may_have_applied, .. }
             | Self::TooManyComposeHashes { may_have_applied, .. }
             | Self::AppIdCheck { may_have_applied, .. }
+            | Self::ComposeHashNotExpected { may_have_applied, .. }
             | Self::Registration { may_have_applied, .. } => *may_have_applied,
             Self::EncryptionKey(_) | Self::Encrypt(_) | Self::NotExpectedApp(_) => false,
         }

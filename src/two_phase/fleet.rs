@@ -92,6 +92,7 @@ pub struct FleetUpdate<'a> {
     verification_retries: Option<u32>,
     verification_retry_interval: Option<Duration>,
     expected_app: Option<AppId>,
+    expected_compose_hash: Option<ComposeHash>,
     #[cfg(feature = "onchain")]
     kms_rpc: Option<url::Url>,
     #[cfg(feature = "onchain")]
@@ -148,6 +149,7 @@ impl Client {
             verification_retries: None,
             verification_retry_interval: None,
             expected_app: None,
+            expected_compose_hash: None,
             #[cfg(feature = "onchain")]
             kms_rpc: None,
             #[cfg(feature = "onchain")]
@@ -173,6 +175,14 @@ impl<'a> FleetUpdate<'a> {
     /// The app every CVM must belong to, as [`EnvUpdate::expect_app_id`](super::EnvUpdate::expect_app_id).
     pub fn expect_app_id(mut self, app_id: AppId) -> Self {
         self.expected_app = Some(app_id);
+        self
+    }
+
+    /// The compose hash every CVM's phase 1 must ask for, as
+    /// [`EnvUpdate::expect_compose_hash`](super::EnvUpdate::expect_compose_hash): a CVM whose
+    /// 465 names another fails, nothing registered for it.
+    pub fn expect_compose_hash(mut self, compose_hash: ComposeHash) -> Self {
+        self.expected_compose_hash = Some(compose_hash);
         self
     }
 
@@ -230,6 +240,7 @@ impl<'a> FleetUpdate<'a> {
             verification_retries,
             verification_retry_interval,
             expected_app,
+            expected_compose_hash,
             #[cfg(feature = "onchain")]
             kms_rpc,
             #[cfg(feature = "onchain")]
@@ -263,6 +274,9 @@ impl<'a> FleetUpdate<'a> {
                 }
                 if let Some(app_id) = expected_app {
                     update = update.expect_app_id(app_id);
+                }
+                if let Some(compose_hash) = expected_compose_hash {
+                    update = update.expect_compose_hash(compose_hash);
                 }
                 #[cfg(feature = "onchain")]
                 if let Some(url) = &kms_rpc {

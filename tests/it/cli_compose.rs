@@ -102,6 +102,40 @@ async fn compose_update_registers_the_new_compose_hash_once() {
     assert_eq!(updates, [("update_cvm_docker_compose", 465), ("update_cvm_docker_compose", 202)]);
 }
 
+/// `--expect-compose-hash`: a 465 for any other hash is refused before anything is signed
+/// (exit 6); the hash computed for the change is registered.
+#[tokio::test]
+async fn a_pinned_compose_hash_is_the_only_one_signed() {
+    let (chain, sim, app) = onchain().await;
+    let compose = file("pinned", "docker-compose.yml", COMPOSE);
+    let env = owner_env(&sim, &chain, "pinned");
+    let before = nonce(&chain, 0).await;
+    let other = phala_cloud::ComposeHash([0x11; 32]).to_hex();
+    let base = |hash: &str| args(&["compose", "update", "cvm-1", "-f", &compose, "--expect-compose-hash", hash]);
+
+    let mut refused = base(&other);
+    refused.extend(args(&["--yes", "--json"]));
+    let out = cli(refused, env.clone()).await;
+    assert_eq!(out.status.code(), Some(6), "{:?}", text(&out));
+    let error = json_out(&out);
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("the expected compose hash is {other}")), "{error}");
+    assert!(message.contains("nothing was signed"), "{error}");
+    assert_eq!(nonce(&chain, 0).await, before, "nothing signed");
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 0);
+
+    // The hash the simulator computes for this compose (its 465 says so, and --prepare-only shows it).
+    let prepare = args(&["compose", "update", "cvm-1", "-f", &compose, "--prepare-only", "--json"]);
+    let prepared = json_out(&cli(prepare, env.clone()).await);
+    let hash = prepared["compose_hash"].as_str().unwrap().to_owned();
+    let mut pinned = base(&hash);
+    pinned.extend(args(&["--yes", "--json"]));
+    let out = cli(pinned, env).await;
+    assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
+    assert_eq!(bare(&json_out(&out)["compose_hash"]), bare(&prepared["compose_hash"]));
+    assert_eq!(chain.compose_hashes_added(app.into()).await, 1);
+}
+
 /// `--prepare-only` signs nothing and prints the call; the owner sends it; the same command
 /// with `--transaction-hash` finishes without a second registration. With both files, the
 /// unified PATCH carries them: one compose hash for the two.

@@ -494,6 +494,9 @@ async fn update(args: UpdateArgs) -> Result<(), Failure> {
     if let Some(app_id) = args.registration.app_id {
         update = update.expect_app_id(app_id);
     }
+    if let Some(compose_hash) = args.registration.expect_compose_hash {
+        update = update.expect_compose_hash(compose_hash);
+    }
     let result = update.run(&registrar).await;
     display.finish();
     crate::output::finish(result, &cvm_id, args.json, args.registration.transaction_hash.is_some(), |outcome| {
@@ -553,6 +556,9 @@ async fn update_fleet(
     }
     if let Some(app_id) = args.registration.app_id {
         fleet = fleet.expect_app_id(app_id);
+    }
+    if let Some(compose_hash) = args.registration.expect_compose_hash {
+        fleet = fleet.expect_compose_hash(compose_hash);
     }
     if let Some(url) = &rpc_url {
         fleet = fleet.kms_rpc(url.clone());

@@ -205,6 +205,7 @@ impl Failure {
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } | FlowError::NotExpectedApp(source) => app_id_check_exit_code(source),
+            FlowError::ComposeHashNotExpected { .. } => exit::REGISTRATION,
             FlowError::Registration { source, .. } => {
                 registration_exit_code(<E as Borrow<RegisterError>>::borrow(source))
             }

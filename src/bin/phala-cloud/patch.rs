@@ -252,6 +252,9 @@ async fn patch(
     if let Some(app_id) = registration.app_id {
         update = update.expect_app_id(app_id);
     }
+    if let Some(compose_hash) = registration.expect_compose_hash {
+        update = update.expect_compose_hash(compose_hash);
+    }
     let result = update.run(&registrar).await;
     display.finish();
     let json = target.json;

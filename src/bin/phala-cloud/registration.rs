@@ -53,6 +53,11 @@ pub struct RegistrationArgs {
     /// `GET /api/v1/cvms/{cvm_id}` says) is refused before anything is signed.
     #[arg(long, value_name = "ADDRESS", value_parser = parse_app_id_arg)]
     pub app_id: Option<AppId>,
+    /// The compose hash you computed for the change (32 bytes of hex, `0x` optional): a 465
+    /// asking to register any other hash is refused before anything is signed (exit 6). Without
+    /// it the hash the server names is registered (for the CVM's own app only).
+    #[arg(long, value_name = "HASH")]
+    pub expect_compose_hash: Option<phala_cloud::ComposeHash>,
     /// Directory of the lock files that make runs in several processes with one key on one
     /// chain take turns registering, so that none pays twice. Default: $XDG_RUNTIME_DIR/phala-cloud,
     /// else phala-cloud-<uid> in the temp dir (created with mode 0700).
