@@ -109,8 +109,7 @@ impl<'a> CvmKms<'a> {
         })
     }
 
-    /// `chain_id`, as a number, a decimal string or a `0x` hex string (for the on-chain key check).
-    #[cfg(any(feature = "onchain", test))]
+    /// `chain_id`, as a number, a decimal string or a `0x` hex string.
     pub(crate) fn chain_id(&self) -> Option<u64> {
         match self.info.get("chain_id")? {
             Value::Number(n) => n.as_u64(),

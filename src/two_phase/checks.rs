@@ -38,22 +38,32 @@ impl AppIdPolicy {
         client: &Client,
         cvm_id: &str,
         phase1: AppId,
+        phase1_chain: Option<u64>,
         read: Option<&CvmRecord>,
     ) -> Result<(), AppIdCheckError> {
         let cvm_id = cvm_id.to_owned();
         if self.enabled {
-            let cvm = match read {
-                Some(record) => cvm_app_id(record, &cvm_id)?,
+            let fetched;
+            let record = match read {
+                Some(record) => record,
                 None => {
-                    let record = CvmRecord::fetch(client, &cvm_id)
+                    fetched = CvmRecord::fetch(client, &cvm_id)
                         .await
                         .map_err(|source| AppIdCheckError::Lookup { cvm_id: cvm_id.clone(), source })?;
-                    cvm_app_id(&record, &cvm_id)?
+                    &fetched
                 }
             };
+            let cvm = cvm_app_id(record, &cvm_id)?;
             if cvm != phase1 {
                 tracing::warn!(%cvm_id, %phase1, %cvm, "phase 1 names another app than the CVM's; not signing");
                 return Err(AppIdCheckError::Mismatch { cvm_id, phase1, cvm });
+            }
+            // The same app address may exist on several chains: sign on the CVM's KMS chain only.
+            if let (Some(asked), Some(own)) = (phase1_chain, record.kms().and_then(|k| k.chain_id()))
+                && asked != own
+            {
+                tracing::warn!(%cvm_id, asked, own, "phase 1 names another chain than the CVM's KMS; not signing");
+                return Err(AppIdCheckError::ChainMismatch { cvm_id, phase1: asked, cvm: own });
             }
         }
         match self.expected {
@@ -160,6 +170,18 @@ pub enum AppIdCheckError {
         phase1: AppId,
         /// The CVM's own app id.
         cvm: AppId,
+    },
+    /// Phase 1 names another chain than the one the CVM's KMS is on (`kms_info.chain_id`).
+    #[error(
+        "phase 1 asks to register on chain {phase1}, but the KMS of CVM {cvm_id} is on chain {cvm}; nothing was signed: do not register this hash, and report this reply to Phala Cloud"
+    )]
+    ChainMismatch {
+        /// The CVM.
+        cvm_id: String,
+        /// The chain the 465 names.
+        phase1: u64,
+        /// The chain of the CVM's KMS.
+        cvm: u64,
     },
     /// The CVM (and phase 1) belong to another app than the one the caller pinned.
     #[error(

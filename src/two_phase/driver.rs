@@ -681,8 +681,10 @@ where
                     });
                 }
                 // Sign only for the app the user means.
-                if let Err(source) =
-                    self.app_id_policy.check(self.client, self.cvm_id, data.app_id, self.cvm_read).await
+                if let Err(source) = self
+                    .app_id_policy
+                    .check(self.client, self.cvm_id, data.app_id, data.chain_id(), self.cvm_read)
+                    .await
                 {
                     return Err(FlowError::AppIdCheck {
                         compose_hash: data.compose_hash,
@@ -954,7 +956,7 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     #[error("not updating the CVM: it is not the expected app's; nothing was sent")]
     NotExpectedApp(#[source] Box<AppIdCheckError>),
     /// Phase 1 failed (including input refused before sending).
-    #[error("phase 1 failed")]
+    #[error("{}", if matches!(.0, SdkError::InvalidInput(_)) { "refused before sending phase 1; nothing was sent" } else { "phase 1 failed" })]
     Phase1(#[source] SdkError<K>),
     /// The app-id check refused phase 1's app contract; the registrar was not asked.
     #[error(

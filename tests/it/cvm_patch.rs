@@ -282,6 +282,7 @@ async fn bad_input_sends_nothing() {
     for (field, patch) in cases {
         let e = patch.run(KnownTransaction::new(TransactionHash([3; 32]))).await.unwrap_err();
         assert!(e.is_input(), "{field}: {e:?}");
+        assert_eq!(e.to_string(), "refused before sending phase 1; nothing was sent", "{field}");
         let Some(phala_cloud::SdkError::InvalidInput(input)) = e.update_error() else { panic!("{e:?}") };
         assert_eq!(input.field, field);
     }

@@ -109,6 +109,47 @@ async fn a_cvm_of_another_app_than_the_pinned_one_gets_nothing_sent() {
     assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
 
+/// The same app address can exist on several chains: a 465 naming another chain than the
+/// CVM's KMS is on is refused before the registrar is asked (it would pick that chain's RPC).
+#[tokio::test]
+async fn a_465_for_another_chain_than_the_cvms_kms_is_refused() {
+    use phala_cloud::{AppIdCheckError, FlowError};
+    let server = httpmock::MockServer::start_async().await;
+    let phase1 = include_str!("../fixtures/responses/465_structured.json"); // app a172cedc…, chain 8453
+    server.mock(|when, then| {
+        when.method(httpmock::Method::PATCH).path("/api/v1/cvms/cvm-1/envs");
+        then.status(465).header("content-type", "application/json").body(phase1);
+    });
+    let cvm = |chain: u64| {
+        format!(
+            r#"{{"id":"cvm-1","name":"one","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":{{"slug":"k","chain_id":{chain}}}}}"#
+        )
+    };
+    let mut read = server.mock(|when, then| {
+        when.method(httpmock::Method::GET).path("/api/v1/cvms/cvm-1");
+        then.status(200).header("content-type", "application/json").body(cvm(1));
+    });
+    let client = phala_cloud::Client::builder().base_url(server.base_url()).api_key("phak_test").build().unwrap();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
+    let env = || EnvVars::from_pairs([("A", "1")]).unwrap();
+    let registrar = Counting::default();
+
+    let e = client.env_update("cvm-1").env(env(), key).run(&registrar).await.unwrap_err();
+    let FlowError::AppIdCheck { source, .. } = &e else { panic!("{e:?}") };
+    assert!(matches!(**source, AppIdCheckError::ChainMismatch { phase1: 8453, cvm: 1, .. }), "{source:?}");
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing was signed");
+
+    // The CVM's own chain: handed to the registrar.
+    read.delete();
+    server.mock(|when, then| {
+        when.method(httpmock::Method::GET).path("/api/v1/cvms/cvm-1");
+        then.status(200).header("content-type", "application/json").body(cvm(8453));
+    });
+    let e = client.env_update("cvm-1").env(env(), key).run(&registrar).await.unwrap_err();
+    assert!(matches!(e, FlowError::Phase2 { .. }), "{e:?}"); // the mock answers 465 again
+    assert_eq!(registrar.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
 /// The one-call flow checks a 465's app id against the CVM's own before the registrar is
 /// asked, by default: a server answering 465 for another app gets nothing signed.
 #[tokio::test]
