@@ -584,7 +584,20 @@ async fn a_bad_rpc_url_is_refused_without_echoing_it() {
         assert!(stderr.contains(names) && stderr.contains("http"), "{argv:?}: {stderr}");
         assert_no_secret(&out, &[canary]);
     }
+    // A URL that carries a key, given on the command line (where the process list shows it):
+    // refused, pointing at the variable; the same URL in the variable is taken.
+    let keyed = format!("https://rpc.example/v2/{canary}-0123456789");
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1", "--rpc-url", &keyed]), api_env(&sim)).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(stderr.contains("process list") && stderr.contains("set ETH_RPC_URL instead"), "{stderr}");
+    assert_no_secret(&out, &[canary]);
     assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
+    let with_var = [api_env(&sim), vec![("ETH_RPC_URL", keyed.clone())]].concat();
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1"]), with_var).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!stderr.contains("process list"), "the variable is not refused: {stdout}\n{stderr}");
+    assert_no_secret(&out, &[canary]);
 }
 
 /// A 2xx that does not prove acceptance (a wrong API prefix's HTML page, an empty 200, a 204)

@@ -194,5 +194,50 @@ pub fn rpc_url(value: Option<&OsStr>, label: &str) -> Result<Option<url::Url>, F
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(refuse("not an http or https URL with a host".into()));
     }
+    // Given on the command line (not the variable's value): anyone on the machine can read it
+    // in the process list, so one that looks like it carries a key is refused.
+    let from_variable = std::env::var_os("ETH_RPC_URL").is_some_and(|v| v.as_os_str() == value);
+    if !from_variable && carries_key(&url) {
+        let instead = if label.contains("ETH_RPC_URL") {
+            "set ETH_RPC_URL instead"
+        } else {
+            "give a URL without a key (a local node)"
+        };
+        return Err(Failure::usage(format!(
+            "{label}: this URL seems to carry an API key (a user, a query, or a long token in its path), and a command-line argument shows in the process list: {instead} (the value is not shown)"
+        )));
+    }
     Ok(Some(url))
+}
+
+/// Whether an RPC URL looks like it carries a credential: a user or password, a query, or a
+/// path segment of 16 or more token characters (as providers put their keys in).
+fn carries_key(url: &url::Url) -> bool {
+    let token = |segment: &str| {
+        segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.path_segments().is_some_and(|mut segments| segments.any(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::carries_key;
+
+    #[test]
+    fn rpc_urls_that_carry_a_key_are_told_apart() {
+        for keyed in [
+            "https://base-mainnet.g.alchemy.com/v2/AbCdEf0123456789xyz",
+            "https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef",
+            "https://user:pass@rpc.example.com",
+            "https://rpc.example.com/?apikey=x",
+        ] {
+            assert!(carries_key(&keyed.parse().unwrap()), "{keyed}");
+        }
+        for plain in ["http://localhost:8545", "https://mainnet.base.org", "https://ethereum-rpc.publicnode.com/"] {
+            assert!(!carries_key(&plain.parse().unwrap()), "{plain}");
+        }
+    }
 }
