@@ -116,8 +116,11 @@ macro_rules! flow_settings_methods {
         /// (from the app compose it means the CVM to boot): a 465 naming another hash is
         /// refused before the registrar is asked
         /// ([`FlowError::ComposeHashNotExpected`](crate::FlowError::ComposeHashNotExpected)).
-        /// Without it the flow registers the hash the server names, for the CVM's own app (the
-        /// server computes the app compose; this crate cannot recompute it).
+        /// Without it the flow registers the hash the server names, for the CVM's own app on
+        /// its KMS's chain: the server builds the app compose it hashes, and this crate does
+        /// not recompute it (dstack's SDKs hash the key-sorted compact JSON of an app compose,
+        /// e.g. the one `GET /api/v1/cvms/{cvm_id}/compose_file` returns with the change made;
+        /// whether the server normalizes it first is not documented).
         pub fn expect_compose_hash(mut self, compose_hash: $crate::ComposeHash) -> Self {
             self.settings.app_id_policy.expected_compose_hash = Some(compose_hash);
             self
@@ -125,9 +128,10 @@ macro_rules! flow_settings_methods {
 
         /// The app the caller means: a CVM of another app is refused before anything is sent
         /// ([`FlowError::NotExpectedApp`](crate::FlowError::NotExpectedApp); the CVM is read
-        /// for it, unless read already), and a 465 naming another app contract before the
-        /// registrar is asked ([`FlowError::AppIdCheck`](crate::FlowError::AppIdCheck)),
-        /// whatever the CVM reports.
+        /// for it, unless read already, or unless [`skip_app_id_check`](Self::skip_app_id_check)
+        /// says not to read it), and a 465 naming another app contract before the registrar is
+        /// asked ([`FlowError::AppIdCheck`](crate::FlowError::AppIdCheck)), whatever the CVM
+        /// reports.
         pub fn expect_app_id(mut self, app_id: $crate::AppId) -> Self {
             self.settings.app_id_policy.expected = Some(app_id);
             self
@@ -632,7 +636,8 @@ where
             Err(source) if state.registrations.is_empty() => return Err(FlowError::Phase1(source)),
             Err(source) => {
                 let registrations = std::mem::take(&mut state.registrations);
-                let may_have_applied = state.lost_phase2_reply;
+                // The hash is registered now: this phase 1 itself may have applied the update.
+                let may_have_applied = state.lost_phase2_reply || source.may_have_been_applied();
                 return Err(FlowError::Phase1AfterRegistration { registrations, source, may_have_applied });
             }
         };
@@ -657,16 +662,7 @@ where
             state.registrations.iter().find(|r| r.compose_hash == data.compose_hash && r.app_id == data.app_id);
         let transaction_hash = match earlier {
             Some(r) => r.transaction_hash,
-            None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN
-                || self.hash_limit.is_some_and(|limit| !limit.admit(data)) =>
-            {
-                let registrations = std::mem::take(&mut state.registrations);
-                return Err(FlowError::TooManyComposeHashes {
-                    refused: data.compose_hash,
-                    registrations,
-                    may_have_applied: state.lost_phase2_reply,
-                });
-            }
+            None if state.registrations.len() >= MAX_REGISTRATIONS_PER_RUN => return Err(too_many(state, data)),
             None => {
                 // Sign only the hash the caller computed, when pinned.
                 if let Some(expected) = self.app_id_policy.expected_compose_hash
@@ -693,6 +689,10 @@ where
                         registrations: std::mem::take(&mut state.registrations),
                         may_have_applied: state.lost_phase2_reply,
                     });
+                }
+                // Within the fleet's limit: counted only for a hash that passed every check.
+                if self.hash_limit.is_some_and(|limit| !limit.admit(data)) {
+                    return Err(too_many(state, data));
                 }
                 let transaction_hash = match registrar.register(data, self.progress).await {
                     Ok(transaction_hash) => transaction_hash,
@@ -752,7 +752,7 @@ where
                         chain_id: data.chain_id(),
                         transaction_hash,
                     };
-                    let may_have_applied = state.lost_phase2_reply || source.is_maybe_sent();
+                    let may_have_applied = state.lost_phase2_reply || source.may_have_been_applied();
                     return Err(FlowError::Phase2 {
                         registration: Box::new(registration),
                         registrations: state.registrations,
@@ -767,6 +767,18 @@ where
             };
             transaction_hash = self.register(&mut state, &data, registrar).await?;
         }
+    }
+}
+
+/// [`FlowError::TooManyComposeHashes`] for `data`'s hash, with the registrations made.
+fn too_many<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt::Display + 'static>(
+    state: &mut FlowState,
+    data: &Phase1Data,
+) -> FlowError<E, K> {
+    FlowError::TooManyComposeHashes {
+        refused: data.compose_hash,
+        registrations: std::mem::take(&mut state.registrations),
+        may_have_applied: state.lost_phase2_reply,
     }
 }
 
@@ -953,7 +965,7 @@ pub enum FlowError<E: std::error::Error + 'static, K: std::fmt::Debug + std::fmt
     Encrypt(#[source] CryptError),
     /// The CVM is not of the app the caller pinned
     /// ([`EnvUpdate::expect_app_id`]), or could not be read to tell; nothing was sent.
-    #[error("not updating the CVM: it is not the expected app's; nothing was sent")]
+    #[error("not updating the CVM: it could not be confirmed to be the expected app's; nothing was sent")]
     NotExpectedApp(#[source] Box<AppIdCheckError>),
     /// Phase 1 failed (including input refused before sending).
     #[error("{}", if matches!(.0, SdkError::InvalidInput(_)) { "refused before sending phase 1; nothing was sent" } else { "phase 1 failed" })]
@@ -1137,7 +1149,7 @@ impl<E: std::error::Error + 'static, K: ServiceErrorKind + std::fmt::Debug + std
     /// the update as not applied; sending the same update again is safe.
     pub fn may_have_applied(&self) -> bool {
         match self {
-            Self::Phase1(e) => e.is_maybe_sent(),
+            Self::Phase1(e) => e.may_have_been_applied(),
             Self::Phase2 { may_have_applied, .. }
             | Self::Phase1AfterRegistration { may_have_applied, .. }
             | Self::TooManyComposeHashes { may_have_applied, .. }

@@ -594,6 +594,9 @@ async fn a_bad_rpc_url_is_refused_without_echoing_it() {
     assert_no_secret(&out, &[canary]);
     assert!(sim.cvm_env("cvm-central").unwrap().is_empty(), "nothing was sent");
     let with_var = [api_env(&sim), vec![("ETH_RPC_URL", keyed.clone())]].concat();
+    // `--rpc-url "$ETH_RPC_URL"`: on the command line all the same.
+    let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1", "--rpc-url", &keyed]), with_var.clone()).await;
+    assert_eq!(out.status.code(), Some(2), "{:?}", text(&out));
     let out = cli(update_args(&sim, "cvm-central", &["-e", "A=1"]), with_var).await;
     let (stdout, stderr) = text(&out);
     assert!(!stderr.contains("process list"), "the variable is not refused: {stdout}\n{stderr}");

@@ -289,6 +289,28 @@ async fn cvms_update_resources_need_no_registration_and_a_compose_file_does() {
     assert_eq!(updates, [("update_cvm_endpoint", 202), ("update_cvm_endpoint", 465), ("update_cvm_endpoint", 202)]);
 }
 
+/// A phase 2 whose reply was lost, then refused with a 500: exit 8 and `may_have_applied`,
+/// never a plain server error that would read as "not applied".
+#[tokio::test]
+async fn a_refusal_after_a_lost_phase_2_reply_exits_8() {
+    use crate::support::{Reply, ScriptedServer};
+    let compose = file("lost", "docker-compose.yml", COMPOSE);
+    let phase1 = include_str!("../fixtures/responses/465_structured.json"); // app a172cedc…, chain 8453
+    let cvm = r#"{"id":"c1","name":"one","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":{"slug":"k","chain_id":8453}}"#;
+    let cut = Reply::Raw(b"HTTP/1.1 202 Accepted\r\ncontent-length: 90\r\n\r\n{\"st".to_vec());
+    let script = vec![Reply::json(465, phase1), Reply::json(200, cvm), cut, Reply::json(500, r#"{"detail":"boom"}"#)];
+    let server = ScriptedServer::start(script).await;
+    let env =
+        vec![("PHALA_CLOUD_API_KEY", "phak_test".to_owned()), ("PHALA_CLOUD_API_PREFIX", server.base_url.clone())];
+    let tx = format!("0x{}", "42".repeat(32));
+    let out = cli(args(&["compose", "update", "c1", "-f", &compose, "--transaction-hash", &tx, "--json"]), env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
+    let error = &json_out(&out)["error"];
+    assert_eq!((&error["status"], &error["may_have_applied"]), (&json!(500), &json!(true)), "{error}");
+    assert!(stderr.contains("may have been applied") && stderr.contains("check the CVM"), "{stderr}");
+}
+
 /// The operations' own error statuses map to `envs update`'s exit codes (these operations
 /// define 400: bad input), each with the `--json` error object; a 5xx says to try again later.
 #[tokio::test]

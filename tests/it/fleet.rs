@@ -287,3 +287,36 @@ async fn on_anvil_a_fleet_sends_one_transaction_and_a_rerun_none() {
     assert_eq!(registrations(&chain, app).await, 1, "still one ComposeHashAdded");
     assert_eq!(nonce(&chain).await, before + 1, "no second transaction");
 }
+
+/// Hashes refused by the compose-hash pin take none of the fleet's two slots: the CVM whose
+/// hash matches the pin is registered, the others refused, nothing registered for them.
+#[tokio::test]
+async fn refused_hashes_do_not_crowd_out_the_pinned_one() {
+    let app = AppId([6; 20]);
+    let specs = || {
+        (0..3)
+            .map(move |i| CvmSpec::onchain(format!("d-{i}")).app_id(app).compose_file(format!("services: {{}} # {i}")))
+    };
+    // d-2's hash, learnt on a twin simulator.
+    let twin = Simulator::start(SimulatorConfig::default().cvms(specs())).await.unwrap();
+    let probe = Counting::default();
+    twin.client_builder().build().unwrap().env_update_many(["d-2"], vars()).run(&probe).await.unwrap();
+    let pinned = probe.asked.lock().unwrap()[0].1;
+
+    let sim = Simulator::start(SimulatorConfig::default().cvms(specs())).await.unwrap();
+    let client = sim.client_builder().build().unwrap();
+    let registrar = Counting::default();
+    let fleet = client
+        .env_update_many(["d-0", "d-1", "d-2"], vars())
+        .expect_compose_hash(pinned)
+        .run(&registrar)
+        .await
+        .unwrap();
+    let d2 = &fleet.updates[2];
+    assert!(d2.result.is_ok(), "d-2 matches the pin but: {:?}", d2.result.as_ref().err().map(|e| e.to_string()));
+    for refused in &fleet.updates[..2] {
+        let e = refused.result.as_ref().unwrap_err();
+        assert!(matches!(e, FlowError::ComposeHashNotExpected { .. }), "{}: {e:?}", refused.cvm_id);
+    }
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 1, "only the pinned hash");
+}

@@ -217,3 +217,54 @@ async fn a_lost_reply_after_the_one_restart_is_still_found_applied() {
         .collect();
     assert_eq!(restarts, [RestartReason::Expired, RestartReason::LostPhase2Reply]);
 }
+
+/// After a 466 restart, a phase 1 whose reply is lost may have applied the update (the hash is
+/// registered now): reported as may-have-applied.
+#[tokio::test]
+async fn a_phase_1_lost_after_a_restart_may_have_applied_the_update() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let patches = Arc::new(AtomicU32::new(0));
+    let counter = patches.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let Some(req) = support::read_request(&mut sock).await else { return };
+                let reply = if req.request_line().starts_with("GET") {
+                    support::response(
+                        200,
+                        &[("content-type", "application/json"), ("connection", "close")],
+                        br#"{"id":"cvm-1","name":"one","app_id":"a172cedcae47474b615c54d510a5d84a8dea3032","kms_info":{"slug":"k","chain_id":8453}}"#,
+                    )
+                } else {
+                    match counter.fetch_add(1, Ordering::SeqCst) {
+                        0 => support::response(
+                            465,
+                            &[("content-type", "application/json"), ("connection", "close")],
+                            include_bytes!("../fixtures/responses/465_structured.json"),
+                        ),
+                        1 => support::response(
+                            466,
+                            &[("content-type", "application/json"), ("connection", "close")],
+                            include_bytes!("../fixtures/responses/466_structured.json"),
+                        ),
+                        _ => {
+                            sock.set_zero_linger().unwrap();
+                            return drop(sock);
+                        }
+                    }
+                };
+                let _ = sock.write_all(&reply).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    let client = phala_cloud::Client::builder().base_url(url).api_key("phak_test").build().unwrap();
+    let key = phala_cloud::simulator::RecipientSecretKey::generate().unwrap().public_key();
+    let e = client.env_update("cvm-1").env(env(), key).run(&CountingRegistrar::default()).await.unwrap_err();
+    assert_eq!(patches.load(Ordering::SeqCst), 3, "phase 1, phase 2, phase 1 again");
+    assert!(matches!(e, phala_cloud::FlowError::Phase1AfterRegistration { .. }), "{e:?}");
+    assert!(e.may_have_applied(), "phase 1 after the restart may have applied the update");
+}

@@ -309,7 +309,7 @@ async fn encrypt_env(args: EncryptArgs) -> Result<(), Failure> {
     let recipient = match (args.pubkey, &args.cvm) {
         (Some(pubkey), _) => VerifiedRecipient::caller_provided(pubkey),
         (None, Some(cvm)) => {
-            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
+            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)", "ETH_RPC_URL")?;
             let client = args.api.client(false)?;
             let found = match &rpc_url {
                 Some(url) => match args.kms_contract {
@@ -425,7 +425,7 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
     }
     let (key, by) = match (args.kms_contract, args.kms_pubkey) {
         (Some(address), given) => {
-            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?
+            let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)", "ETH_RPC_URL")?
                 .ok_or_else(|| Failure::usage("--kms-contract needs --rpc-url (or ETH_RPC_URL)"))?;
             let kms = KmsContract::new(address, &rpc_url).map_err(|e| Failure::usage(e.to_string()))?;
             let kms_refused =
@@ -454,7 +454,7 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
 
 async fn update(args: UpdateArgs) -> Result<(), Failure> {
     let stdin_read_by = args.registration.check_inputs(&args.api, &[("--env-file", args.source.stdin())])?;
-    let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
+    let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)", "ETH_RPC_URL")?;
     if args.app.is_some() || args.cvm_ids.len() > 1 {
         return update_fleet(args, rpc_url, stdin_read_by).await;
     }

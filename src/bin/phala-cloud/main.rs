@@ -29,7 +29,8 @@ Exit codes:
   5  conflict: another operation is still running (409, after retries), or another
      process holds this key's lock for longer than the timeout
   6  on-chain registration (owner, balance, chain, fee and gas caps, a reverted or
-     refused transaction; 465-468), a 465 for another app than the CVM's, or a CVM
+     refused transaction; 465-468), a 465 for another app or chain than the CVM's, for
+     another hash than --expect-compose-hash, or for a third distinct hash, or a CVM
      env-encryption key that does not verify (its KMS signature, the app's registration
      with the KMS contract, the RPC's chain, a missing KMS key; for these nothing was
      encrypted or sent)

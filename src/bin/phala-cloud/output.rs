@@ -199,13 +199,15 @@ impl Failure {
         E: std::error::Error + Borrow<RegisterError> + 'static,
         K: ServiceExit,
     {
+        // A request whose reply was lost earlier in the run (not the last error's own doing,
+        // which its status says): "may have been sent", whatever failed after it.
+        let lost_earlier = e.may_have_applied() && !e.update_error().is_some_and(|u| u.may_have_been_applied());
         let code = match e {
-            // Never reported as not applied: "may have been sent" whatever failed after it.
-            _ if e.may_have_applied() => exit::NETWORK,
+            _ if lost_earlier => exit::NETWORK,
             FlowError::EncryptionKey(k) => key_error_exit_code(k),
             FlowError::Encrypt(_) => exit::BAD_INPUT,
             FlowError::AppIdCheck { source, .. } | FlowError::NotExpectedApp(source) => app_id_check_exit_code(source),
-            FlowError::ComposeHashNotExpected { .. } => exit::REGISTRATION,
+            FlowError::ComposeHashNotExpected { .. } | FlowError::TooManyComposeHashes { .. } => exit::REGISTRATION,
             FlowError::Registration { source, .. } => {
                 registration_exit_code(<E as Borrow<RegisterError>>::borrow(source))
             }
@@ -218,7 +220,7 @@ impl Failure {
         };
         let mut message = crate::error_chain(e);
         let hint = match e {
-            _ if e.may_have_applied() && !e.update_error().is_some_and(|u| u.is_maybe_sent()) => Some(
+            _ if lost_earlier => Some(
                 "check the CVM (GET /api/v1/cvms/{id}) before treating the update as not applied; running the same command again is safe"
                     .into(),
             ),

@@ -234,7 +234,7 @@ async fn patch(
     target: &PatchTarget,
     stdin_read_by: Option<&'static str>,
 ) -> Result<(), Failure> {
-    let rpc_url = secret_arg::rpc_url(target.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)")?;
+    let rpc_url = secret_arg::rpc_url(target.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)", "ETH_RPC_URL")?;
     let client = target.api.client(true)?;
     let private_key = target.registration.private_key()?;
     let registration = &target.registration;

@@ -182,7 +182,7 @@ pub fn private_key(value: &str, origin: &str) -> Result<PrivateKeySigner, Failur
 
 /// An RPC URL from `--rpc-url` or its variable, checked after clap so that no error shows it:
 /// providers put API keys in the path. `label` names the flag and variable.
-pub fn rpc_url(value: Option<&OsStr>, label: &str) -> Result<Option<url::Url>, Failure> {
+pub fn rpc_url(value: Option<&OsStr>, label: &str, variable: &str) -> Result<Option<url::Url>, Failure> {
     let Some(value) = value else { return Ok(None) };
     let refuse = |what: String| {
         Failure::usage(format!(
@@ -194,20 +194,23 @@ pub fn rpc_url(value: Option<&OsStr>, label: &str) -> Result<Option<url::Url>, F
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(refuse("not an http or https URL with a host".into()));
     }
-    // Given on the command line (not the variable's value): anyone on the machine can read it
-    // in the process list, so one that looks like it carries a key is refused.
-    let from_variable = std::env::var_os("ETH_RPC_URL").is_some_and(|v| v.as_os_str() == value);
-    if !from_variable && carries_key(&url) {
-        let instead = if label.contains("ETH_RPC_URL") {
-            "set ETH_RPC_URL instead"
-        } else {
-            "give a URL without a key (a local node)"
-        };
+    // On the command line (`--rpc-url URL` or `--rpc-url=URL`, even if a variable holds the
+    // same), anyone on the machine can read it in the process list: one that looks like it
+    // carries a key is refused, pointing at the variable.
+    if on_command_line(value) && carries_key(&url) {
         return Err(Failure::usage(format!(
-            "{label}: this URL seems to carry an API key (a user, a query, or a long token in its path), and a command-line argument shows in the process list: {instead} (the value is not shown)"
+            "{label}: this URL seems to carry an API key (a user, a query, or a long token in its path), and a command-line argument shows in the process list: set {variable} instead (the value is not shown)"
         )));
     }
     Ok(Some(url))
+}
+
+/// Whether `value` is one of this process's arguments, alone or after `=`.
+fn on_command_line(value: &OsStr) -> bool {
+    std::env::args_os().skip(1).any(|arg| {
+        arg.as_os_str() == value
+            || arg.to_str().and_then(|a| a.split_once('=')).is_some_and(|(_, v)| OsStr::new(v) == value)
+    })
 }
 
 /// Whether an RPC URL looks like it carries a credential: a user or password, a query, or a

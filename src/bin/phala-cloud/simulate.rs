@@ -35,8 +35,9 @@ pub struct SimulateArgs {
     /// JSON-RPC endpoint of the chain phase 2 is verified against; needs a deployer key. Without
     /// it the simulator runs in offline mode and verifies nothing on-chain. Shown only as its
     /// origin (scheme, host, port), never its path, query or credentials: providers put API
-    /// keys there.
-    #[arg(long, value_name = "URL")]
+    /// keys there. Give such a URL in PHALA_SIMULATOR_RPC_URL, not on the command line (where
+    /// the process list shows it).
+    #[arg(long, env = "PHALA_SIMULATOR_RPC_URL", value_name = "URL", hide_env_values = true)]
     rpc_url: Option<OsString>,
     /// A file holding the private key (hex) that deploys an app contract for each
     /// contract-owned CVM and owns it; `-` reads one line from stdin. Default: the DEPLOYER_KEY
@@ -68,7 +69,11 @@ pub async fn run(args: SimulateArgs) -> Result<(), Failure> {
         ("--deployer-key-file", args.deployer_key_file.as_deref()),
         ("--api-key-file", args.api_key_file.as_deref()),
     ])?;
-    let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url")?;
+    let rpc_url = secret_arg::rpc_url(
+        args.rpc_url.as_deref(),
+        "--rpc-url (or PHALA_SIMULATOR_RPC_URL)",
+        "PHALA_SIMULATOR_RPC_URL",
+    )?;
     let api_key = secret_arg::load(args.api_key_file.as_deref(), "--api-key-file", "PHALA_SIMULATOR_API_KEY")?;
     let deployer = secret_arg::load(args.deployer_key_file.as_deref(), "--deployer-key-file", "DEPLOYER_KEY")?;
     let mut config = SimulatorConfig::default()
