@@ -57,6 +57,18 @@ impl CvmRecord {
         text(&self.fields, "app_id")
     }
 
+    /// Whether `other` describes the same CVM: the same `vm_uuid`, or the same `id` (a hashed
+    /// id in one API version, the database id in the other; both records come from one client,
+    /// so from one version). A record with neither is the same as none, so an unreadable
+    /// reply never merges two CVMs.
+    pub(crate) fn same_cvm(&self, other: &Self) -> bool {
+        let same = |key: &str| match (id_field(&self.fields, key), id_field(&other.fields, key)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        };
+        same("vm_uuid") || same("id")
+    }
+
     /// The KMS, when `kms_info` is an object.
     pub(crate) fn kms(&self) -> Option<CvmKms<'_>> {
         match self.fields.get("kms_info") {
@@ -143,6 +155,14 @@ fn text<'a>(fields: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
     fields.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
+/// An identifier field, string or number, as text.
+fn id_field(fields: &Map<String, Value>, key: &str) -> Option<String> {
+    match fields.get(key) {
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => text(fields, key).map(str::to_owned),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -196,6 +216,21 @@ mod tests {
             "kms_info": {"chain_id": null, "slug": "phala", "encrypted_env_pubkey": "11".repeat(32)}
         }));
         assert!(!centralized.is_contract_owned());
+    }
+
+    #[test]
+    fn the_same_cvm_by_uuid_or_id_never_by_nothing() {
+        let a = CvmRecord::from_value(json!({ "id": "cvm_1", "vm_uuid": "u-1", "name": "web" }));
+        let by_uuid = CvmRecord::from_value(json!({ "id": "cvm_9", "vm_uuid": " u-1 " }));
+        let by_id = CvmRecord::from_value(json!({ "id": "cvm_1", "vm_uuid": null }));
+        let numeric = CvmRecord::from_value(json!({ "id": 7 }));
+        let other = CvmRecord::from_value(json!({ "id": "cvm_2", "vm_uuid": "u-2", "name": "web" }));
+        let bare = CvmRecord::from_value(json!({ "name": "web" }));
+        assert!(a.same_cvm(&by_uuid) && a.same_cvm(&by_id));
+        assert!(numeric.same_cvm(&CvmRecord::from_value(json!({ "id": 7 }))));
+        // A name is not an identity, and a record with no identifier merges with nothing.
+        assert!(!a.same_cvm(&other));
+        assert!(!bare.same_cvm(&bare) && !a.same_cvm(&bare));
     }
 
     #[test]

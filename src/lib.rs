@@ -75,7 +75,7 @@ pub use two_phase::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate,
     EnvUpdateRequest, FleetError, FleetEvent, FleetOutcome, FleetUpdate, FlowError, FlowEvent, KnownTransaction,
     MAX_REGISTRATIONS_PER_RUN, OtherComposeHash, PendingUpdate, Phase1Outcome, Progress, Registration, RestartReason,
-    UpdateOutcome, parse_app_id,
+    SameCvm, UpdateOutcome, parse_app_id,
 };
 pub use two_phase::{CvmPatch, CvmPatchAccepted, CvmPatchError, CvmPatchOutcome, UpdateCvmRequest};
 pub use two_phase::{DRIVEN_OPERATIONS, DrivenOperation, Phase2Carrier, TwoPhaseKind, TwoPhaseOperation};

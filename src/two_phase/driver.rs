@@ -412,6 +412,15 @@ impl PreparedEnvUpdate<'_> {
         }
     }
 
+    /// Whether this update and `other` are of the same CVM, as the key lookups read them
+    /// (under two names, say): false when either did not read its CVM.
+    pub(crate) fn same_cvm(&self, other: &Self) -> bool {
+        match (&self.cvm_read, &other.cvm_read) {
+            (Some(a), Some(b)) => a.same_cvm(b),
+            _ => false,
+        }
+    }
+
     /// The outcome of an accepted update (reported, and recorded in the span).
     pub(crate) fn outcome(
         &self,

@@ -19,12 +19,11 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use serde_json::Value;
 
 use tracing::Instrument;
@@ -312,19 +311,55 @@ impl<'a> FleetUpdate<'a> {
             emit(FleetEvent::Finished { cvm_id: cvm_id.to_owned(), accepted: result.is_ok() })
         };
 
-        // 1. Every CVM: its key looked up and verified, its env encrypted, phase 1.
-        let first = updates.into_iter().zip(&watches).zip(&cvm_ids).map(|((update, watch), cvm_id)| async move {
+        // 1. Every CVM: its key looked up and verified, its env encrypted.
+        let prepare = updates.into_iter().zip(&watches).map(|(update, watch)| async move {
             let span = update.span();
             let observe = |event: &FlowEvent| watch.observe(event);
+            let prepared = update.prepare(&Progress::new(&observe)).instrument(span.clone()).await;
+            (prepared, span)
+        });
+        // A CVM given under two names (its id and its name, say) is updated once, under the
+        // first: the key lookups read both, so they tell.
+        let mut same_cvm: Vec<SameCvm> = Vec::new();
+        let mut steps: Vec<(Step<'_, R::Error>, tracing::Span)> = Vec::with_capacity(cvm_ids.len());
+        for (i, (prepared, span)) in bounded(prepare, concurrency).await.into_iter().enumerate() {
+            let step = match prepared {
+                Err(e) => {
+                    let result = Err(e);
+                    finished(&cvm_ids[i], &result);
+                    Step::Done(result)
+                }
+                Ok(prepared) => {
+                    let first = steps.iter().position(|(step, _)| match step {
+                        Step::Prepared(earlier) => earlier.same_cvm(&prepared),
+                        _ => false,
+                    });
+                    match first {
+                        Some(first) => {
+                            let (cvm_id, same_as) = (cvm_ids[i].clone(), cvm_ids[first].clone());
+                            emit(FleetEvent::SameCvm { cvm_id: cvm_id.clone(), same_as: same_as.clone() });
+                            same_cvm.push(SameCvm { cvm_id, same_as });
+                            Step::SameCvm
+                        }
+                        None => Step::Prepared(Box::new(prepared)),
+                    }
+                }
+            };
+            steps.push((step, span));
+        }
+        // Then phase 1, for every CVM still to update.
+        let first = steps.into_iter().zip(&watches).zip(&cvm_ids).map(|(((step, span), watch), cvm_id)| async move {
+            let Step::Prepared(prepared) = step else { return (step, span) };
+            let observe = |event: &FlowEvent| watch.observe(event);
             let progress = Progress::new(&observe);
-            let step = phase1(update, &progress, watch).instrument(span.clone()).await;
+            let step = phase1(*prepared, &progress, watch).instrument(span.clone()).await;
             let step = step.unwrap_or_else(|e| Step::Done(Err(e)));
             if let Step::Done(result) = &step {
                 finished(cvm_id, result);
             }
             (step, span)
         });
-        let mut steps = bounded(first.collect(), concurrency).await;
+        let mut steps = bounded(first, concurrency).await;
 
         // 2. One registration per distinct (chain, app contract, compose hash), for every CVM
         // whose phase 1 asked for it: the first CVM of a group registers, the others cite its
@@ -358,10 +393,13 @@ impl<'a> FleetUpdate<'a> {
         let (coalescing, hash_limit) = (&coalescing, &hash_limit);
         let last = steps.into_iter().zip(&watches).zip(&cvm_ids).map(|(((step, span), watch), cvm_id)| async move {
             let (prepared, state, data, transaction_hash) = match step {
-                Step::Done(result) => return result,
+                Step::Done(result) => return Some(result),
+                Step::SameCvm => return None,
                 Step::Phase1Done { prepared, state, data, transaction_hash: Some(tx) } => (prepared, state, data, tx),
-                Step::Phase1Done { .. } => {
-                    unreachable!("every CVM whose phase 1 asked for a registration is in a group")
+                Step::Phase1Done { .. } | Step::Prepared(_) => {
+                    unreachable!(
+                        "every CVM is past phase 1, and each whose phase 1 asked for a registration in a group"
+                    )
                 }
             };
             let observe = |event: &FlowEvent| watch.observe(event);
@@ -376,12 +414,16 @@ impl<'a> FleetUpdate<'a> {
             .instrument(span)
             .await;
             finished(cvm_id, &result);
-            result
+            Some(result)
         });
-        let results = bounded(last.collect(), concurrency).await;
+        let results = bounded(last, concurrency).await;
         drop(watches);
-        let updates = cvm_ids.into_iter().zip(results).map(|(cvm_id, result)| CvmUpdate { cvm_id, result }).collect();
-        Ok(FleetOutcome { updates })
+        let updates = cvm_ids
+            .into_iter()
+            .zip(results)
+            .filter_map(|(cvm_id, result)| Some(CvmUpdate { cvm_id, result: result? }))
+            .collect();
+        Ok(FleetOutcome { updates, same_cvm })
     }
 }
 
@@ -390,6 +432,10 @@ type CvmResult<E> = Result<UpdateOutcome, FlowError<Arc<E>>>;
 
 /// Where one CVM of a fleet is between the stages.
 enum Step<'a, E: std::error::Error + 'static> {
+    /// Its key looked up and its env encrypted: ready for phase 1.
+    Prepared(Box<PreparedEnvUpdate<'a>>),
+    /// Another name of a CVM given before it: nothing more to do.
+    SameCvm,
     /// Its flow ended: accepted at phase 1, or failed.
     Done(CvmResult<E>),
     /// Phase 1 asked for a registration; then (stage 2) the transaction phase 2 cites.
@@ -401,13 +447,12 @@ enum Step<'a, E: std::error::Error + 'static> {
     },
 }
 
-/// A CVM's first stage: key, encryption, phase 1.
+/// A CVM's phase 1.
 async fn phase1<'a, E: std::error::Error + 'static>(
-    update: EnvUpdate<'a>,
+    prepared: PreparedEnvUpdate<'a>,
     progress: &Progress<'_>,
     watch: &Watch<'_>,
 ) -> Result<Step<'a, E>, FlowError<Arc<E>>> {
-    let prepared = update.prepare(progress).await?;
     let mut state = FlowState::default();
     let phases = prepared.phases();
     let reply = prepared.flow(&phases, progress, watch).phase1(&mut state).await?;
@@ -437,42 +482,8 @@ fn groups<E: std::error::Error + 'static>(steps: &[(Step<'_, E>, tracing::Span)]
 }
 
 /// Runs `futures` on the current task, at most `limit` at once, and gives their outputs in order.
-async fn bounded<F: Future>(futures: Vec<F>, limit: usize) -> Vec<F::Output> {
-    let total = futures.len();
-    let mut waiting = futures.into_iter();
-    let mut running: Vec<(usize, Pin<Box<F>>)> = Vec::new();
-    let mut out: Vec<Option<F::Output>> = (0..total).map(|_| None).collect();
-    let mut next = 0;
-    std::future::poll_fn(|cx| {
-        loop {
-            while running.len() < limit.max(1) {
-                match waiting.next() {
-                    Some(future) => {
-                        running.push((next, Box::pin(future)));
-                        next += 1;
-                    }
-                    None => break,
-                }
-            }
-            let before = running.len();
-            running.retain_mut(|(index, future)| match future.as_mut().poll(cx) {
-                Poll::Ready(output) => {
-                    out[*index] = Some(output);
-                    false
-                }
-                Poll::Pending => true,
-            });
-            if running.is_empty() && waiting.as_slice().is_empty() {
-                return Poll::Ready(());
-            }
-            // A slot freed: start the next ones (and poll them) now.
-            if running.len() == before {
-                return Poll::Pending;
-            }
-        }
-    })
-    .await;
-    out.into_iter().map(|o| o.expect("every future ran to its end")).collect()
+async fn bounded<F: Future>(futures: impl IntoIterator<Item = F>, limit: usize) -> Vec<F::Output> {
+    futures_util::stream::iter(futures).buffered(limit.max(1)).collect().await
 }
 
 /// Lists the CVMs of `app_id` (`GET /api/v1/apps/{app_id}/cvms`), by the id each list item
@@ -587,6 +598,19 @@ impl<R: ComposeHashRegistrar> ComposeHashRegistrar for Coalescing<'_, R> {
 pub struct FleetOutcome<E: std::error::Error + 'static> {
     /// One per CVM.
     pub updates: Vec<CvmUpdate<E>>,
+    /// The names given for a CVM already given under another, each updated once, under the
+    /// first name (its result is in [`updates`](Self::updates)).
+    pub same_cvm: Vec<SameCvm>,
+}
+
+/// A name given for a CVM that was given before it under another name ([`FleetOutcome::same_cvm`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SameCvm {
+    /// The name given later.
+    pub cvm_id: String,
+    /// The name the CVM was updated under.
+    pub same_as: String,
 }
 
 /// One CVM's result in a [`FleetOutcome`].
@@ -653,6 +677,15 @@ pub enum FleetEvent {
         chain_id: Option<u64>,
         /// The CVMs that need it, in the order given (listed).
         cvm_ids: Vec<String>,
+    },
+    /// `cvm_id` names the same CVM as `same_as`, given before it (the key lookups read the
+    /// same CVM): it is updated once, under `same_as`. Sent after every key lookup, before any
+    /// phase 1.
+    SameCvm {
+        /// The name given later.
+        cvm_id: String,
+        /// The name the CVM is updated under.
+        same_as: String,
     },
     /// A step of one CVM's flow.
     Cvm {

@@ -39,7 +39,7 @@ pub use driver::{
     DEFAULT_PHASE2_ATTEMPTS, DEFAULT_VERIFICATION_RETRIES, DEFAULT_VERIFICATION_RETRY_INTERVAL, EnvUpdate, FlowError,
     MAX_REGISTRATIONS_PER_RUN, Registration, UpdateOutcome,
 };
-pub use fleet::{CvmUpdate, DEFAULT_FLEET_CONCURRENCY, FleetError, FleetEvent, FleetOutcome, FleetUpdate};
+pub use fleet::{CvmUpdate, DEFAULT_FLEET_CONCURRENCY, FleetError, FleetEvent, FleetOutcome, FleetUpdate, SameCvm};
 pub use kind::TwoPhaseKind;
 pub use phases::{EnvUpdateRequest, PendingUpdate, Phase1Outcome};
 pub use registrar::{

@@ -170,6 +170,31 @@ async fn a_json_array_holds_the_failure_of_a_missing_cvm() {
     assert_eq!(items[1]["error"]["status"], 404);
 }
 
+/// Two names of one CVM: updated once, and the JSON array says which name was the same CVM.
+#[tokio::test]
+async fn a_cvm_named_twice_is_updated_once_and_said_so() {
+    let chain = LocalChain::start_with(AnvilOptions { block_time: Some(1), ..AnvilOptions::default() });
+    let (sim, _app, env) = setup(&chain, 1, "alias").await;
+    let uuid = sim.cvms()[0].vm_uuid.clone();
+    let out = cli(&["envs", "update", "cvm-0", &uuid, "-e", "SHARED=1", "--yes", "--json"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let items: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(items.as_array().map(Vec::len), Some(2), "{items}");
+    assert_eq!(items[0]["cvm_id"], "cvm-0");
+    assert_eq!(items[1], serde_json::json!({ "cvm_id": uuid, "ok": true, "same_as": "cvm-0" }));
+    let accepted = || sim.operations().iter().filter(|op| op.status == 202).count();
+    assert_eq!(accepted(), 1, "one accepted update: {:?}", sim.operations());
+
+    // In text, a line says so (stderr as it happens, stdout in the results).
+    let out = cli(&["envs", "update", &uuid, "cvm-0", "-e", "SHARED=2", "--yes"], &env).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&format!("cvm-0 is the same CVM as {uuid}: updated once, as {uuid}")), "{stderr}");
+    assert!(stdout.contains(&format!("cvm-0: the same CVM as {uuid} (updated once, as {uuid})")), "{stdout}");
+    assert_eq!(accepted(), 2, "{:?}", sim.operations());
+}
+
 #[tokio::test]
 async fn one_cvm_flags_are_refused_with_several() {
     let out = cli(&["envs", "update", "a", "b", "-e", "X=1", "--pubkey", &"11".repeat(32)], &[]).await;

@@ -165,6 +165,59 @@ async fn offline_phase_1_for_all_then_the_registrations_then_phase_2_for_all() {
     assert_eq!(groups, [(b, names(&["b-0", "b-1", "b-2"])), (a, names(&["a-0", "a-1", "a-2", "a-3"]))]);
 }
 
+/// A CVM given under several names (its id, its UUID, its instance id) is updated once, under
+/// the first name: one phase 1 and one phase 2 reach it, and the outcome says which names were
+/// the same CVM. Two CVMs that share a name in nothing stay two.
+#[tokio::test]
+async fn offline_a_cvm_given_under_two_names_is_updated_once() {
+    let app = AppId([7; 20]);
+    let sim = two_apps((app, 2), (AppId([8; 20]), 0)).await;
+    let client = sim.client_builder().build().unwrap();
+    let (a0, a1) = (sim.cvm("a-0").unwrap().clone(), sim.cvm("a-1").unwrap().clone());
+    let ids = ["a-0".to_owned(), a1.vm_uuid.clone(), a0.vm_uuid.clone(), "a-1".to_owned(), a0.instance_id.clone()];
+    let registrar = Counting::default();
+    let events = Mutex::new(Vec::new());
+    let fleet = client
+        .env_update_many(ids.clone(), vars())
+        .on_event(|e| events.lock().unwrap().push(e.clone()))
+        .run(&registrar)
+        .await
+        .unwrap();
+
+    assert!(fleet.all_accepted(), "{:?}", fleet.failures().collect::<Vec<_>>());
+    let updated: Vec<&str> = fleet.updates.iter().map(|u| u.cvm_id.as_str()).collect();
+    assert_eq!(updated, ["a-0", a1.vm_uuid.as_str()]);
+    let same: Vec<(String, String)> = fleet.same_cvm.iter().map(|s| (s.cvm_id.clone(), s.same_as.clone())).collect();
+    assert_eq!(
+        same,
+        [
+            (a0.vm_uuid.clone(), "a-0".to_owned()),
+            ("a-1".to_owned(), a1.vm_uuid.clone()),
+            (a0.instance_id.clone(), "a-0".to_owned())
+        ]
+    );
+    assert_eq!(registrar.calls.load(Ordering::SeqCst), 1);
+    for cvm in [&a0, &a1] {
+        let sent: Vec<_> = sim
+            .operations()
+            .into_iter()
+            .filter(|op| [&cvm.id, &cvm.hashed_id, &cvm.vm_uuid, &cvm.instance_id].contains(&&op.cvm_id))
+            .map(|op| op.phase)
+            .collect();
+        assert_eq!(sent.len(), 2, "{}: one phase 1 and one phase 2, not {sent:?}", cvm.id);
+        assert_eq!(sim.cvm_env(&cvm.id).unwrap(), vars());
+    }
+    // The names reported before any phase 1; no CVM finished twice.
+    let events = events.into_inner().unwrap();
+    let first_phase1 =
+        events.iter().position(|e| matches!(e, FleetEvent::Cvm { event: FlowEvent::Phase1Sent { .. }, .. })).unwrap();
+    let same_events: Vec<usize> =
+        (0..events.len()).filter(|&i| matches!(events[i], FleetEvent::SameCvm { .. })).collect();
+    assert_eq!(same_events.len(), 3);
+    assert!(same_events.iter().all(|&i| i < first_phase1), "{events:#?}");
+    assert_eq!(events.iter().filter(|e| matches!(e, FleetEvent::Finished { .. })).count(), 2);
+}
+
 /// A server that gives each CVM of an app a compose hash of its own gets no more registrations
 /// out of a fleet than out of one update: two distinct hashes per app contract; the CVMs that
 /// ask for more fail, saying so, with nothing registered for them.

@@ -548,6 +548,9 @@ async fn update_fleet(
             if cvm_ids.len() == 1 { "" } else { "s" },
             cvm_ids.join(", ")
         )),
+        FleetEvent::SameCvm { cvm_id, same_as } => {
+            display.say(format!("{cvm_id} is the same CVM as {same_as}: updated once, as {same_as}"))
+        }
         FleetEvent::Cvm { cvm_id, event } => display.event(Some(cvm_id), event),
         _ => {}
     });
@@ -596,6 +599,15 @@ async fn update_fleet(
                     None => println!("{id}: failed (exit {}): {}", failure.code, failure.message.replace('\n', "; ")),
                 }
             }
+        }
+    }
+    for same in &outcome.same_cvm {
+        let (id, same_as) = (&same.cvm_id, &same.same_as);
+        if args.json {
+            let ok = outcome.updates.iter().find(|u| &u.cvm_id == same_as).map(|u| u.result.is_ok());
+            items.push(json!({ "cvm_id": id, "ok": ok, "same_as": same_as }));
+        } else {
+            println!("{id}: the same CVM as {same_as} (updated once, as {same_as})");
         }
     }
     if args.json {
