@@ -365,6 +365,34 @@ async fn verify_pubkey_against_the_kms_contract_on_chain() {
     assert!(!text(&named).1.contains(&chain.endpoint), "the RPC URL is not shown");
 }
 
+/// An RPC that cannot be reached: exit 8, the cause said once (not "error sending request"
+/// twice), the key not taken for checked, and the RPC URL (with its key) not shown.
+#[tokio::test]
+async fn verify_pubkey_against_an_unreachable_rpc_says_why_once_and_hides_the_url() {
+    let rpc = format!("{}/v2/{}", support::refused_url(), "k3y".repeat(12));
+    let argv = [
+        "envs",
+        "verify-pubkey",
+        "--pubkey",
+        &"11".repeat(32),
+        "--signature",
+        &"22".repeat(65),
+        "--app-id",
+        &"ab".repeat(20),
+        "--kms-contract",
+        &format!("0x{}", "cd".repeat(20)),
+        "--timestamp",
+        "1764700000",
+    ];
+    let out = cli(argv.iter().map(|s| s.to_string()).collect(), vec![("ETH_RPC_URL", rpc.clone())]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(8), "{stdout}\n{stderr}");
+    assert!(stderr.contains("Connection refused"), "the cause is said: {stderr}");
+    assert_eq!(stderr.matches("error sending request").count(), 1, "said once: {stderr}");
+    assert!(stderr.contains("could not be checked"), "{stderr}");
+    assert!(!stderr.contains("k3y") && !stderr.contains("127.0.0.1"), "the RPC URL is not shown: {stderr}");
+}
+
 /// A .env file is data: `${PRIVATE_KEY}` in it is sent as written, even with the owner's key in
 /// PRIVATE_KEY, and `pa$sw0rd` is not altered.
 #[tokio::test]
@@ -917,7 +945,10 @@ async fn a_key_that_does_not_verify_exits_6_and_nothing_is_sent() {
                 let out = cli(a, api_env(&sim)).await;
                 let (stdout, stderr) = text(&out);
                 assert_eq!(out.status.code(), Some(6), "{cvm} {command}: {stdout}\n{stderr}");
-                assert!(stderr.contains(why) && stderr.contains("nothing was encrypted or sent"), "{cvm}: {stderr}");
+                let nothing =
+                    if command == "update" { "nothing was encrypted or sent" } else { "nothing was encrypted" };
+                assert!(stderr.contains(why) && stderr.contains(nothing), "{cvm}: {stderr}");
+                assert_eq!(stderr.matches("nothing was encrypted").count(), 1, "said once: {stderr}");
                 assert!(stderr.contains("do not encrypt to this key"), "{stderr}");
                 if json {
                     let value: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -415,7 +415,11 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::usage(e.to_string()))?;
     let refused = |code: u8, message: String| Failure {
         code,
-        message: format!("{message}; do not encrypt to this key"),
+        message: if code == exit::NETWORK {
+            format!("{message}; the key could not be checked: do not encrypt to it until it is")
+        } else {
+            format!("{message}; do not encrypt to this key")
+        },
         json: None,
     };
     if signed.timestamp.is_none() {
@@ -428,8 +432,9 @@ async fn verify_pubkey(args: VerifyArgs) -> Result<(), Failure> {
             let rpc_url = secret_arg::rpc_url(args.rpc_url.as_deref(), "--rpc-url (or ETH_RPC_URL)", "ETH_RPC_URL")?
                 .ok_or_else(|| Failure::usage("--kms-contract needs --rpc-url (or ETH_RPC_URL)"))?;
             let kms = KmsContract::new(address, &rpc_url).map_err(|e| Failure::usage(e.to_string()))?;
-            let kms_refused =
-                |e: KmsCheckError| refused(if e.is_rpc() { exit::NETWORK } else { exit::REGISTRATION }, e.to_string());
+            let kms_refused = |e: KmsCheckError| {
+                refused(if e.is_rpc() { exit::NETWORK } else { exit::REGISTRATION }, crate::error_chain(&e))
+            };
             if let Some(given) = given {
                 let recorded = kms.k256_pubkey().await.map_err(kms_refused)?;
                 if given != recorded {
@@ -691,8 +696,9 @@ impl Failure {
     fn from_key_error(e: &EncryptionKeyError, json: bool) -> Self {
         let code = key_error_exit_code(e);
         let mut message = crate::error_chain(e);
+        message.push_str("; nothing was encrypted");
         if let Some(hint) = key_next_step(e) {
-            message.push_str("; ");
+            message.push_str(": ");
             message.push_str(&hint);
         }
         let json = json.then(|| request_error_json(code, &message, e.request_error()));

@@ -349,14 +349,15 @@ pub fn key_error_exit_code(e: &EncryptionKeyError) -> u8 {
     }
 }
 
-/// What to do after a key lookup failed or refused the key.
+/// What to do after a key lookup failed or refused the key (the error's own message says
+/// that nothing was encrypted).
 pub fn key_next_step(e: &EncryptionKeyError) -> Option<String> {
     if e.is_verification_failure() {
-        Some("nothing was encrypted or sent: do not encrypt to this key; if you know the CVM's key from elsewhere, give it with --pubkey".into())
+        Some("do not encrypt to this key; if you know the CVM's key from elsewhere, give it with --pubkey".into())
     } else if e.is_rpc() {
-        Some("nothing was encrypted or sent: check the RPC URL (--rpc-url or ETH_RPC_URL) and the network, then run the command again".into())
+        Some("check the RPC URL (--rpc-url or ETH_RPC_URL) and the network, then run the command again".into())
     } else if e.request_error().is_some_and(|r| r.is_not_sent() || r.is_maybe_sent()) {
-        Some("nothing was encrypted or sent: check the network and the API URL (PHALA_CLOUD_API_PREFIX), then run the command again".into())
+        Some("check the network and the API URL (PHALA_CLOUD_API_PREFIX), then run the command again".into())
     } else {
         None
     }
